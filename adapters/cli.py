@@ -1,0 +1,281 @@
+"""``remixbot …``: the commands, and the bootstrap that wires settings, history, queue and engine.
+
+This is the one place that knows both the core and the engine: with no ``REDIS_URL`` the engine
+runs in this process (``LocalQueue``); with one, jobs go to arq workers (``ArqQueue``) and this
+process never imports the engine or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from bot.history import History
+from bot.jobs import Action, Event, Origin, Status
+from bot.models import load_models
+from bot.queue import ArqQueue, LocalQueue
+from bot.service import Refusal, Service
+from bot.settings import Settings, load_settings
+
+log = logging.getLogger("remixbot")
+
+
+async def build_service(settings: Settings) -> Service:
+    """Wire the service for this process: embedded engine, or arq workers when REDIS_URL is set."""
+    models = load_models(settings.models_path)
+    history = await History.open(settings.data_dir)
+    if settings.redis_url:
+        queue = ArqQueue(settings.redis_url, job_timeout=settings.job_timeout, result_ttl=settings.result_ttl)
+        service = Service(settings, models, history, queue, availability=lambda: queue.availability(models))
+    else:
+        from engine import registry
+        from engine.runner import Engine
+
+        async def availability() -> dict[str, str | None]:
+            return await asyncio.to_thread(registry.availability, models)
+
+        queue = LocalQueue(Engine(models, settings.device))
+        service = Service(settings, models, history, queue, availability=availability)
+    await service.start()
+    return service
+
+
+async def close_service(service: Service) -> None:
+    await service.close()
+    await service.history.close()
+
+
+# commands --------------------------------------------------------------------------------------
+
+
+async def remix(settings: Settings, image: Path, text: str, output: Path, user: str) -> int:
+    """One-shot remix: submit, wait, copy the outputs to ``output`` and print their paths."""
+    service = await build_service(settings)
+    done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+    watched: set[str] = set()
+    results: dict[str, Event] = {}
+
+    async def on_event(record, event: Event) -> None:
+        if record.id not in watched:
+            return
+        if event.status is Status.running and event.total:
+            print(f"  {record.request.model}: rendering {event.percent}%", file=sys.stderr)
+        if event.status.finished:
+            results[record.id] = event
+            if len(results) == len(watched) and not done.done():
+                done.set_result(event)
+
+    service.listen("cli", on_event)
+    try:
+        origin = Origin(platform="cli", user_id=user, chat_id="cli", user_name=user)
+        try:
+            data = image.read_bytes()
+        except OSError as error:
+            print(f"error: can't read {image}: {error.strerror}", file=sys.stderr)
+            return 2
+        try:
+            ticket = await service.submit(origin, text, data)
+        except Refusal as refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+        watched.update(job.id for job in ticket.jobs)
+        print(f"queued job {ticket.job.id}, position {ticket.position}", file=sys.stderr)
+        if ticket.offer:
+            print(f"note: this image carries settings; to reuse them: {ticket.offer}", file=sys.stderr)
+        await done
+        output.mkdir(parents=True, exist_ok=True)
+        failed = 0
+        for job in ticket.jobs:
+            record = await service.job(job.id)
+            if record.status is not Status.done:
+                reason = record.error or record.status.value
+                print(f"error: {record.request.model}: {reason}", file=sys.stderr)
+                failed += 1
+                continue
+            for out in record.outputs:
+                target = output / out.path.name
+                shutil.copyfile(out.path, target)
+                print(target)
+            if record.note:
+                print(f"  ({record.request.model}: {record.note})", file=sys.stderr)
+        return 1 if failed else 0
+    finally:
+        await close_service(service)
+
+
+async def models(settings: Settings) -> int:
+    service = await build_service(settings)
+    try:
+        availability = await service.availability()
+        default = service.models.for_action(Action.remix).name
+        for entry in service.models:
+            reason = availability.get(entry.name)
+            state = "ready" if reason is None else f"unavailable: {reason}"
+            mark = " (default)" if entry.name == default else ""
+            print(f"{entry.name:<14} {entry.kind:<18} {state}{mark}\n    {entry.description}")
+        return 0
+    finally:
+        await close_service(service)
+
+
+async def history(settings: Settings, user: str | None, limit: int) -> int:
+    store = await History.open(settings.data_dir)
+    try:
+        users = await store.users()
+        if user:
+            platform, _, uid = user.partition(":")
+            users = [u for u in users if u.platform == platform and u.platform_user_id == uid]
+            if not users:
+                print(f"no user {user}", file=sys.stderr)
+                return 1
+        for u in users:
+            print(f"{u.platform}:{u.platform_user_id} {u.name}")
+            for job in await store.jobs_of(u.id, limit=limit):
+                parent = f" ← {job.parent_job}" if job.parent_job else ""
+                print(f"  {job.id} {job.status.value:<9} {job.action.value:<8} {job.request.model:<10} "
+                      f"{job.request.prompt[:50]!r}{parent}")
+                for out in job.outputs:
+                    print(f"      {out.path}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def worker(settings: Settings, groups: list[str]) -> int:
+    from engine.runner import Engine
+    from engine.worker import build_workers, serve
+
+    if not settings.redis_url:
+        print("error: remixbot worker needs REDIS_URL (the embedded mode runs the engine in-process)",
+              file=sys.stderr)
+        return 2
+    models = load_models(settings.models_path)
+    groups = groups or sorted({entry.queue_group for entry in models})
+    engine = Engine(models, settings.device)
+    workers = build_workers(engine, settings.redis_url, groups, job_timeout=settings.job_timeout,
+                            result_ttl=settings.result_ttl, poll_delay=settings.poll_delay)
+    log.info("worker serving groups %s", ", ".join(groups))
+    try:
+        await _until_signalled(serve(workers, groups))
+    finally:
+        engine.close()
+    return 0
+
+
+async def run(settings: Settings) -> int:
+    """The service: every adapter whose token is set, until SIGINT/SIGTERM. Needs no terminal."""
+    starters = []
+    if settings.telegram_token:
+        from adapters.telegram.bot import run_telegram
+
+        starters.append(run_telegram)
+    if settings.discord_token:
+        from adapters.discord.bot import run_discord
+
+        starters.append(run_discord)
+    if not starters:
+        print("error: no adapter configured: set TELEGRAM_TOKEN and/or DISCORD_TOKEN "
+              "(or try `remixbot chat` in a terminal)", file=sys.stderr)
+        return 2
+    service = await build_service(settings)
+    try:
+        await _until_signalled(asyncio.gather(*(start(service) for start in starters)))
+    finally:
+        await close_service(service)
+    return 0
+
+
+async def chat(settings: Settings, user: str) -> int:
+    from adapters.console import Console
+
+    service = await build_service(settings)
+    try:
+        await Console(service, user=user).run()
+    finally:
+        await close_service(service)
+    return 0
+
+
+async def _until_signalled(work) -> None:
+    """Run ``work`` until it ends or SIGINT/SIGTERM arrives."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+# entry point -----------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="remixbot", description="Image-to-image remixes in chats.")
+    commands = top.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("remix", help="remix one image: remixbot remix IMAGE PROMPT [--flags] -o DIR")
+    p.add_argument("image", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("remixes"))
+    p.add_argument("--user", default="local")
+    p.add_argument("text", nargs=argparse.REMAINDER, help="prompt and flags (--strength, --model, --seed …)")
+    c = commands.add_parser("chat", help="a terminal chat over the same core")
+    c.add_argument("--user", default="local")
+    commands.add_parser("models", help="the model registry and what can run")
+    h = commands.add_parser("history", help="past jobs")
+    h.add_argument("--user", help="PLATFORM:ID, e.g. telegram:12345")
+    h.add_argument("--limit", type=int, default=20)
+    w = commands.add_parser("worker", help="an arq worker (needs REDIS_URL)")
+    w.add_argument("--groups", default="", help="model groups to serve, comma-separated (default: all)")
+    commands.add_parser("run", help="the bot service: every adapter with a token")
+    return top
+
+
+def split_remix_args(args: argparse.Namespace) -> tuple[str, Path, str]:
+    """REMAINDER swallows -o/--user given after the prompt: take them back out."""
+    words, output, user = [], args.output, args.user
+    text = list(args.text)
+    while text:
+        word = text.pop(0)
+        if word in ("-o", "--output") and text:
+            output = Path(text.pop(0))
+        elif word == "--user" and text:
+            user = text.pop(0)
+        else:
+            words.append(word)
+    return " ".join(words), output, user
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = load_settings()
+    quiet = args.command in ("remix", "chat", "models", "history")
+    level = settings.log_level or ("WARNING" if quiet else "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "remix":
+        text, output, user = split_remix_args(args)
+        return asyncio.run(remix(settings, args.image, text, output, user))
+    if args.command == "chat":
+        return asyncio.run(chat(settings, args.user))
+    if args.command == "models":
+        return asyncio.run(models(settings))
+    if args.command == "history":
+        return asyncio.run(history(settings, args.user, args.limit))
+    if args.command == "worker":
+        groups = [g for g in args.groups.split(",") if g]
+        return asyncio.run(worker(settings, groups))
+    if args.command == "run":
+        return asyncio.run(run(settings))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

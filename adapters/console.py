@@ -1,0 +1,189 @@
+"""The terminal chat: the pattern the platform adapters follow (parse in, call the service, render out).
+
+Type ``PATH prompt --flags`` to remix an image file, then act on results by name::
+
+    > photo.jpg a watercolor of the harbor --strength 0.6
+    queued 3f9a0c1b2d4e — position 1
+    3f9a0c1b2d4e rendering 50%
+    3f9a0c1b2d4e done: remixes/3f9a0c1b2d4e-0.png
+      actions: reroll · vary 1 · strong 1 · upscale 1 · fixface 1 · animate 1 · info
+    > upscale 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from bot.actions import Button, Press
+from bot.history import JobRecord
+from bot.jobs import Event, Origin, Status
+from bot.requests import HELP
+from bot.service import Refusal, Service
+
+COMMANDS = """commands:
+  PATH prompt --flags     remix an image file (e.g. photo.jpg warm cinematic --strength 0.6)
+  reroll [JOB]            same settings, new seed
+  vary N / strong N       subtle / strong variations of output N
+  upscale N · fixface N · animate N
+  info [JOB] · history [PAGE] · cancel [JOB] · models · settings [model=… strength=… n=…]
+  help · quit"""
+
+# console word → button
+WORDS = {
+    "reroll": Button.reroll, "vary": Button.vary, "strong": Button.varystrong,
+    "varystrong": Button.varystrong, "upscale": Button.upscale, "fixface": Button.fixface,
+    "animate": Button.animate,
+}
+
+
+class Console:
+    def __init__(self, service: Service, *, user: str = "local", stdin: TextIO | None = None,
+                 stdout: TextIO | None = None):
+        self.service = service
+        self.origin = Origin(platform="console", user_id=user, chat_id="console", user_name=user)
+        self._in = stdin or sys.stdin
+        self._out = stdout or sys.stdout
+        self._last_job: str | None = None  # the newest finished job: actions default to it
+        self._shown: dict[str, int] = {}  # job id → last percent shown (throttles progress lines)
+
+    def say(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+    async def run(self) -> None:
+        self.service.listen("console", self.on_event)
+        self.say("remixbot chat — type `help` for commands, `quit` to leave.")
+        while True:
+            line = await asyncio.to_thread(self._in.readline)
+            if not line:  # end of input: wait for the jobs still under way, then leave
+                await self._drain()
+                return
+            line = line.strip()
+            if line in ("quit", "exit"):
+                return
+            if line:
+                await self.handle(line)
+
+    async def _drain(self) -> None:
+        while any(not job.status.finished for job in await self.service.jobs(self.origin, per_page=20)):
+            await asyncio.sleep(0.05)
+
+    async def handle(self, line: str) -> None:
+        try:
+            await self._dispatch(line)
+        except Refusal as refusal:
+            self.say(f"sorry: {refusal}")
+
+    async def _dispatch(self, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        if word == "help":
+            self.say(COMMANDS + "\n\n" + HELP)
+        elif word in WORDS:
+            await self._press(WORDS[word], rest.strip())
+        elif word == "info":
+            await self._info(rest.strip() or self._last_job)
+        elif word == "history":
+            await self._history(int(rest) if rest.strip().isdigit() else 0)
+        elif word == "cancel":
+            cancelled = await self.service.cancel(self.origin, rest.strip() or None)
+            self.say(f"cancelled: {', '.join(cancelled)}" if cancelled else "nothing to cancel")
+        elif word == "models":
+            availability = await self.service.availability()
+            for entry in self.service.models:
+                state = "ready" if availability.get(entry.name) is None else availability[entry.name]
+                self.say(f"{entry.name}: {entry.description} [{state}]")
+        elif word == "settings":
+            await self._settings(rest)
+        else:
+            await self._remix(line)
+
+    async def _remix(self, line: str) -> None:
+        path_text, _, text = line.partition(" ")
+        if path_text.startswith(("'", '"')):
+            parts = shlex.split(line)
+            path_text, text = parts[0], " ".join(shlex.quote(p) if " " in p else p for p in parts[1:])
+        path = Path(path_text).expanduser()
+        if not path.is_file():
+            self.say(f"sorry: no file at {path_text} — start with an image path, or type `help`")
+            return
+        ticket = await self.service.submit(self.origin, text, await asyncio.to_thread(path.read_bytes))
+        for job in ticket.jobs:
+            self.say(f"queued {job.id} ({job.request.model}) — position {ticket.position}")
+        if ticket.offer:
+            self.say(f"this image carries settings; to reuse them type: {path_text} {ticket.offer}")
+
+    async def _press(self, button: Button, rest: str) -> None:
+        args = rest.split()
+        index = int(args.pop(0)) - 1 if args and args[0].isdigit() else 0
+        job_id = args[0] if args else self._last_job
+        if job_id is None:
+            raise Refusal("nothing to act on yet — remix an image first")
+        ticket = await self.service.act(self.origin, Press(button, job_id, max(index, 0)))
+        self.say(f"queued {ticket.job.id} ({button.value} of {job_id}) — position {ticket.position}")
+
+    async def _info(self, job_id: str | None) -> None:
+        record = await self.service.job(job_id) if job_id else None
+        if record is None:
+            raise Refusal("no such job")
+        r = record.request
+        self.say(f"{record.id} {record.action.value} {record.status.value} — model {r.model}, "
+                 f"strength {r.strength}, seed {r.seed}, steps {r.num_inference_steps}, "
+                 f"cfg {r.guidance_scale}")
+        negative = f"  negative: {r.negative_prompt!r}" if r.negative_prompt else ""
+        self.say(f"  prompt: {r.prompt!r}{negative}")
+        if record.parent_job:
+            self.say(f"  from: {record.parent_job}" + (
+                f" output {record.parent_output + 1}" if record.parent_output is not None else ""))
+        if record.engine:
+            self.say(f"  ran on: {record.engine}" + (f" ({record.note})" if record.note else ""))
+
+    async def _history(self, page: int) -> None:
+        records = await self.service.jobs(self.origin, page=page)
+        if not records:
+            self.say("no jobs yet" if page == 0 else "no more jobs")
+        for record in records:
+            self.say(f"{record.id} {record.status.value:<9} {record.action.value:<8} "
+                     f"{record.request.model:<8} {record.request.prompt[:40]!r} {len(record.outputs)} output(s)")
+
+    async def _settings(self, rest: str) -> None:
+        changes = {}
+        names = {"model": "model", "strength": "strength", "n": "num_images_per_prompt"}
+        for pair in rest.split():
+            key, _, value = pair.partition("=")
+            if key not in names or not value:
+                raise Refusal(f"settings take model=…, strength=…, n=… (got {pair!r})")
+            convert = {"model": str, "strength": float, "n": int}[key]
+            try:
+                changes[names[key]] = convert(value)
+            except ValueError:
+                raise Refusal(f"{key} needs a number, got {value!r}") from None
+        defaults = (await self.service.change_settings(self.origin, **changes) if changes
+                    else await self.service.user_settings(self.origin))
+        strength = "model default" if defaults.strength is None else defaults.strength
+        self.say(f"settings: model={defaults.model} strength={strength} n={defaults.num_images_per_prompt}")
+
+    async def on_event(self, record: JobRecord, event: Event) -> None:
+        if event.status is Status.queued and event.position:
+            self.say(f"{record.id} queued — position {event.position}")
+        elif event.status is Status.running and event.total:
+            percent = event.percent // 25 * 25  # a line per quarter is plenty in a terminal
+            if percent > self._shown.get(record.id, -1):
+                self._shown[record.id] = percent
+                self.say(f"{record.id} rendering {percent}%")
+        elif event.status is Status.done:
+            self._last_job = record.id
+            self._shown.pop(record.id, None)
+            paths = ", ".join(str(out.path) for out in record.outputs)
+            self.say(f"{record.id} done: {paths}" + (f" ({record.note})" if record.note else ""))
+            n = len(record.outputs)
+            each = " · ".join(f"{w} {i}" for w in ("vary", "strong", "upscale", "fixface", "animate")
+                              for i in range(1, n + 1))
+            self.say(f"  actions: reroll · {each} · info")
+        elif event.status is Status.failed:
+            self._shown.pop(record.id, None)
+            self.say(f"{record.id} failed: {record.error}")
+        elif event.status is Status.cancelled:
+            self.say(f"{record.id} cancelled")

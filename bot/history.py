@@ -1,0 +1,339 @@
+"""The ledger: users, jobs, outputs and lineage in SQLite (aiosqlite), files under the data dir.
+
+Files are named by job id, never by anything a user typed: ``inputs/<job>.png``,
+``inputs/<job>-ref<i>.png`` and ``outputs/<job>-<index>.<ext>``. The schema is versioned with
+``PRAGMA user_version``; each entry of ``MIGRATIONS`` moves it one version up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.jobs import Action, Job, Origin, Request, Result, Status, from_data, to_data
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        platform_user_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        settings TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        UNIQUE (platform, platform_user_id)
+    );
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        action TEXT NOT NULL,
+        request TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        queue_group TEXT NOT NULL,
+        status TEXT NOT NULL,
+        parent_job TEXT REFERENCES jobs(id) ON DELETE SET NULL,
+        parent_output INTEGER,
+        reference_count INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        error TEXT NOT NULL DEFAULT '',
+        engine TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        status_message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX jobs_by_user ON jobs (user_id, created_at DESC);
+    CREATE INDEX jobs_by_status ON jobs (status);
+    CREATE INDEX jobs_by_parent ON jobs (parent_job);
+    CREATE TABLE outputs (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        width INTEGER NOT NULL DEFAULT 0,
+        height INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, idx)
+    );
+    """,
+]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    platform: str
+    platform_user_id: str
+    name: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    job_id: str
+    index: int
+    seed: int
+    path: Path
+    media_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    user_id: int
+    action: Action
+    request: Request
+    origin: Origin
+    group: str
+    status: Status
+    parent_job: str | None
+    parent_output: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str
+    engine: str
+    note: str
+    status_message: str
+    outputs: tuple[OutputRecord, ...]
+
+
+class History:
+    """One SQLite file and the data directory beside it. Open with ``await History.open(...)``."""
+
+    def __init__(self, db: aiosqlite.Connection, data_dir: Path):
+        self._db = db
+        self.data_dir = data_dir
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> History:
+        data_dir = Path(data_dir)
+        for sub in ("inputs", "outputs"):
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(data_dir / "remixbot.sqlite3")
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        history = cls(db, data_dir)
+        await history._migrate()
+        return history
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    async def schema_version(self) -> int:
+        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()
+        return version
+
+    # users -----------------------------------------------------------------------------------
+
+    async def user(self, origin: Origin) -> UserRecord:
+        """The user behind an origin, created on first sight (the display name kept fresh)."""
+        async with self._lock:
+            await self._db.execute(
+                "INSERT INTO users (platform, platform_user_id, name, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+                " name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END",
+                (origin.platform, origin.user_id, origin.user_name, time.time()),
+            )
+            await self._db.commit()
+        row = await self._one(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?", origin.platform, origin.user_id
+        )
+        return _user(row)
+
+    async def user_by_id(self, user_id: int) -> UserRecord | None:
+        row = await self._one("SELECT * FROM users WHERE id = ?", user_id)
+        return _user(row) if row else None
+
+    async def users(self) -> list[UserRecord]:
+        rows = await self._all("SELECT * FROM users ORDER BY id")
+        return [_user(row) for row in rows]
+
+    async def save_settings(self, user_id: int, settings: dict[str, Any]) -> None:
+        await self._write("UPDATE users SET settings = ? WHERE id = ?", json.dumps(settings), user_id)
+
+    # jobs ------------------------------------------------------------------------------------
+
+    async def add_job(self, job: Job, user_id: int) -> None:
+        """Record a queued job and keep its source and reference images as files."""
+        await asyncio.to_thread(self._write_inputs, job)
+        await self._write(
+            "INSERT INTO jobs (id, user_id, action, request, origin, queue_group, status, parent_job,"
+            " parent_output, reference_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            job.id, user_id, job.action.value, json.dumps(to_data(job.request)),
+            json.dumps(to_data(job.origin)), job.group, Status.queued.value, job.parent_job,
+            job.parent_output, len(job.references), job.created_at,
+        )
+
+    def _write_inputs(self, job: Job) -> None:
+        (self.data_dir / "inputs" / f"{job.id}.png").write_bytes(job.image)
+        for i, data in enumerate(job.references):
+            (self.data_dir / "inputs" / f"{job.id}-ref{i}.png").write_bytes(data)
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        row = await self._one("SELECT * FROM jobs WHERE id = ?", job_id)
+        if row is None:
+            return None
+        outputs = await self._all("SELECT * FROM outputs WHERE job_id = ? ORDER BY idx", job_id)
+        return self._record(row, outputs)
+
+    async def load_job(self, job_id: str) -> Job | None:
+        """The job as the engine saw it, images included (to run it again after a restart)."""
+        record = await self.job(job_id)
+        if record is None:
+            return None
+        row = await self._one("SELECT reference_count FROM jobs WHERE id = ?", job_id)
+        image, references = await asyncio.to_thread(self._read_inputs, job_id, row["reference_count"])
+        return Job(
+            id=record.id, action=record.action, request=record.request, image=image, origin=record.origin,
+            group=record.group, references=references, parent_job=record.parent_job,
+            parent_output=record.parent_output, created_at=record.created_at,
+        )
+
+    def _read_inputs(self, job_id: str, count: int) -> tuple[bytes, tuple[bytes, ...]]:
+        inputs = self.data_dir / "inputs"
+        image = (inputs / f"{job_id}.png").read_bytes()
+        return image, tuple((inputs / f"{job_id}-ref{i}.png").read_bytes() for i in range(count))
+
+    def source_path(self, job_id: str) -> Path:
+        return self.data_dir / "inputs" / f"{job_id}.png"
+
+    async def mark_running(self, job_id: str) -> bool:
+        return await self._write(
+            "UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = ?",
+            Status.running.value, time.time(), job_id, Status.queued.value,
+        )
+
+    async def requeue(self, job_id: str) -> bool:
+        """Put a job that was running when the process died back to queued."""
+        return await self._write(
+            "UPDATE jobs SET status = ?, started_at = NULL WHERE id = ? AND status = ?",
+            Status.queued.value, job_id, Status.running.value,
+        )
+
+    async def finish(self, result: Result) -> bool:
+        """Store a finished job's outputs and status. True only the first time: delivery is once."""
+        paths = await asyncio.to_thread(self._write_outputs, result)
+        async with self._lock:
+            cursor = await self._db.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, error = ?, engine = ?, note = ?"
+                " WHERE id = ? AND status IN (?, ?)",
+                (result.status.value, time.time(), result.error, result.engine, result.note,
+                 result.job_id, Status.queued.value, Status.running.value),
+            )
+            if cursor.rowcount != 1:
+                await self._db.rollback()
+                return False
+            await self._db.executemany(
+                "INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(result.job_id, o.index, o.seed, str(path), o.media_type, o.width, o.height)
+                 for o, path in zip(result.outputs, paths, strict=True)],
+            )
+            await self._db.commit()
+        return True
+
+    def _write_outputs(self, result: Result) -> list[Path]:
+        paths = []
+        for output in result.outputs:
+            path = self.data_dir / "outputs" / f"{result.job_id}-{output.index}.{output.extension}"
+            path.write_bytes(output.data)
+            paths.append(path)
+        return paths
+
+    async def cancel(self, job_id: str) -> bool:
+        return await self._write(
+            "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)",
+            Status.cancelled.value, time.time(), job_id, Status.queued.value, Status.running.value,
+        )
+
+    async def set_status_message(self, job_id: str, message: str) -> None:
+        await self._write("UPDATE jobs SET status_message = ? WHERE id = ?", message, job_id)
+
+    async def unfinished(self) -> list[str]:
+        """Ids of jobs queued or running, oldest first."""
+        rows = await self._all(
+            "SELECT id FROM jobs WHERE status IN (?, ?) ORDER BY created_at",
+            Status.queued.value, Status.running.value,
+        )
+        return [row["id"] for row in rows]
+
+    async def jobs_of(self, user_id: int, *, limit: int = 10, offset: int = 0) -> list[JobRecord]:
+        rows = await self._all(
+            "SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            user_id, limit, offset,
+        )
+        return [await self.job(row["id"]) for row in rows]
+
+    async def count_jobs(self, user_id: int, *statuses: Status) -> int:
+        marks = ",".join("?" * len(statuses)) if statuses else ""
+        where = f" AND status IN ({marks})" if statuses else ""
+        row = await self._one(
+            f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?{where}", user_id, *[s.value for s in statuses]
+        )
+        return row["n"]
+
+    async def lineage(self, job_id: str) -> list[JobRecord]:
+        """The job and its ancestors, newest first."""
+        chain: list[JobRecord] = []
+        current: str | None = job_id
+        while current and len(chain) < 100:
+            record = await self.job(current)
+            if record is None:
+                break
+            chain.append(record)
+            current = record.parent_job
+        return chain
+
+    # plumbing --------------------------------------------------------------------------------
+
+    def _record(self, row: aiosqlite.Row, outputs: list[aiosqlite.Row]) -> JobRecord:
+        return JobRecord(
+            id=row["id"], user_id=row["user_id"], action=Action(row["action"]),
+            request=from_data(Request, json.loads(row["request"])),
+            origin=from_data(Origin, json.loads(row["origin"])), group=row["queue_group"],
+            status=Status(row["status"]), parent_job=row["parent_job"], parent_output=row["parent_output"],
+            created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+            error=row["error"], engine=row["engine"], note=row["note"], status_message=row["status_message"],
+            outputs=tuple(
+                OutputRecord(job_id=o["job_id"], index=o["idx"], seed=o["seed"], path=Path(o["path"]),
+                             media_type=o["media_type"], width=o["width"], height=o["height"])
+                for o in outputs
+            ),
+        )
+
+    async def _one(self, sql: str, *args: Any) -> aiosqlite.Row | None:
+        return await (await self._db.execute(sql, args)).fetchone()
+
+    async def _all(self, sql: str, *args: Any) -> list[aiosqlite.Row]:
+        return list(await (await self._db.execute(sql, args)).fetchall())
+
+    async def _write(self, sql: str, *args: Any) -> bool:
+        async with self._lock:
+            cursor = await self._db.execute(sql, args)
+            await self._db.commit()
+            return cursor.rowcount > 0
+
+
+def _user(row: aiosqlite.Row) -> UserRecord:
+    return UserRecord(
+        id=row["id"], platform=row["platform"], platform_user_id=row["platform_user_id"],
+        name=row["name"], settings=json.loads(row["settings"]),
+    )

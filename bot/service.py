@@ -1,0 +1,289 @@
+"""The use cases every face calls: submit, act (buttons), cancel, history, settings, info.
+
+Adapters translate platform messages into these calls and render what comes back; they catch
+``Refusal`` (a friendly one-line reason) and nothing else of ours. Job events reach the adapter
+that owns the job's platform through the handler it registered with ``listen``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from bot import images, requests
+from bot.actions import Button, Press, derive_request, parse_button
+from bot.history import History, JobRecord, UserRecord
+from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
+from bot.models import Models
+from bot.queue import JobQueue
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[JobRecord, Event], Awaitable[None]]
+Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
+
+MAX_SEED = 2**32 - 1
+
+
+class Refusal(Exception):
+    """A request the bot turns down; ``str()`` is a friendly, user-safe line for the chat."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A submitted job: what the adapter shows at once ("Queued — position 2")."""
+
+    jobs: tuple[Job, ...]  # the job, then one per --compare model
+    position: int
+    offer: str = ""  # settings found in the source PNG that the user may want to reuse
+
+    @property
+    def job(self) -> Job:
+        return self.jobs[0]
+
+
+class Service:
+    def __init__(self, settings: Settings, models: Models, history: History, queue: JobQueue,
+                 availability: Availability | None = None):
+        self.settings = settings
+        self.models = models
+        self.history = history
+        self.queue = queue
+        self._availability = availability
+        self._handlers: dict[str, Handler] = {}
+        # (platform, user) → times of recent requests, for the per-minute rate limit
+        self._recent: dict[tuple[str, str], collections.deque] = collections.defaultdict(collections.deque)
+        self._submit_lock = asyncio.Lock()
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the queue and pick up jobs left unfinished by the last run."""
+        await self.queue.start(self._on_event)
+        for job_id in await self.history.unfinished():
+            job = await self.history.load_job(job_id)
+            if job is None:
+                continue
+            await self.history.requeue(job_id)
+            log.info("recovering job %s", job_id)
+            await self.queue.recover(job)
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    def listen(self, platform: str, handler: Handler) -> None:
+        """Route events of jobs from ``platform`` to ``handler`` (one per platform)."""
+        self._handlers[platform] = handler
+
+    # submitting ------------------------------------------------------------------------------
+
+    async def submit(self, origin: Origin, text: str, image: bytes, references: tuple[bytes, ...] = (),
+                     *, parent_job: str | None = None, parent_output: int | None = None) -> Ticket:
+        """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal."""
+        user = await self.history.user(origin)
+        defaults = self._defaults(user)
+        limits = self.settings.limits
+        if len(references) > limits.max_references:
+            raise Refusal(f"Up to {limits.max_references} reference images, please (got {len(references)}).")
+        source = _decode(image, limits)
+        refs = tuple(_decode(data, limits) for data in references)
+        offer = ""
+        found = images.read_parameters(image)
+        try:
+            if found and not text.strip():
+                request = requests.request_from_parameters(
+                    images.parse_parameters(found), defaults=defaults, models=self.models)
+            else:
+                request = requests.parse_request(text, defaults=defaults, limits=limits, models=self.models)
+                if found and not _has_flags(text):
+                    offer = requests.format_request(requests.request_from_parameters(
+                        images.parse_parameters(found), defaults=defaults, models=self.models))
+        except requests.RequestError as error:
+            raise Refusal(str(error)) from None
+        request = self._resolve(request)
+        tickets = []
+        for model in (request.model, *request.compare):
+            job = self._job(origin, Action.remix, replace(request, model=model), source, refs,
+                            parent_job, parent_output)
+            tickets.append(await self._enqueue(user, job, offer))
+        return Ticket(jobs=tuple(t.job for t in tickets), position=tickets[0].position, offer=offer)
+
+    async def act(self, origin: Origin, button: str | Press) -> Ticket:
+        """The job a button press makes from an earlier result. Raises Refusal."""
+        press = parse_button(button) if isinstance(button, str) else button
+        if press is None or press.button.action is None:
+            raise Refusal("That button doesn't start a new job.")
+        parent = await self.history.job(press.job_id)
+        if parent is None:
+            raise Refusal("I can't find that result any more.")
+        user = await self.history.user(origin)
+        if press.button is Button.reroll:
+            image, references = await self._source_of(parent.id)
+            seed = random.randint(0, MAX_SEED)
+            parent_output = None
+        else:
+            output = next((o for o in parent.outputs if o.index == press.index), None)
+            if parent.status is not Status.done or output is None:
+                raise Refusal("That result isn't ready (or has no such image).")
+            if not output.media_type.startswith("image/"):
+                raise Refusal("That works on images only.")
+            image = await asyncio.to_thread(output.path.read_bytes)
+            _, references = await self._source_of(parent.id)
+            fresh = press.button in (Button.vary, Button.varystrong)
+            seed = random.randint(0, MAX_SEED) if fresh else output.seed
+            parent_output = output.index
+        action = press.button.action
+        model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
+        request = derive_request(press, parent.request, seed=seed, model=model,
+                                 vary_subtle=self.settings.vary_strength_subtle,
+                                 vary_strong=self.settings.vary_strength_strong)
+        job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
+        return await self._enqueue(user, job, "")
+
+    async def _source_of(self, job_id: str) -> tuple[bytes, tuple[bytes, ...]]:
+        job = await self.history.load_job(job_id)
+        return job.image, job.references
+
+    def _job(self, origin: Origin, action: Action, request: Request, image: bytes,
+             references: tuple[bytes, ...], parent_job: str | None, parent_output: int | None) -> Job:
+        entry = self.models[request.model]
+        return Job(id=new_job_id(), action=action, request=request, image=image, origin=origin,
+                   group=entry.queue_group, references=references, parent_job=parent_job,
+                   parent_output=parent_output)
+
+    async def _enqueue(self, user: UserRecord, job: Job, offer: str) -> Ticket:
+        async with self._submit_lock:  # the cap check and the insert must not interleave
+            await self._check_limits(user, job.origin)
+            await self.history.add_job(job, user.id)
+        position = await self.queue.submit(job)
+        log.info("job %s queued (%s, %s) for %s:%s", job.id, job.action.value, job.request.model,
+                 job.origin.platform, user.id)
+        return Ticket(jobs=(job,), position=position, offer=offer)
+
+    def _resolve(self, request: Request) -> Request:
+        """Fill what the engine would otherwise pick, so the history tells the truth."""
+        entry = self.models[request.model]
+        return replace(
+            request,
+            seed=request.seed if request.seed is not None else random.randint(0, MAX_SEED),
+            num_inference_steps=request.num_inference_steps or entry.num_inference_steps,
+            guidance_scale=request.guidance_scale if request.guidance_scale is not None else entry.guidance_scale,
+        )
+
+    async def _check_limits(self, user: UserRecord, origin: Origin) -> None:
+        limits = self.settings.limits
+        waiting = await self.history.count_jobs(user.id, Status.queued, Status.running)
+        if waiting >= limits.max_queued_per_user:
+            raise Refusal(f"You already have {waiting} jobs waiting; the limit is {limits.max_queued_per_user}."
+                          " Try again when one finishes (or /cancel).")
+        recent = self._recent[(origin.platform, origin.user_id)]
+        now = time.monotonic()
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= limits.rate_per_minute:
+            wait = int(60 - (now - recent[0])) + 1
+            raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. "
+                          f"Try again in {wait} s.")
+        recent.append(now)
+
+    # the rest of the use cases ---------------------------------------------------------------
+
+    async def cancel(self, origin: Origin, job_id: str | None = None) -> list[str]:
+        """Cancel one of the user's jobs, or all their queued and running ones. Returns the ids."""
+        user = await self.history.user(origin)
+        if job_id is not None:
+            record = await self.history.job(job_id)
+            if record is None or record.user_id != user.id:
+                raise Refusal("That isn't one of your jobs.")
+            candidates = [record]
+        else:
+            candidates = await self.history.jobs_of(user.id, limit=100)
+        cancelled = []
+        for record in candidates:
+            if not record.status.finished and await self.queue.cancel(record.id):
+                cancelled.append(record.id)
+        return cancelled
+
+    async def jobs(self, origin: Origin, *, page: int = 0, per_page: int = 5) -> list[JobRecord]:
+        """The user's own jobs, newest first (private: only theirs)."""
+        user = await self.history.user(origin)
+        return await self.history.jobs_of(user.id, limit=per_page, offset=page * per_page)
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        return await self.history.job(job_id)
+
+    async def can_delete(self, origin: Origin, job_id: str, *, is_admin: bool = False) -> bool:
+        record = await self.history.job(job_id)
+        if record is None:
+            return False
+        user = await self.history.user(origin)
+        return is_admin or record.user_id == user.id
+
+    async def user_settings(self, origin: Origin) -> requests.Defaults:
+        return self._defaults(await self.history.user(origin))
+
+    async def change_settings(self, origin: Origin, **changes) -> requests.Defaults:
+        """Save per-user defaults (model, strength, num_images_per_prompt). Raises Refusal."""
+        user = await self.history.user(origin)
+        current = self._defaults(user)
+        model = changes.get("model", current.model)
+        if model not in self.models:
+            raise Refusal(f"There's no model called {model!r}. Try: {', '.join(self.models.names())}.")
+        strength = changes.get("strength", current.strength)
+        if strength is not None and not 0 <= strength <= 1:
+            raise Refusal(f"strength must be between 0 and 1, got {strength}")
+        n = changes.get("num_images_per_prompt", current.num_images_per_prompt)
+        if not 1 <= n <= self.settings.limits.max_num_images:
+            raise Refusal(f"n must be between 1 and {self.settings.limits.max_num_images}, got {n}")
+        saved = {"model": model, "strength": strength, "num_images_per_prompt": n}
+        await self.history.save_settings(user.id, saved)
+        return requests.Defaults(**saved)
+
+    async def availability(self) -> dict[str, str | None]:
+        """Model name → None when it can run (here, or on a live worker), else why not."""
+        if self._availability is None:
+            return {name: None for name in self.models.names()}
+        return await self._availability()
+
+    def _defaults(self, user: UserRecord) -> requests.Defaults:
+        saved = user.settings
+        model = saved.get("model") if saved.get("model") in self.models else self.models.for_action(Action.remix).name
+        return requests.Defaults(model=model, strength=saved.get("strength"),
+                                 num_images_per_prompt=int(saved.get("num_images_per_prompt", 1)))
+
+    # events ----------------------------------------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if event.status is Status.running and event.total == 0:
+            await self.history.mark_running(event.job_id)
+        if event.status.finished:
+            result = event.result or Result(event.job_id, event.status)
+            if not await self.history.finish(result):
+                return  # delivered already: every result reaches the chat once
+            if result.status is Status.failed:
+                log.info("job %s failed: %s", event.job_id, result.error)
+        record = await self.history.job(event.job_id)
+        if record is None or (record.status.finished and not event.status.finished):
+            return  # unknown, or a late progress event of a finished job
+        handler = self._handlers.get(record.origin.platform)
+        if handler is not None:
+            await handler(record, event)
+
+
+def _decode(data: bytes, limits) -> bytes:
+    """Safely decode any image to normalised PNG bytes (what jobs carry). Raises Refusal."""
+    try:
+        image = images.decode(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+    except images.ImageError as error:
+        raise Refusal(str(error)) from None
+    return images.encode_png(image)
+
+
+def _has_flags(text: str) -> bool:
+    return any(token.startswith(("--", "—", "–")) for token in text.split())

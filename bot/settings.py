@@ -1,0 +1,113 @@
+"""Environment → typed settings. Every variable is documented in config/remixbot.example.env."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Secret(str):
+    """A string that never shows itself in a repr, a log line or an f-string by accident."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def __format__(self, spec: str) -> str:
+        return "***" if self else ""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return "***" if self else ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt_length: int = 1000
+    max_num_images: int = 4
+    max_size: int = 1536
+    min_size: int = 64
+    max_steps: int = 100
+    max_image_bytes: int = 20 * 1024 * 1024  # Telegram's download cap; Discord's is lower
+    max_image_pixels: int = 40_000_000  # decoding anything larger is refused before it starts
+    max_references: int = 3
+    max_queued_per_user: int = 5
+    rate_per_minute: int = 20  # requests per user per minute
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    models_path: Path = ROOT / "config" / "models.toml"
+    redis_url: str = ""  # empty: embedded mode (engine in-process)
+    device: str = ""  # engine device: "", "cpu", "cuda", "cuda:1"; "" picks CUDA when present
+    job_timeout: int = 900  # seconds a job may run
+    poll_delay: float = 0.02  # seconds between an idle arq worker's looks at its queue
+    result_ttl: int = 7 * 24 * 3600  # seconds a worker's result waits in Redis for the bot
+    vary_strength_subtle: float = 0.35
+    vary_strength_strong: float = 0.7
+    limits: Limits = field(default_factory=Limits)
+    telegram_token: Secret = Secret("")
+    telegram_base_url: str = ""
+    telegram_base_file_url: str = ""
+    discord_token: Secret = Secret("")
+    discord_guild_ids: tuple[int, ...] = ()
+    discord_message_content: bool = False
+    discord_allowed_channels: tuple[int, ...] = ()
+    log_level: str = ""  # "": INFO for services, WARNING for one-shot commands
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    return float(value) if value else default
+
+
+def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in env.get(name, "").replace(" ", "").split(",") if part)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment (or a mapping, in tests)."""
+    env = os.environ if env is None else env
+    defaults = Limits()
+    limits = Limits(
+        max_prompt_length=_int(env, "REMIXBOT_MAX_PROMPT_LENGTH", defaults.max_prompt_length),
+        max_num_images=_int(env, "REMIXBOT_MAX_N", defaults.max_num_images),
+        max_size=_int(env, "REMIXBOT_MAX_SIZE", defaults.max_size),
+        max_steps=_int(env, "REMIXBOT_MAX_STEPS", defaults.max_steps),
+        max_image_bytes=_int(env, "REMIXBOT_MAX_IMAGE_BYTES", defaults.max_image_bytes),
+        max_image_pixels=_int(env, "REMIXBOT_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
+        max_queued_per_user=_int(env, "REMIXBOT_MAX_QUEUED_PER_USER", defaults.max_queued_per_user),
+        rate_per_minute=_int(env, "REMIXBOT_RATE_PER_MINUTE", defaults.rate_per_minute),
+    )
+    base = Settings()
+    return Settings(
+        data_dir=Path(env.get("REMIXBOT_DATA_DIR") or base.data_dir),
+        models_path=Path(env.get("REMIXBOT_MODELS") or base.models_path),
+        redis_url=env.get("REDIS_URL", "").strip(),
+        device=env.get("REMIXBOT_DEVICE", "").strip(),
+        job_timeout=_int(env, "REMIXBOT_JOB_TIMEOUT", base.job_timeout),
+        poll_delay=_float(env, "REMIXBOT_POLL_DELAY", base.poll_delay),
+        result_ttl=_int(env, "REMIXBOT_RESULT_TTL", base.result_ttl),
+        vary_strength_subtle=_float(env, "REMIXBOT_VARY_SUBTLE", base.vary_strength_subtle),
+        vary_strength_strong=_float(env, "REMIXBOT_VARY_STRONG", base.vary_strength_strong),
+        limits=limits,
+        telegram_token=Secret(env.get("TELEGRAM_TOKEN", "").strip()),
+        telegram_base_url=env.get("TELEGRAM_BASE_URL", "").strip(),
+        telegram_base_file_url=env.get("TELEGRAM_BASE_FILE_URL", "").strip(),
+        discord_token=Secret(env.get("DISCORD_TOKEN", "").strip()),
+        discord_guild_ids=_ids(env, "DISCORD_GUILD_IDS"),
+        discord_message_content=env.get("DISCORD_MESSAGE_CONTENT", "").lower() in ("1", "true", "yes"),
+        discord_allowed_channels=_ids(env, "DISCORD_ALLOWED_CHANNELS"),
+        log_level=env.get("REMIXBOT_LOG_LEVEL", "").upper(),
+    )

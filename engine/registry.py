@@ -1,0 +1,39 @@
+"""Model kinds: which module runs each ``kind`` of models.toml, and whether an entry can run here."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from bot.models import ModelEntry, Models
+
+# kind (as written in models.toml) → module under engine/kinds with check() and load()
+KINDS: dict[str, str] = {
+    "classic": "engine.kinds.classic",
+    "diffusers-img2img": "engine.kinds.img2img",
+}
+
+
+class ModelUnavailable(Exception):
+    """An entry that cannot run here; the message is user-safe ("needs weights: …")."""
+
+
+def kind_module(entry: ModelEntry) -> ModuleType:
+    if entry.kind not in KINDS:
+        raise ModelUnavailable(f"{entry.name}: unknown model kind {entry.kind!r}")
+    return importlib.import_module(KINDS[entry.kind])
+
+
+def check(entry: ModelEntry) -> str | None:
+    """None when the entry can run on this machine, else the reason (user-safe)."""
+    try:
+        return kind_module(entry).check(entry)
+    except ModelUnavailable as error:
+        return str(error)
+    except ImportError as error:
+        return f"needs the engine extra: pip install 'remixbot[engine]' ({error.name} missing)"
+
+
+def availability(models: Models) -> dict[str, str | None]:
+    """Every registry entry → None (runs here) or why not."""
+    return {entry.name: check(entry) for entry in models}

@@ -1,0 +1,51 @@
+"""What a model kind receives and returns.
+
+Every kind module under ``engine/kinds`` exposes two functions::
+
+    def check(entry: ModelEntry) -> str | None
+        # None when the entry can run here; else a user-safe reason ("needs weights: …")
+    def load(entry: ModelEntry, device: str) -> Model
+        # device is "cpu" or "cuda[:n]"; the loaded model stays resident in the runner's cache
+
+and a ``Model`` has a ``label`` (what ran, shown to users: "classic", "diffusers
+StableDiffusionImg2ImgPipeline") and ``run(work, progress) -> list[Image | Clip]`` returning one
+item per seed in ``work.seeds``. ``progress(step, total)`` must be called at every step; it raises
+``JobCancelled`` when the job was cancelled, which the kind lets propagate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from bot.jobs import Action, Progress, Request
+from bot.models import ModelEntry
+
+
+@dataclass(frozen=True)
+class Work:
+    action: Action
+    request: Request  # resolved: seed set, steps/cfg/strength filled from the model's defaults
+    entry: ModelEntry
+    image: Image.Image  # RGB source, already fitted to the working size for remix-like actions
+    references: tuple[Image.Image, ...]  # RGB
+    seeds: tuple[int, ...]  # one output per seed
+    device: str
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A produced video (or animated image): encoded bytes."""
+
+    data: bytes
+    media_type: str  # "video/mp4", "image/gif"
+    width: int
+    height: int
+
+
+class Model(Protocol):
+    label: str
+
+    def run(self, work: Work, progress: Progress) -> list[Image.Image | Clip]: ...
