@@ -57,6 +57,8 @@ class Service:
         self.queue = queue
         self._availability = availability
         self._handlers: dict[str, Handler] = {}
+        # events of platforms with no handler yet (a recovered job before its adapter is up): job → event
+        self._undelivered: dict[str, dict[str, Event]] = collections.defaultdict(dict)
         # (platform, user) → times of recent requests, for the per-minute rate limit
         self._recent: dict[tuple[str, str], collections.deque] = collections.defaultdict(collections.deque)
         self._submit_lock = asyncio.Lock()
@@ -78,8 +80,20 @@ class Service:
         await self.queue.close()
 
     def listen(self, platform: str, handler: Handler) -> None:
-        """Route events of jobs from ``platform`` to ``handler`` (one per platform)."""
+        """Route events of jobs from ``platform`` to ``handler`` (one per platform).
+
+        Events that arrived before the handler (say, a job recovered at start) are handed over now.
+        """
         self._handlers[platform] = handler
+        waiting = self._undelivered.pop(platform, {})
+        if waiting:
+            asyncio.get_running_loop().create_task(self._hand_over(handler, list(waiting.values())))
+
+    async def _hand_over(self, handler: Handler, events: list[Event]) -> None:
+        for event in events:
+            record = await self.history.job(event.job_id)
+            if record is not None:
+                await handler(record, event)
 
     # submitting ------------------------------------------------------------------------------
 
@@ -272,7 +286,9 @@ class Service:
         if record is None or (record.status.finished and not event.status.finished):
             return  # unknown, or a late progress event of a finished job
         handler = self._handlers.get(record.origin.platform)
-        if handler is not None:
+        if handler is None:
+            self._undelivered[record.origin.platform][record.id] = event
+        else:
             await handler(record, event)
 
 
