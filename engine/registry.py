@@ -6,6 +6,7 @@ import importlib
 from types import ModuleType
 
 from bot.models import ModelEntry, Models
+from engine.work import UserFacingError
 
 # kind (as written in models.toml) → module under engine/kinds with check() and load()
 KINDS: dict[str, str] = {
@@ -14,7 +15,7 @@ KINDS: dict[str, str] = {
 }
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(UserFacingError):
     """An entry that cannot run here; the message is user-safe ("needs weights: …")."""
 
 

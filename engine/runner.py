@@ -20,7 +20,7 @@ from bot import images
 from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
 from bot.models import ModelEntry, Models
 from engine import registry
-from engine.work import Clip, Model, Work
+from engine.work import Clip, Model, UserFacingError, Work
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,9 @@ class Engine:
             status, error = Status.done, ""
         except JobCancelled:
             status, error, outputs = Status.cancelled, "", ()
-        except registry.ModelUnavailable as unavailable:
-            status, error, outputs = Status.failed, str(unavailable), ()
-        except images.ImageError as bad:
-            status, error, outputs = Status.failed, str(bad), ()
+        except (UserFacingError, images.ImageError) as failure:
+            log.warning("job %s failed: %s", job.id, failure)
+            status, error, outputs = Status.failed, str(failure), ()
         except Exception as failure:  # noqa: BLE001 - every failure becomes a result, never a dead worker
             status, outputs = Status.failed, ()
             error = _user_message(failure, job)
@@ -159,9 +158,5 @@ def _user_message(failure: Exception, job: Job) -> str:
     if isinstance(failure, MemoryError) or name == "OutOfMemoryError" or "out of memory" in str(failure):
         log.warning("job %s ran out of memory: %s", job.id, failure)
         return "The engine ran out of memory for this job. Try a smaller --size or fewer images (--n)."
-    user_safe = getattr(failure, "user_message", None)
-    if user_safe:
-        log.warning("job %s failed: %s", job.id, failure)
-        return str(user_safe)
     log.exception("job %s failed", job.id)
     return f"Something went wrong while rendering (job {job.id}). It has been logged."

@@ -24,6 +24,10 @@ from bot.jobs import Action, Progress, Request
 from bot.models import ModelEntry
 
 
+class UserFacingError(Exception):
+    """A failure whose message is safe (and useful) to show in the chat: "needs weights: …"."""
+
+
 @dataclass(frozen=True)
 class Work:
     action: Action
