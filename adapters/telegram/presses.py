@@ -1,0 +1,173 @@
+"""Button presses. Every press is answered exactly once (a short toast; a refusal as an alert).
+
+Result buttons carry the core's button ids; everything else they need comes from the history,
+so a button pressed after a restart works the same. Callback data can be forged by a client, so
+a press only reaches jobs its presser may see (their own, or posted in this chat).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Bot, CallbackQuery, Update
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from adapters.telegram import outbox, render
+from adapters.telegram.commands import Commands, visible
+from adapters.telegram.delivery import Delivery
+from adapters.telegram.inputs import origin_of, user_name
+from adapters.telegram.keyboards import DEFAULT_STRENGTH, HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
+from adapters.telegram.status import StatusBoard
+from bot.actions import Button, Press, parse_button
+from bot.jobs import Action
+from bot.service import Refusal, Service
+
+log = logging.getLogger(__name__)
+
+TOAST_LIMIT = 200
+# Actions served by a model of their own, which may not be installed on this server.
+OWN_MODEL = (Action.upscale, Action.fixface, Action.animate)
+BUTTON_LABELS = {
+    Button.reroll: "🔄 Reroll",
+    Button.vary: "🔀 Variation",
+    Button.varystrong: "🌀 Strong variation",
+    Button.upscale: "⬆️ Upscale",
+    Button.fixface: "🙂 Fix face",
+    Button.animate: "🎞 Animate",
+}
+
+
+class Toast:
+    """Answers a callback query once (Telegram shows a spinner until it is answered)."""
+
+    def __init__(self, query: CallbackQuery):
+        self._query = query
+        self.sent = False
+
+    async def __call__(self, text: str = "", *, alert: bool = False) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        if len(text) > TOAST_LIMIT:
+            text = text[: TOAST_LIMIT - 1] + "…"
+        try:
+            await self._query.answer(text or None, show_alert=alert)
+        except TelegramError as error:  # e.g. "query is too old"
+            log.info("answering a button press failed: %s", error)
+
+
+class Presses:
+    def __init__(self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery,
+                 commands: Commands):
+        self._bot = bot
+        self._service = service
+        self._board = board
+        self._delivery = delivery
+        self._commands = commands
+
+    async def press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A result button: ``action:job[:index]``."""
+        query = update.callback_query
+        toast = Toast(query)
+        try:
+            press = parse_button(query.data or "")
+            if press is not None:
+                await self._press(query, press, toast)
+        except Refusal as refusal:
+            await toast(str(refusal), alert=True)
+        finally:
+            await toast()
+
+    async def _press(self, query: CallbackQuery, press: Press, toast: Toast) -> None:
+        message = query.message
+        if message is None:
+            raise Refusal("That button only works in the chat it came with.")
+        origin = origin_of(message, query.from_user)
+        record = await self._service.job(press.job_id)
+        if record is None or not visible(record, origin):
+            raise Refusal("I can't find that result any more.")
+        if press.button is Button.original:
+            await toast("📄 Sending the original…")
+            await self._delivery.send_original(record, press.index, message.chat.id, message.message_id)
+        elif press.button is Button.info:
+            await toast()
+            await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record),
+                               html=True)
+        elif press.button is Button.cancel:
+            cancelled = await self._service.cancel(origin, press.job_id)
+            await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
+        elif press.button.action is None:
+            raise Refusal("That button doesn't do anything here.")
+        else:
+            await self._act(query, press, origin, toast)
+
+    async def _act(self, query: CallbackQuery, press: Press, origin, toast: Toast) -> None:
+        """Reroll, variations, upscale, fix face, animate: a new job through the core."""
+        action = press.button.action
+        name = BUTTON_LABELS[press.button]
+        if action in OWN_MODEL:
+            model = self._service.models.for_action(action).name
+            reason = (await self._service.availability()).get(model)
+            if reason:
+                raise Refusal(f"{name} is not available on this server: {reason}")
+        ticket = await self._service.act(origin, press)
+        self._board.expect(ticket)
+        await toast(f"{name}: queued — position {ticket.position}" if ticket.position > 1
+                    else f"{name}: on it!")
+        await self._board.announce(ticket, query.message.chat.id, query.message.message_id)
+
+    async def setting(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``set:model:NAME``, ``set:strength:0.6`` (or ``default``), ``set:n:2`` from /settings."""
+        query = update.callback_query
+        toast = Toast(query)
+        try:
+            match = SETTING_PATTERN.match(query.data or "")
+            key, value = match["key"], match["value"]
+            if key == "model":
+                change = {"model": value}
+            elif key == "strength":
+                change = {"strength": None if value == DEFAULT_STRENGTH else _number(float, value)}
+            else:
+                change = {"num_images_per_prompt": _number(int, value)}
+            origin = origin_of(query.message, query.from_user)
+            defaults = await self._service.change_settings(origin, **change)
+            await toast(f"Saved: {key} {value}")
+            await outbox.edit(
+                self._bot, query.message.chat.id, query.message.message_id,
+                render.settings_text(defaults, self._service.models, user_name(query.from_user)),
+                markup=settings_keyboard(defaults, self._service.models,
+                                         min(self._service.settings.limits.max_num_images, 8)),
+            )
+        except Refusal as refusal:
+            await toast(str(refusal), alert=True)
+        finally:
+            await toast()
+
+    async def page(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``hist:N``: another page of /history (private chats only)."""
+        query = update.callback_query
+        toast = Toast(query)
+        try:
+            if query.message is None or query.message.chat.type != ChatType.PRIVATE:
+                raise Refusal("Your history is private; send /history in our own chat.")
+            page = int(HISTORY_PATTERN.match(query.data or "")["page"])
+            await toast()
+            await self._commands.send_history(origin_of(query.message, query.from_user), page,
+                                              query.message.message_id)
+        except Refusal as refusal:
+            await toast(str(refusal), alert=True)
+        finally:
+            await toast()
+
+    async def expired(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Any other callback data (an old keyboard, a forged press)."""
+        await Toast(update.callback_query)("That button has expired.")
+
+
+def _number(kind, value: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise Refusal(f"That isn't a setting I know ({value!r}).") from None

@@ -1,0 +1,205 @@
+"""Everything the Telegram adapter says, as text: status lines, captions, /info, /models, /help.
+
+Captions and /info are HTML (``html.escape`` on everything a user typed); the rest is plain text.
+A result's caption ends with ``job <id>`` (and ``#N`` in an album): a reply to that picture is
+traced back to the job it came from (``result_tag``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from bot import requests
+from bot.history import JobRecord, OutputRecord
+from bot.jobs import Action, Event, Status
+from bot.models import Models
+from bot.requests import Defaults
+
+CAPTION_LIMIT = 1024  # Telegram's caption limit, after entities are parsed
+TAG = re.compile(r"\bjob ([0-9a-f]{12})(?: #(\d{1,2}))?")
+
+LABELS = {
+    Action.remix: "",
+    Action.reroll: "🔄 Reroll",
+    Action.vary: "🔀 Variation",
+    Action.upscale: "⬆️ Upscale",
+    Action.fixface: "🙂 Fix face",
+    Action.animate: "🎞 Animate",
+}
+
+STATUS_MARKS = {
+    Status.queued: "⏳",
+    Status.running: "🎨",
+    Status.done: "✅",
+    Status.failed: "⚠️",
+    Status.cancelled: "✖️",
+}
+
+WELCOME = """\
+Hi! I remix pictures.
+
+• Send a photo with the caption /remix and what you want, e.g.
+  /remix watercolor --strength 0.6
+• Or reply /remix <prompt> to any picture — yours, or one of my results.
+• In this private chat a photo with a plain caption works too.
+• An album of 2–4 pictures: the first is the source, the others are references.
+• Send the picture as a file for full quality (up to 20 MB).
+
+Under each result: 🔄 Reroll · 🔀 Variations · ⬆️ Upscale · 🙂 Fix face · 🎞 Animate ·
+📄 Original (the lossless PNG with its settings).
+
+Commands: /models · /settings · /history · /cancel · /info <job>
+
+Options:
+"""
+
+HOWTO = ("To remix, send a photo with the caption /remix and what you want, e.g.\n"
+         "/remix watercolor --strength 0.6\n"
+         "or reply /remix <prompt> to a picture. /help lists every option.")
+
+PRIVATE_HINT = ("Nice picture! Add a caption saying how to remix it, e.g. “watercolor --strength 0.6”, "
+                "or reply to it with /remix <prompt>.")
+
+NO_PICTURE = "That message has no picture. Reply /remix <prompt> to a photo or an image file."
+
+FRIENDLY_ERROR = "Sorry — something went wrong on my side. Please try again in a moment."
+
+
+def help_text() -> str:
+    return WELCOME + requests.HELP
+
+
+def label(record: JobRecord, *, compare: bool = False) -> str:
+    """What a job is, for its status line: "⬆️ Upscale", or the model when comparing."""
+    text = LABELS.get(record.action, "")
+    if compare:
+        text = f"{text} {record.request.model}".strip()
+    return text
+
+
+def queued_text(position: int) -> str:
+    return f"⏳ Queued — position {position}" if position > 0 else "⏳ Queued"
+
+
+def status_text(record: JobRecord, event: Event) -> str:
+    """The status line a job's event makes: "⏳ Queued — position 3", "🎨 Rendering 40%", …"""
+    if event.status is Status.queued:
+        text = queued_text(event.position or 0)
+    elif event.status is Status.running:
+        text = f"🎨 Rendering {event.percent}%" if event.total else "🎨 Rendering…"
+    elif event.status is Status.done:
+        took = ""
+        if record.started_at and record.finished_at:
+            took = f" in {record.finished_at - record.started_at:.1f} s"
+        text = f"✅ Done{took}"
+    elif event.status is Status.failed:
+        text = f"⚠️ {record.error or 'That did not work out.'}"
+    else:
+        text = "✖️ Cancelled"
+    prefix = label(record)
+    return f"{prefix} · {text}" if prefix else text
+
+
+def number(value: float | None) -> str:
+    return "default" if value is None else requests.number(value)
+
+
+def caption(record: JobRecord, output: OutputRecord, count: int) -> str:
+    """A result's HTML caption: the prompt, the settings that made it, and its job tag."""
+    r = record.request
+    details = [r.model, f"strength {number(r.strength)}", f"seed {output.seed}"]
+    if record.action is Action.upscale:
+        details.insert(0, f"⬆️ ×{r.scale or 2}")
+    lines = [" · ".join(details)]
+    if record.note:
+        lines.append(f"<i>{html.escape(record.note)}</i>")
+    tag = f"job <code>{record.id}</code>" + (f" #{output.index + 1}" if count > 1 else "")
+    lines.append(tag)
+    tail = "\n".join(lines)
+    room = CAPTION_LIMIT - len(tail) - 40  # the prompt gets what is left
+    prompt = r.prompt if len(r.prompt) <= room else r.prompt[: max(room, 0)] + "…"
+    head = f"<b>{html.escape(prompt)}</b>\n" if prompt else ""
+    return head + tail
+
+
+def result_tag(text: str | None) -> tuple[str, int] | None:
+    """(job id, output index) from a result's caption (its last line), or None."""
+    matches = list(TAG.finditer(text or ""))
+    if not matches:
+        return None
+    match = matches[-1]  # the tag ends the caption; a prompt may mention "job …" too
+    return match[1], int(match[2]) - 1 if match[2] else 0
+
+
+def info_text(record: JobRecord) -> str:
+    """Every parameter of a job, as HTML, with the /remix line that repeats it."""
+    r = record.request
+    lines = [f"<b>Job {record.id}</b> — {record.action.value}, {record.status.value}"]
+    if r.prompt:
+        lines.append(f"Prompt: {html.escape(r.prompt)}")
+    if r.negative_prompt:
+        lines.append(f"Negative: {html.escape(r.negative_prompt)}")
+    lines.append(f"Model: {r.model} · strength {number(r.strength)} · seed {r.seed}")
+    image_cfg = f" · image cfg {number(r.image_guidance_scale)}" if r.image_guidance_scale is not None else ""
+    lines.append(f"Steps: {r.num_inference_steps} · cfg {number(r.guidance_scale)}{image_cfg}")
+    lines.append(f"Images: {r.num_images_per_prompt} · size: {r.size or 'model default'}"
+                 + (f" · scale ×{r.scale}" if r.scale else ""))
+    if record.outputs:
+        lines.append("Outputs: " + ", ".join(f"#{o.index + 1} {o.width}×{o.height} seed {o.seed}"
+                                            for o in record.outputs))
+    if record.parent_job:
+        which = f" #{record.parent_output + 1}" if record.parent_output is not None else ""
+        lines.append(f"From: job <code>{record.parent_job}</code>{which}")
+    if record.engine:
+        note = f" ({html.escape(record.note)})" if record.note else ""
+        lines.append(f"Ran on: {html.escape(record.engine)}{note}")
+    if record.error:
+        lines.append(f"Error: {html.escape(record.error)}")
+    lines.append(f"Repeat: <code>/remix {html.escape(requests.format_request(r))}</code>")
+    return "\n".join(lines)
+
+
+def models_text(models: Models, availability: dict[str, str | None]) -> str:
+    default = models.for_action(Action.remix).name
+    lines = ["Models (use --model NAME, or pick a default in /settings):"]
+    for entry in models:
+        reason = availability.get(entry.name)
+        mark = "✅" if reason is None else "🚫"
+        extra = " (default)" if entry.name == default else ""
+        why = f" — unavailable: {reason}" if reason else ""
+        lines.append(f"{mark} {entry.name}{extra}: {entry.description or entry.kind}{why}")
+    return "\n".join(lines)
+
+
+def settings_text(defaults: Defaults, models: Models, name: str = "") -> str:
+    model_strength = models[defaults.model].strength if defaults.model in models else None
+    strength = (number(defaults.strength) if defaults.strength is not None
+                else f"the model's default ({number(model_strength)})")
+    whose = f"{name}'s defaults" if name else "Your defaults"
+    return (f"{whose}:\n• model: {defaults.model}\n• strength: {strength}\n"
+            f"• images per request: {defaults.num_images_per_prompt}\n"
+            "Tap to change; flags in a request (--model, --strength, --n) still win.")
+
+
+def history_line(number_: int, record: JobRecord) -> str:
+    mark = STATUS_MARKS[record.status]
+    prompt = record.request.prompt or "(no prompt)"
+    if len(prompt) > 40:
+        prompt = prompt[:39] + "…"
+    return (f"{number_}. {mark} {record.action.value} · {record.request.model} — {html.escape(prompt)}"
+            f" · <code>{record.id}</code>")
+
+
+def history_text(records: list[JobRecord], page: int) -> str:
+    head = f"<b>Your recent jobs</b> (page {page + 1}) — tap 🔄 to remix one again:"
+    return "\n".join([head] + [history_line(i + 1, record) for i, record in enumerate(records)])
+
+
+def too_big(size: int, limit: int) -> str:
+    return (f"That file is too big ({mb(size)}); I can fetch up to {mb(limit)} from Telegram. "
+            "Send a smaller one, or send it as a photo.")
+
+
+def mb(count: int) -> str:
+    return f"{count / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
