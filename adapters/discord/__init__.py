@@ -1,0 +1,1 @@
+"""The Discord adapter: /remix, "Apps → Remix", mentions, persistent buttons, progress and history."""
