@@ -29,6 +29,7 @@ COMMANDS = """commands:
   reroll [JOB]            same settings, new seed
   vary N / strong N       subtle / strong variations of output N
   upscale N · fixface N · animate N
+  source N [JOB]          a before/after sheet of output N
   info [JOB] · history [PAGE] · cancel [JOB] · models · settings [model=… strength=… n=…]
   help · quit"""
 
@@ -49,6 +50,7 @@ class Console:
         self._out = stdout or sys.stdout
         self._last_job: str | None = None  # the newest finished job: actions default to it
         self._shown: dict[str, int] = {}  # job id → last percent shown (throttles progress lines)
+        self._open: set[str] = set()  # jobs asked for here whose finished event isn't fully handled yet
 
     def say(self, text: str) -> None:
         print(text, file=self._out, flush=True)
@@ -68,7 +70,8 @@ class Console:
                 await self.handle(line)
 
     async def _drain(self) -> None:
-        while any(not job.status.finished for job in await self.service.jobs(self.origin, per_page=20)):
+        while self._open or any(not job.status.finished
+                                for job in await self.service.jobs(self.origin, per_page=20)):
             await asyncio.sleep(0.05)
 
     async def handle(self, line: str) -> None:
@@ -83,6 +86,8 @@ class Console:
             self.say(COMMANDS + "\n\n" + HELP)
         elif word in WORDS:
             await self._press(WORDS[word], rest.strip())
+        elif word == "source":
+            await self._before_after(rest.strip())
         elif word == "info":
             await self._info(rest.strip() or self._last_job)
         elif word == "history":
@@ -110,6 +115,7 @@ class Console:
             self.say(f"sorry: no file at {path_text} — start with an image path, or type `help`")
             return
         ticket = await self.service.submit(self.origin, text, await asyncio.to_thread(path.read_bytes))
+        self._open.update(job.id for job in ticket.jobs)
         for job in ticket.jobs:
             self.say(f"queued {job.id} ({job.request.model}) — position {ticket.position}")
         if ticket.offer:
@@ -122,7 +128,32 @@ class Console:
         if job_id is None:
             raise Refusal("nothing to act on yet — remix an image first")
         ticket = await self.service.act(self.origin, Press(button, job_id, max(index, 0)))
+        self._open.add(ticket.job.id)
         self.say(f"queued {ticket.job.id} ({button.value} of {job_id}) — position {ticket.position}")
+
+    async def _before_after(self, rest: str) -> None:
+        args = rest.split()
+        index = int(args.pop(0)) - 1 if args and args[0].isdigit() else 0
+        job_id = args[0] if args else self._last_job
+        if job_id is None:
+            raise Refusal("nothing to show yet — remix an image first")
+        self.say(f"before/after: {await self._save_before_after(job_id, max(index, 0))}")
+
+    async def _save_before_after(self, job_id: str, index: int) -> Path:
+        data = await self.service.before_after(job_id, index)
+        path = self.service.history.data_dir / "outputs" / f"{job_id}-{index}-before-after.png"
+        await asyncio.to_thread(path.write_bytes, data)
+        return path
+
+    async def _deliver_compare_sheet(self, record: JobRecord) -> None:
+        """When this was the last job of a --compare set: write the side-by-side sheet, print its path."""
+        if record.compare_of is None:
+            return
+        sheet = await self.service.compare_sheet(record.compare_of)
+        if sheet is not None:
+            path = self.service.history.data_dir / "outputs" / f"{record.compare_of}-compare.png"
+            await asyncio.to_thread(path.write_bytes, sheet)
+            self.say(f"{record.compare_of} compare sheet: {path}")
 
     async def _info(self, job_id: str | None) -> None:
         record = await self.service.job(job_id) if job_id else None
@@ -179,11 +210,20 @@ class Console:
             paths = ", ".join(str(out.path) for out in record.outputs)
             self.say(f"{record.id} done: {paths}" + (f" ({record.note})" if record.note else ""))
             n = len(record.outputs)
-            each = " · ".join(f"{w} {i}" for w in ("vary", "strong", "upscale", "fixface", "animate")
-                              for i in range(1, n + 1))
+            words = ("vary", "strong", "upscale", "fixface", "animate", "source")
+            each = " · ".join(f"{w} {i}" for w in words for i in range(1, n + 1))
             self.say(f"  actions: reroll · {each} · info")
         elif event.status is Status.failed:
             self._shown.pop(record.id, None)
             self.say(f"{record.id} failed: {record.error}")
         elif event.status is Status.cancelled:
             self.say(f"{record.id} cancelled")
+        if event.status.finished:
+            try:
+                if event.status is Status.done and record.request.show_source:
+                    for out in record.outputs:
+                        if out.media_type.startswith("image/"):
+                            self.say(f"  before/after: {await self._save_before_after(record.id, out.index)}")
+                await self._deliver_compare_sheet(record)
+            finally:
+                self._open.discard(record.id)

@@ -26,6 +26,7 @@ class Button(enum.StrEnum):
     fixface = "fixface"
     animate = "animate"
     original = "original"  # send the lossless PNG (with its parameters) as a file
+    source = "source"  # a before/after sheet of one output next to its source (Service.before_after)
     info = "info"  # full parameters
     delete = "delete"  # remove the result message (requester or admins)
     cancel = "cancel"  # cancel a queued or running job
@@ -38,7 +39,7 @@ class Button(enum.StrEnum):
     def takes_output(self) -> bool:
         """True when the button acts on one output (needs an index)."""
         return self in (Button.vary, Button.varystrong, Button.upscale, Button.fixface, Button.animate,
-                        Button.original)
+                        Button.original, Button.source)
 
 
 _ACTION_OF = {

@@ -63,6 +63,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job_id, idx)
     );
     """,
+    # 2: --compare sets: each job points to the set's first job; the first job records that the
+    # set's sheet was handed out (once)
+    """
+    ALTER TABLE jobs ADD COLUMN compare_of TEXT REFERENCES jobs(id) ON DELETE SET NULL;
+    ALTER TABLE jobs ADD COLUMN compare_sheet_sent INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_by_compare ON jobs (compare_of);
+    """,
 ]
 
 
@@ -105,6 +112,7 @@ class JobRecord:
     note: str
     status_message: str
     outputs: tuple[OutputRecord, ...]
+    compare_of: str | None = None  # the first job of its --compare set (that job's own id too), or None
 
 
 class History:
@@ -123,6 +131,7 @@ class History:
         db = await aiosqlite.connect(data_dir / "remixbot.sqlite3")
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe after a crash, fewer fsyncs
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
         history = cls(db, data_dir)
@@ -171,15 +180,19 @@ class History:
 
     # jobs ------------------------------------------------------------------------------------
 
-    async def add_job(self, job: Job, user_id: int) -> None:
-        """Record a queued job and keep its source and reference images as files."""
+    async def add_job(self, job: Job, user_id: int, *, compare_of: str | None = None) -> None:
+        """Record a queued job and keep its source and reference images as files.
+
+        ``compare_of``: the first job of the --compare set this job belongs to (its own id for the first).
+        """
         await asyncio.to_thread(self._write_inputs, job)
         await self._write(
             "INSERT INTO jobs (id, user_id, action, request, origin, queue_group, status, parent_job,"
-            " parent_output, reference_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " parent_output, reference_count, created_at, compare_of)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             job.id, user_id, job.action.value, json.dumps(to_data(job.request)),
             json.dumps(to_data(job.origin)), job.group, Status.queued.value, job.parent_job,
-            job.parent_output, len(job.references), job.created_at,
+            job.parent_output, len(job.references), job.created_at, compare_of,
         )
 
     def _write_inputs(self, job: Job) -> None:
@@ -290,6 +303,19 @@ class History:
         )
         return row["n"]
 
+    async def compared(self, first_job: str) -> list[JobRecord]:
+        """The jobs of a --compare set (by its first job's id), in the order they were submitted."""
+        rows = await self._all(
+            "SELECT id FROM jobs WHERE compare_of = ? ORDER BY created_at, rowid", first_job
+        )
+        return [await self.job(row["id"]) for row in rows]
+
+    async def claim_compare_sheet(self, first_job: str) -> bool:
+        """True for the one caller that gets to hand out a --compare set's sheet; False ever after."""
+        return await self._write(
+            "UPDATE jobs SET compare_sheet_sent = 1 WHERE id = ? AND compare_sheet_sent = 0", first_job
+        )
+
     async def lineage(self, job_id: str) -> list[JobRecord]:
         """The job and its ancestors, newest first."""
         chain: list[JobRecord] = []
@@ -312,6 +338,7 @@ class History:
             status=Status(row["status"]), parent_job=row["parent_job"], parent_output=row["parent_output"],
             created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
             error=row["error"], engine=row["engine"], note=row["note"], status_message=row["status_message"],
+            compare_of=row["compare_of"],
             outputs=tuple(
                 OutputRecord(job_id=o["job_id"], index=o["idx"], seed=o["seed"], path=Path(o["path"]),
                              media_type=o["media_type"], width=o["width"], height=o["height"])

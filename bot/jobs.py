@@ -58,6 +58,10 @@ class Request:
     scale: int | None = None  # upscale factor (2 or 4)
     compare: tuple[str, ...] = ()  # other models to run the same request through
     show_source: bool = False
+    motion: str | None = None  # animate: "low" or "high"; None: the model's default
+    num_frames: int | None = None  # animate: frames in the clip; None: the model's default
+    fps: int | None = None  # animate: frames per second; None: the model's default
+    ip_adapter_scale: float | None = None  # how strongly reference images steer; None: the model's default
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class Event:
     step: int = 0  # while running: step of total
     total: int = 0
     result: Result | None = None  # when finished
+    eta_seconds: float | None = None  # while queued: about when the result is ready; None: not known yet
 
     @property
     def percent(self) -> int:

@@ -23,6 +23,9 @@ MAX_CFG = 30.0
 MAX_IMAGE_CFG = 10.0
 SCALES = (2, 4)
 MAX_COMPARE = 3
+MOTIONS = ("low", "high")
+MAX_FRAMES = 120
+MAX_FPS = 60
 
 
 class RequestError(ValueError):
@@ -52,6 +55,10 @@ FLAGS: dict[str, str | None] = {
     "scale": "2",
     "compare": "fast,classic",
     "show-source": None,
+    "motion": "high",
+    "frames": "48",
+    "fps": "24",
+    "ref-scale": "0.6",
 }
 ALIASES = {"s": "strength", "m": "model", "negative": "no"}
 
@@ -69,6 +76,10 @@ Send a picture with a prompt, plus any of these options:
 --scale 2: upscale factor, 2 or 4
 --compare fast,classic: run the same request on other models too
 --show-source: show the source image next to the results
+--motion high: how much an animation moves, low or high
+--frames 48: frames in an animation (up to 120)
+--fps 24: frames per second of an animation
+--ref-scale 0.6: how strongly reference images steer the result, 0 to 1
 Example: a watercolor painting of the harbor --strength 0.55 --seed 42 --no blurry, text"""
 
 # A flag: --name, -name, or a phone's autocorrected —name / –name; an optional =value.
@@ -113,6 +124,10 @@ def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Mode
         scale=optional(values, "scale", to_scale),
         compare=pick_compare(values.get("compare"), model, models),
         show_source=to_switch(values.get("show-source")),
+        motion=optional(values, "motion", to_motion),
+        num_frames=optional(values, "frames", lambda raw: to_int("frames", raw, 2, MAX_FRAMES)),
+        fps=optional(values, "fps", lambda raw: to_int("fps", raw, 1, MAX_FPS)),
+        ip_adapter_scale=optional(values, "ref-scale", lambda raw: to_float("ref-scale", raw, 0, 1)),
     )
 
 
@@ -287,6 +302,12 @@ def to_scale(raw: str) -> int:
     return int(text)
 
 
+def to_motion(raw: str) -> str:
+    if raw.lower() not in MOTIONS:
+        raise RequestError(f"motion must be low or high, got {raw}")
+    return raw.lower()
+
+
 def to_switch(raw: str | None) -> bool:
     if raw is None:
         return False
@@ -324,6 +345,14 @@ def format_request(request: Request) -> str:
         parts.append(f"--compare {','.join(request.compare)}")
     if request.show_source:
         parts.append("--show-source")
+    if request.motion is not None:
+        parts.append(f"--motion {request.motion}")
+    if request.num_frames is not None:
+        parts.append(f"--frames {request.num_frames}")
+    if request.fps is not None:
+        parts.append(f"--fps {request.fps}")
+    if request.ip_adapter_scale is not None:
+        parts.append(f"--ref-scale {number(request.ip_adapter_scale)}")
     if request.negative_prompt:  # last: its value runs to the end
         parts.append(f"--no {quote_prompt(request.negative_prompt)}")
     return " ".join(parts)

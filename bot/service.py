@@ -14,8 +14,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from bot import images, requests
+from PIL import Image
+
+from bot import images, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
 from bot.history import History, JobRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
@@ -57,6 +60,7 @@ class Service:
         self.queue = queue
         self._availability = availability
         self._handlers: dict[str, Handler] = {}
+        self._live: dict[str, JobRecord] = {}  # records of jobs under way, so progress costs no query
         # events of platforms with no handler yet (a recovered job before its adapter is up): job → event
         self._undelivered: dict[str, dict[str, Event]] = collections.defaultdict(dict)
         # (platform, user) → times of recent requests, for the per-minute rate limit
@@ -121,11 +125,12 @@ class Service:
         except requests.RequestError as error:
             raise Refusal(str(error)) from None
         request = self._resolve(request)
-        tickets = []
+        tickets: list[Ticket] = []
         for model in (request.model, *request.compare):
             job = self._job(origin, Action.remix, replace(request, model=model), source, refs,
                             parent_job, parent_output)
-            tickets.append(await self._enqueue(user, job, offer))
+            compare_of = (tickets[0].job.id if tickets else job.id) if request.compare else None
+            tickets.append(await self._enqueue(user, job, offer, compare_of=compare_of))
         return Ticket(jobs=tuple(t.job for t in tickets), position=tickets[0].position, offer=offer)
 
     async def act(self, origin: Origin, button: str | Press) -> Ticket:
@@ -171,10 +176,11 @@ class Service:
                    group=entry.queue_group, references=references, parent_job=parent_job,
                    parent_output=parent_output)
 
-    async def _enqueue(self, user: UserRecord, job: Job, offer: str) -> Ticket:
+    async def _enqueue(self, user: UserRecord, job: Job, offer: str, *,
+                       compare_of: str | None = None) -> Ticket:
         async with self._submit_lock:  # the cap check and the insert must not interleave
             await self._check_limits(user, job.origin)
-            await self.history.add_job(job, user.id)
+            await self.history.add_job(job, user.id, compare_of=compare_of)
         position = await self.queue.submit(job)
         log.info("job %s queued (%s, %s) for %s:%s", job.id, job.action.value, job.request.model,
                  job.origin.platform, user.id)
@@ -259,6 +265,39 @@ class Service:
         await self.history.save_settings(user.id, saved)
         return requests.Defaults(**saved)
 
+    async def compare_sheet(self, job_id: str, *, again: bool = False) -> bytes | None:
+        """The labelled side-by-side PNG of a --compare set (any of its jobs' ids), to post once.
+
+        None until the set's last job has finished, and None to every later call: of the set's
+        finished events, exactly one gets the sheet (``again=True`` builds it whenever asked). None
+        too when no job of the set produced an image.
+        """
+        record = await self.history.job(job_id)
+        if record is None or record.compare_of is None:
+            return None
+        jobs = await self.history.compared(record.compare_of)
+        expected = 1 + len(jobs[0].request.compare)
+        if len(jobs) < expected or not all(job.status.finished for job in jobs):
+            return None
+        if not any(_pictures(job) for job in jobs):
+            return None
+        if not again and not await self.history.claim_compare_sheet(record.compare_of):
+            return None
+        return await asyncio.to_thread(_compare_png, jobs)
+
+    async def before_after(self, job_id: str, index: int = 0) -> bytes:
+        """A labelled before | after PNG: a job's source next to its output ``index``. Raises Refusal."""
+        record = await self.history.job(job_id)
+        if record is None:
+            raise Refusal("I can't find that result any more.")
+        output = next((o for o in record.outputs if o.index == index), None)
+        if record.status is not Status.done or output is None:
+            raise Refusal("That result isn't ready (or has no such image).")
+        if not output.media_type.startswith("image/"):
+            raise Refusal("Before/after works on images only.")
+        return await asyncio.to_thread(_before_after_png, self.history.source_path(record.id), output.path,
+                                       record.request.model)
+
     async def availability(self) -> dict[str, str | None]:
         """Model name → None when it can run (here, or on a live worker), else why not."""
         if self._availability is None:
@@ -276,13 +315,19 @@ class Service:
     async def _on_event(self, event: Event) -> None:
         if event.status is Status.running and event.total == 0:
             await self.history.mark_running(event.job_id)
+            self._live.pop(event.job_id, None)  # its status changed: read it again
         if event.status.finished:
+            self._live.pop(event.job_id, None)
             result = event.result or Result(event.job_id, event.status)
             if not await self.history.finish(result):
                 return  # delivered already: every result reaches the chat once
             if result.status is Status.failed:
                 log.info("job %s failed: %s", event.job_id, result.error)
-        record = await self.history.job(event.job_id)
+            record = await self.history.job(event.job_id)
+        else:  # progress: one read per job, not one per step
+            record = self._live.get(event.job_id) or await self.history.job(event.job_id)
+            if record is not None and not record.status.finished:
+                self._live[event.job_id] = record
         if record is None or (record.status.finished and not event.status.finished):
             return  # unknown, or a late progress event of a finished job
         handler = self._handlers.get(record.origin.platform)
@@ -299,6 +344,37 @@ def _decode(data: bytes, limits) -> bytes:
     except images.ImageError as error:
         raise Refusal(str(error)) from None
     return images.encode_png(image)
+
+
+def _pictures(record: JobRecord) -> list[Path]:
+    if record.status is not Status.done:
+        return []
+    return [out.path for out in record.outputs if out.media_type.startswith("image/")]
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _compare_png(jobs: list[JobRecord]) -> bytes:
+    columns = []
+    for job in jobs:
+        pictures = tuple(_open_rgb(path) for path in _pictures(job))
+        if job.status is Status.failed:
+            note = f"failed: {job.error}"
+        elif job.status is Status.done:
+            note = "a clip: sent on its own" if job.outputs else "no image"
+        else:
+            note = job.status.value
+        columns.append(sheets.Column(label=job.request.model, pictures=pictures, note=note))
+    return images.encode_png(sheets.sheet(columns))
+
+
+def _before_after_png(source: Path, result: Path, model: str) -> bytes:
+    columns = [sheets.Column("before", (_open_rgb(source),)),
+               sheets.Column(f"after ({model})", (_open_rgb(result),))]
+    return images.encode_png(sheets.sheet(columns))
 
 
 def _has_flags(text: str) -> bool:

@@ -12,6 +12,12 @@ from engine.work import UserFacingError
 KINDS: dict[str, str] = {
     "classic": "engine.kinds.classic",
     "diffusers-img2img": "engine.kinds.img2img",
+    "upscale-spandrel": "engine.kinds.upscale",  # super-resolution weights (Real-ESRGAN, SwinIR, HAT), tiled
+    "face-restore": "engine.kinds.faces",  # Fix face: GFPGAN/CodeFormer weights or an img2img model per face
+    "image-to-video": "engine.kinds.animate",
+    "instruct-pix2pix": "engine.kinds.edit",
+    "flux-kontext": "engine.kinds.edit",
+    "noop": "engine.kinds.noop",  # the source back unchanged: for measuring the queue (benchmarks, tests)
 }
 
 
@@ -37,4 +43,12 @@ def check(entry: ModelEntry) -> str | None:
 
 def availability(models: Models) -> dict[str, str | None]:
     """Every registry entry → None (runs here) or why not."""
-    return {entry.name: check(entry) for entry in models}
+    found = {entry.name: check(entry) for entry in models}
+    for entry in models:  # an entry that drives another model (face-restore's inpaint_model) needs it to run
+        other = str(entry.options.get("inpaint_model") or "")
+        if other and found[entry.name] is None:
+            if other not in found:
+                found[entry.name] = f"misconfigured: inpaint_model {other!r} is not in models.toml"
+            elif found[other]:
+                found[entry.name] = f"needs {other}: {found[other]}"
+    return found

@@ -15,7 +15,8 @@ item per seed in ``work.seeds``. ``progress(step, total)`` must be called at eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from PIL import Image
@@ -37,6 +38,12 @@ class Work:
     references: tuple[Image.Image, ...]  # RGB
     seeds: tuple[int, ...]  # one output per seed
     device: str
+    # What this run wants the user to know ("no face found"): the kind appends, the runner joins them
+    # into Result.note. Per run, so it stays right when one model serves several jobs.
+    notes: list[str] = field(default_factory=list)
+    # Another registry entry by name -> (entry, its resident model), for a kind that drives a second
+    # model (face-restore's inpaint_model). The runner passes its own loader; None elsewhere.
+    load_model: Callable[[str], tuple[ModelEntry, Model]] | None = None
 
 
 @dataclass(frozen=True)

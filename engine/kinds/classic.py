@@ -30,8 +30,18 @@ and intensity, grain and paper texture, palette size, brush size, stroke angle):
 the same pixels, another seed a visibly different take. Only ``numpy.random.default_rng(seed)`` is
 used, and the OpenCV calls used here give the same bytes whatever the thread count.
 
-Upscale is a Lanczos resize by ``scale`` (default 2) plus a mild unsharp mask. Each action has its
-own function in ``_ACTIONS``; the others raise ``NotImplementedError`` for now.
+Upscale is a Lanczos resize by ``scale`` (default 2) plus a mild unsharp mask, its output capped at
+``max_side`` px (entry option, default 8192). Fix face finds the faces (``engine/kinds/faces.py``)
+and retouches each one (``retouch_face``: denoise, mild sharpening, a little local contrast), leaving
+every pixel outside the faces as it was; no face found gives the image back with a note. Each action
+has its own function in ``_ACTIONS``; a kind's run notes go to ``work.notes``.
+
+Reference images (remix, reroll, vary) lend the source their colours and tones: histogram matching
+in Lab, the references' histograms averaged, by ``ip_adapter_scale`` (``--ref-scale``, default 1),
+before any keyword's effect (a prompt with no keyword then gets no default polish). Animate is a Ken
+Burns move: an eased push-in (``--motion low|high``) drifting toward a seeded point, 3 s at 24 fps
+unless ``--frames``/``--fps`` say otherwise, encoded as an H.264 MP4 (a GIF with the entry option
+``clip_format = "gif"``) whose first frame is the still.
 """
 
 from __future__ import annotations
@@ -45,9 +55,10 @@ from PIL import Image, ImageFilter
 
 from bot.jobs import Action, Progress
 from bot.models import ModelEntry
-from engine.work import Work
+from engine.work import Clip, Work
 
 LABEL = "classic"
+DEVICE = "cpu"  # no torch: the runner never picks (or imports torch to pick) a device for it
 REFERENCE_SIDE = 768  # filter sizes are tuned for this longest side and scale with the image
 
 
@@ -571,6 +582,8 @@ def _remix(work: Work, progress: Progress) -> list[Image.Image]:
     request = work.request
     source = work.image.convert("RGB")
     names = effects_for(request.prompt, request.negative_prompt)
+    if work.references and names == [DEFAULT_STYLE]:
+        names = []  # the references are the look: no default polish on top
     grain = _wants_grain(request.prompt, request.negative_prompt)
     if not np.isfinite(request.strength):
         raise ValueError(f"strength must be a number from 0 to 1, not {request.strength}")
@@ -579,10 +592,11 @@ def _remix(work: Work, progress: Progress) -> list[Image.Image]:
     total = stages * len(work.seeds)
     step = 0
     src = _to_f32(np.asarray(source))
+    start = _to_f32(_reference_tones(work, np.asarray(source))) if work.references else src
     outputs = []
     for seed in work.seeds:
         ctx = _Context(rng=np.random.default_rng(seed), scale=max(source.size) / REFERENCE_SIDE, grain=grain)
-        img = src
+        img = start
         for name in names:
             img = np.clip(_effect(name)(img, ctx), 0.0, 1.0).astype(np.float32)
             step += 1
@@ -598,10 +612,12 @@ def _remix(work: Work, progress: Progress) -> list[Image.Image]:
 
 
 def _upscale(work: Work, progress: Progress) -> list[Image.Image]:
-    factor = int(work.request.scale or 2)
-    if factor < 1:
-        raise ValueError(f"upscale factor must be 1 or more, not {factor}")
+    from engine.kinds import upscale
+
+    factor = upscale.factor_of(work.request.scale)
     source = work.image.convert("RGB")
+    upscale.output_size(source.size, factor, int(work.entry.options.get("max_side", upscale.MAX_SIDE)))
+    work.notes.append(f"classic ×{factor}: Lanczos resize and sharpening")
     total = 2
     big = source.resize((source.width * factor, source.height * factor), Image.Resampling.LANCZOS)
     progress(1, total)
@@ -610,16 +626,140 @@ def _upscale(work: Work, progress: Progress) -> list[Image.Image]:
     return [big.copy() for _ in work.seeds]
 
 
-_ACTIONS: dict[Action, Callable[[Work, Progress], list[Image.Image]]] = {
+def retouch_face(crop: np.ndarray, seed: int, progress: Progress) -> np.ndarray:
+    """The classic Fix face on one face crop (uint8 RGB): non-local-means denoise, a mild unsharp
+    mask and a little local contrast, sized to the crop. Deterministic: ``seed`` is not used."""
+    cv2 = _cv2()
+    side = min(crop.shape[:2])
+    smooth = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(crop), None, 5, 5, 7, 21)
+    img = _to_f32(smooth)
+    blur = cv2.GaussianBlur(img, (0, 0), max(0.8, side / 300))
+    img = np.clip(img + (img - blur) * 0.6, 0.0, 1.0)
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+    lightness = np.clip(lab[..., 0] * 2.55, 0, 255).astype(np.uint8)
+    local = cv2.createCLAHE(clipLimit=1.5, tileGridSize=(4, 4)).apply(lightness).astype(np.float32) / 2.55
+    lab[..., 0] += (local - lab[..., 0]) * 0.35
+    progress(1, 1)
+    return _to_u8(np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), 0.0, 1.0))
+
+
+def _fixface(work: Work, progress: Progress) -> list[Image.Image]:
+    from engine.kinds import faces
+
+    return faces.fix(work, progress, retouch_face, "classic retouch")
+
+
+def _reference_tones(work: Work, rgb: np.ndarray) -> np.ndarray:
+    """The uint8 RGB image in the colours and tones of ``work.references``: each Lab channel is
+    histogram-matched to the references' averaged histograms (lightness half-way, to keep the
+    source's own contrast), then blended with the source by ``ip_adapter_scale`` (default 1)."""
+    cv2 = _cv2()
+    scale = work.request.ip_adapter_scale
+    amount = 1.0 if scale is None else float(np.clip(scale, 0.0, 1.0))
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    references = []
+    for reference in work.references:
+        thumb = reference.convert("RGB")
+        thumb.thumbnail((256, 256), Image.Resampling.BILINEAR)  # the histograms need no more pixels
+        references.append(cv2.cvtColor(np.asarray(thumb), cv2.COLOR_RGB2LAB))
+    matched = np.empty_like(lab)
+    levels = np.arange(256, dtype=np.float64)
+    for channel, weight in enumerate((0.5, 1.0, 1.0)):  # L, a, b
+        values = lab[..., channel]
+        own = np.cumsum(np.bincount(values.ravel(), minlength=256)) / values.size
+        wanted = np.cumsum(sum(np.bincount(ref[..., channel].ravel(), minlength=256) / ref[..., channel].size
+                               for ref in references) / len(references))
+        table = np.interp(own, wanted, levels)  # quantile mapping: own CDF → the references' CDF
+        table = levels + (table - levels) * weight
+        matched[..., channel] = np.clip(np.rint(table), 0, 255).astype(np.uint8)[values]
+    out = cv2.cvtColor(matched, cv2.COLOR_LAB2RGB)
+    return _to_u8(_to_f32(out) * amount + _to_f32(rgb) * (1.0 - amount))
+
+
+CLIP_SIDE = 768  # the longest side of an animation unless --size says otherwise
+CLIP_SECONDS = 3.0
+CLIP_FPS = 24
+_FRAMES_PER_STEP = 8  # progress is reported every this many frames
+# motion → (zoom at the end, how far toward the edge the view drifts: 0 none, 1 all the way)
+_MOTIONS = {"low": (1.10, 0.45), "high": (1.28, 0.9)}
+
+
+def _animate(work: Work, progress: Progress) -> list[Clip]:
+    """A Ken Burns move on the still: an eased push-in drifting toward a seeded point, as an MP4."""
+    from engine import clips
+
+    request = work.request
+    fps = request.fps or CLIP_FPS
+    count = request.num_frames or round(CLIP_SECONDS * fps)
+    zoom, drift = _MOTIONS[request.motion or "low"]
+    source = work.image.convert("RGB")
+    longest = min(request.size or CLIP_SIDE, max(source.size))
+    factor = longest / max(source.size)
+    width, height = clips.even_size(round(source.width * factor), round(source.height * factor))
+    if (width, height) != source.size:
+        source = source.resize((width, height), Image.Resampling.LANCZOS)
+    still = np.asarray(source)
+    chunks = -(-count // _FRAMES_PER_STEP)
+    total, step = (chunks + 1) * len(work.seeds), 0
+    outputs: list[Clip] = []
+    for seed in work.seeds:
+        rng = np.random.default_rng(seed)
+        angle = rng.uniform(0, 2 * np.pi)
+        pan = drift * np.sqrt(rng.uniform(0.3, 1.0)) * np.array([np.cos(angle), np.sin(angle)])
+        end_zoom = 1.0 + (zoom - 1.0) * rng.uniform(0.85, 1.15)
+
+        def frames(pan=pan, end_zoom=end_zoom):
+            nonlocal step
+            for i in range(count):
+                yield _camera_frame(still, i / max(count - 1, 1), end_zoom, pan)
+                if (i + 1) % _FRAMES_PER_STEP == 0 or i + 1 == count:
+                    step += 1
+                    progress(step, total)
+
+        if work.entry.options.get("clip_format") == "gif":
+            outputs.append(clips.encode_gif(list(frames()), fps))
+        else:
+            outputs.append(clips.encode_mp4(frames(), fps))
+        step += 1
+        progress(step, total)
+    return outputs
+
+
+def _camera_frame(still: np.ndarray, t: float, end_zoom: float, pan: np.ndarray) -> np.ndarray:
+    """The frame at time ``t`` (0 to 1) of a push-in to ``end_zoom`` toward ``pan`` (-1 to 1 on each axis,
+    as a fraction of the room the zoom leaves). At t = 0 it is the still, pixel for pixel."""
+    if t <= 0.0:
+        return still
+    cv2 = _cv2()
+    height, width = still.shape[:2]
+    eased = t * t * (3.0 - 2.0 * t)
+    zoom = 1.0 + (end_zoom - 1.0) * eased
+    # the view's centre moves linearly in the eased time; the room the zoom leaves grows faster
+    # (1 - 1/zoom is concave in eased), so the view never leaves the image
+    room = np.array([width, height]) * (1.0 - 1.0 / end_zoom) / 2.0
+    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0]) + pan * room * eased
+    # output pixel p shows source point centre + (p - middle) / zoom
+    matrix = np.array([
+        [1.0 / zoom, 0.0, centre[0] - (width - 1) / 2.0 / zoom],
+        [0.0, 1.0 / zoom, centre[1] - (height - 1) / 2.0 / zoom],
+    ])
+    return cv2.warpAffine(still, matrix, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+_ACTIONS: dict[Action, Callable[[Work, Progress], list[Image.Image] | list[Clip]]] = {
     Action.remix: _remix,
     Action.reroll: _remix,
     Action.vary: _remix,
     Action.upscale: _upscale,
+    Action.animate: _animate,
+    Action.fixface: _fixface,
 }
 
 
 class ClassicModel:
     label = LABEL
+    nbytes = 0  # nothing resident worth counting against the memory budget
 
     def __init__(self, entry: ModelEntry):
         self.entry = entry

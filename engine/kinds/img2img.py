@@ -19,17 +19,34 @@ Options (models.toml keys besides the common ones): ``dtype`` ("float16" default
 checker (kept by default), ``offline = true`` (also implied by ``HF_HUB_OFFLINE``), ``variant``
 ("fp16"), ``revision``, ``cache_dir``, and for single files ``architecture`` ("sd1", "sd2", "sdxl",
 "sdxl-refiner") and ``config``.
+
+Speed options (each one can be switched per entry; ``benchmarks/`` measures whether it pays):
+``sdpa = true`` makes sure attention runs through PyTorch's scaled-dot-product attention
+(``AttnProcessor2_0``), ``channels_last`` (default: on CUDA) stores the UNet's weights NHWC,
+``compile`` (false, ``"regional"``: the UNet's repeated transformer blocks, ``"full"``: the whole UNet;
+``true`` means regional) compiles with ``torch.compile`` and warms up at load on ``compile_sizes``
+(longest sides, default the entry's ``size``; ``compile_mode`` passes a torch.compile mode),
+``vae_tiling`` (default 1280) decodes in tiles above that longest side (0: never), ``vae_slicing =
+true`` decodes a batch one image at a time (same pixels, less memory), ``host_sigmas = true`` keeps the
+scheduler's sigmas on the host (no device syncs per step; diffusers' Euler/DPM/Heun/LMS schedulers
+already do), ``cudnn_benchmark = true`` (CUDA) lets cuDNN pick its fastest convolutions, and
+``cpu_dtype`` ("float32" default, "bfloat16") is the dtype on CPU.
+
+Batching: ``Img2ImgModel.run_batch`` runs several works that share a ``batch_key`` (working size,
+steps, strength, guidance) as one pipeline call, with one seeded generator per output, so that every
+output matches its unbatched run within 1/255 per pixel.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +54,7 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
+from engine.kinds import ip_adapter
 from engine.work import UserFacingError, Work
 
 log = logging.getLogger(__name__)
@@ -64,6 +82,10 @@ _DEFAULT_CONFIG_REPOS = {
 }
 _XL_TYPES = {"xl_base", "xl_refiner", "xl_inpaint", "playground-v2-5"}
 _SUPPORTED_TYPES = {"v1", "v2", "xl_base", "xl_refiner", "playground-v2-5"}  # plain img2img: no inpainting
+# models.toml ``compile`` -> what gets compiled
+_COMPILE = {None: None, False: None, True: "regional", "regional": "regional", "full": "full"}
+VAE_TILING = 1280  # default: decode in tiles above this longest side (px)
+BATCHES = True  # Img2ImgModel.run_batch: the runner may run several jobs as one batch
 _DTYPES = {
     "float16": "float16", "fp16": "float16", "half": "float16",
     "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -185,13 +207,21 @@ def _check_single_file_config(entry: ModelEntry, checkpoint: Path) -> str | None
 
 
 def _check_options(entry: ModelEntry) -> str | None:
-    dtype = entry.options.get("dtype")
-    if dtype is not None and str(dtype).lower() not in _DTYPES:
-        return f"misconfigured: unknown dtype {dtype!r} for {entry.name} (float16, bfloat16 or float32)"
+    for option in ("dtype", "cpu_dtype"):
+        dtype = entry.options.get(option)
+        if dtype is not None and str(dtype).lower() not in _DTYPES:
+            return (f"misconfigured: unknown {option} {dtype!r} for {entry.name} "
+                    "(float16, bfloat16 or float32)")
+    if entry.options.get("compile") not in _COMPILE:
+        return (f"misconfigured: compile = {entry.options['compile']!r} for {entry.name} "
+                "(false, regional or full)")
+    tiling = entry.options.get("vae_tiling", 0)
+    if isinstance(tiling, bool) or not isinstance(tiling, int) or tiling < 0:
+        return f"misconfigured: vae_tiling = {tiling!r} for {entry.name} (a longest side in pixels, 0: never)"
     name = entry.options.get("scheduler")
     if name and _scheduler_class(name) is None:
         return f"misconfigured: unknown scheduler {name!r} for {entry.name} in models.toml"
-    return None
+    return ip_adapter.check(entry)
 
 
 def _scheduler_class(name: str) -> type | None:
@@ -282,7 +312,8 @@ def _dtype(entry: ModelEntry, device: str):
     import torch
 
     if not device.startswith("cuda"):
-        return torch.float32
+        name = str(entry.options.get("cpu_dtype", "float32")).lower()
+        return torch.bfloat16 if _DTYPES.get(name) == "bfloat16" else torch.float32
     name = str(entry.options.get("dtype", "float16")).lower()
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {name!r} for {entry.name} (float16, bfloat16 or float32)")
@@ -303,21 +334,37 @@ class Img2ImgModel:
     pipe: Any
     device: str
     label: str
+    vae_tiling: int = VAE_TILING  # decode in tiles above this longest side (px); 0: never
+    speed: dict[str, Any] = field(default_factory=dict)  # the speed options in effect
+
+    def batch_key(self, work: Work) -> tuple:
+        """Works with equal keys can run as one batch: same working size, steps, strength and guidance."""
+        steps, strength, guidance = _call_settings(work)
+        return (work.image.size, steps, strength, guidance, ip_adapter.batch_key(work))
 
     def run(self, work: Work, progress: Progress) -> list[Image.Image]:
+        outcome = self.run_batch([work], progress)[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def run_batch(self, works: list[Work], progress: Progress) -> list[list[Image.Image] | Exception]:
+        """Works sharing one ``batch_key`` as one pipeline call: per work, its images or its error.
+
+        Every output row has its own generator seeded with its seed (the VAE encoding's sample and
+        the noise are drawn per row), so a work's pixels do not depend on what it was batched with.
+        An error that concerns one work (a blank image) is that work's result; anything else raises.
+        """
         import torch
 
-        request, entry = work.request, work.entry
-        count = len(work.seeds)
-        if count == 0:
-            return []
-        steps, strength = denoising_schedule(
-            request.num_inference_steps or entry.num_inference_steps, request.strength
-        )
+        rows = [(work, seed) for work in works for seed in work.seeds]
+        if not rows:
+            return [[] for _ in works]
+        steps, strength, guidance = _call_settings(works[0])
         expected = min(int(steps * strength), steps)
-        guidance = entry.guidance_scale if request.guidance_scale is None else request.guidance_scale
         generator_device = self.device if self.device.startswith("cuda") else "cpu"
-        generators = [torch.Generator(device=generator_device).manual_seed(int(seed)) for seed in work.seeds]
+        generators = [torch.Generator(device=generator_device).manual_seed(int(seed)) for _, seed in rows]
+        negatives = [work.request.negative_prompt for work, _ in rows]
 
         def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
             # num_timesteps is the loop's real length (set before the first step): int(steps * strength)
@@ -326,29 +373,60 @@ class Img2ImgModel:
             progress(min(i + 1, total), total)  # raises JobCancelled: it propagates out of the pipeline
             return kwargs
 
-        result = self.pipe(
-            prompt=[request.prompt] * count,
-            negative_prompt=[request.negative_prompt] * count if request.negative_prompt else None,
-            image=work.image,
-            strength=strength,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=generators,
-            output_type="np",  # floats: NaNs are still visible; converted to PIL as "pil" would
-            callback_on_step_end=on_step_end,
-        )
+        self._set_tiling(works[0].image.size)
+        with torch.inference_mode():
+            result = self.pipe(
+                prompt=[work.request.prompt for work, _ in rows],
+                negative_prompt=negatives if any(negatives) else None,
+                # one source for one work (the pipeline repeats it); else one per row
+                image=works[0].image if len(works) == 1 else [work.image for work, _ in rows],
+                strength=strength,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generators,
+                output_type="np",  # floats: NaNs are still visible; converted to PIL as "pil" would
+                callback_on_step_end=on_step_end,
+                **ip_adapter.call_kwargs(self.pipe, works),
+            )
         arrays = result.images
-        flagged = getattr(result, "nsfw_content_detected", None) or [False] * count
+        flagged = getattr(result, "nsfw_content_detected", None) or [False] * len(rows)
+        outcomes: list[list[Image.Image] | Exception] = []
+        start = 0
+        for work in works:
+            end = start + len(work.seeds)
+            outcomes.append(self._images(arrays[start:end], flagged[start:end]))
+            start = end
+        return outcomes
+
+    def _images(self, arrays: Any, flagged: Any) -> list[Image.Image] | Exception:
         for array, nsfw in zip(arrays, flagged, strict=False):
             if nsfw:
-                raise BlankOutput("the safety checker blanked an image; try another prompt or seed")
+                return BlankOutput("the safety checker blanked an image; try another prompt or seed")
             if _is_blank(array):
                 log.warning(
                     "%s produced a blank image (NaN or all black): a float16 overflow? try dtype = "
                     "\"bfloat16\" or a fixed VAE", self.label,
                 )
-                raise BlankOutput("the model produced a blank image; try again with another seed")
+                return BlankOutput("the model produced a blank image; try again with another seed")
         return [image.convert("RGB") for image in _to_pil(arrays)]
+
+    def _set_tiling(self, size: tuple[int, int]) -> None:
+        vae = getattr(self.pipe, "vae", None)
+        if vae is None or not hasattr(vae, "use_tiling"):
+            return
+        if self.vae_tiling and max(size) > self.vae_tiling:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+
+
+def _call_settings(work: Work) -> tuple[int, float, float]:
+    """(num_inference_steps, strength, guidance_scale) of the pipeline call for ``work``."""
+    request, entry = work.request, work.entry
+    steps = request.num_inference_steps or entry.num_inference_steps
+    steps, strength = denoising_schedule(steps, request.strength)
+    guidance = entry.guidance_scale if request.guidance_scale is None else request.guidance_scale
+    return steps, strength, float(guidance)
 
 
 def _is_blank(array: Any) -> bool:
@@ -424,9 +502,161 @@ def load(entry: ModelEntry, device: str) -> Img2ImgModel:
         if cls is None:
             raise ValueError(f"unknown scheduler {name!r} for {entry.name}")
         pipe.scheduler = cls.from_config(pipe.scheduler.config, **overrides)
+    ip_adapter.attach(pipe, entry)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return Img2ImgModel(pipe=pipe, device=device, label=f"diffusers {type(pipe).__name__}")
+    model = Img2ImgModel(pipe=pipe, device=device, label=f"diffusers {type(pipe).__name__}",
+                         vae_tiling=int(entry.options.get("vae_tiling", VAE_TILING)))
+    model.speed = _speed_up(model, entry)
+    return model
+
+
+# --- speed -----------------------------------------------------------------------------------------
+
+
+def _speed_up(model: Img2ImgModel, entry: ModelEntry) -> dict[str, Any]:
+    """Apply the entry's speed options to a loaded pipeline; returns what is in effect."""
+    import torch
+
+    pipe, options = model.pipe, entry.options
+    cuda = model.device.startswith("cuda")
+    speed: dict[str, Any] = {"dtype": str(pipe.unet.dtype).removeprefix("torch.")}
+    if options.get("sdpa", True):
+        speed["sdpa"] = _use_sdpa(pipe)
+    if options.get("channels_last", cuda):
+        pipe.unet.to(memory_format=torch.channels_last)
+        speed["channels_last"] = True
+    if options.get("vae_slicing", True) and hasattr(pipe.vae, "use_slicing"):
+        pipe.vae.enable_slicing()
+        speed["vae_slicing"] = True
+    if options.get("host_sigmas", True):
+        _keep_sigmas_on_host(pipe.scheduler)
+        speed["host_sigmas"] = True
+    if cuda and options.get("cudnn_benchmark", True):
+        torch.backends.cudnn.benchmark = True
+        speed["cudnn_benchmark"] = True
+    speed["vae_tiling"] = model.vae_tiling
+    how = _COMPILE.get(options.get("compile"))
+    if how:
+        speed["compile"] = _compile(model, entry, how)
+    log.info("%s: %s", entry.name, ", ".join(f"{k}={v}" for k, v in speed.items()))
+    return speed
+
+
+def _use_sdpa(pipe: Any) -> bool:
+    """Make every plain attention processor of the UNet and VAE the SDPA one; True when all are SDPA."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    every = True
+    for module in (pipe.unet, getattr(pipe, "vae", None)):
+        processors = getattr(module, "attn_processors", None)
+        if not processors:
+            continue
+        if any(type(p) is AttnProcessor for p in processors.values()):
+            module.set_attn_processor({name: AttnProcessor2_0() if type(p) is AttnProcessor else p
+                                       for name, p in processors.items()})
+        every = every and all(type(p) is AttnProcessor2_0 for p in module.attn_processors.values())
+    return every
+
+
+def _keep_sigmas_on_host(scheduler: Any) -> None:
+    """After every ``set_timesteps``, move ``sigmas`` to the CPU: indexing them then costs no device sync."""
+    set_timesteps = scheduler.set_timesteps
+    if getattr(set_timesteps, "keeps_sigmas_on_host", False):
+        return
+
+    @functools.wraps(set_timesteps)  # keeps the signature diffusers inspects
+    def on_host(*args: Any, **kwargs: Any) -> Any:
+        done = set_timesteps(*args, **kwargs)
+        sigmas = getattr(scheduler, "sigmas", None)
+        if getattr(sigmas, "device", None) is not None and sigmas.device.type != "cpu":
+            scheduler.sigmas = sigmas.to("cpu")
+        return done
+
+    on_host.keeps_sigmas_on_host = True  # type: ignore[attr-defined]
+    scheduler.set_timesteps = on_host
+
+
+def _compile(model: Img2ImgModel, entry: ModelEntry, how: str) -> str:
+    """Compile the UNet (regional where diffusers supports it) and warm it up on the configured sizes."""
+    unet = model.pipe.unet
+    kwargs: dict[str, Any] = {"fullgraph": True}
+    if entry.options.get("compile_mode"):
+        kwargs["mode"] = str(entry.options["compile_mode"])
+    if how == "regional" and getattr(unet, "_repeated_blocks", None):
+        unet.compile_repeated_blocks(**kwargs)
+    else:
+        how = "full"
+        unet.compile(**kwargs)
+    for side in entry.options.get("compile_sizes") or [entry.size]:
+        _warm_up(model, entry, int(side))
+    return how
+
+
+def _warm_up(model: Img2ImgModel, entry: ModelEntry, side: int) -> None:
+    """Two short runs at ``side`` (batch 1, then 2: the batch dimension becomes dynamic) to compile now."""
+    from bot.jobs import Action, Request
+
+    side = max(entry.multiple, side - side % entry.multiple)
+    image = Image.new("RGB", (side, side), (128, 128, 128))
+    request = Request(prompt="warm-up", model=entry.name, strength=1.0, num_inference_steps=2,
+                      guidance_scale=entry.guidance_scale)
+    for seeds in ((0,), (0, 1)):
+        work = Work(action=Action.remix, request=request, entry=entry, image=image, references=(),
+                    seeds=seeds, device=model.device)
+        model.run_batch([work], lambda step, total: None)
+    log.info("%s: compiled and warmed up at %d px", entry.name, side)
+
+
+def expected_nbytes(entry: ModelEntry, device: str) -> int | None:
+    """The bytes ``load`` will take on ``device``, read from the safetensors headers (no weights read).
+
+    None when it cannot be told cheaply (pickled weights, a missing source).
+    """
+    try:
+        files = _weight_files(entry)
+    except Exception:  # noqa: BLE001 - an estimate only
+        log.exception("could not list the weights of %s", entry.name)
+        return None
+    if not files:
+        return None
+    element = _dtype(entry, device).itemsize
+    total = 0
+    for path in files:
+        view = _HeaderView(path)
+        for key in view:
+            if key.startswith("model_ema."):  # EMA copies in old checkpoints are not loaded
+                continue
+            count = 1
+            for dim in view[key].shape:
+                count *= dim
+            total += count * element
+    return total
+
+
+def _weight_files(entry: ModelEntry) -> list[Path]:
+    """The safetensors files ``load`` reads for ``entry``; [] when they are not safetensors or not here."""
+    kind, where = _classify(entry.source.strip())
+    if kind == "url":
+        repo, revision, filename = where
+        cached = _cached(repo, filename, entry, revision)
+        kind, where = ("file", Path(cached)) if cached else ("missing", None)
+    if kind == "file":
+        return [where] if where.suffix.lower() == ".safetensors" else []
+    if kind == "hub":
+        index = _cached(where, "model_index.json", entry, entry.options.get("revision"))
+        kind, where = ("folder", Path(index).parent) if index else ("missing", None)
+    if kind != "folder":
+        return []
+    variant = entry.options.get("variant")
+    files = []
+    for component in sorted(p for p in Path(where).iterdir() if p.is_dir()):
+        found = sorted(component.glob("*.safetensors"))
+        chosen = [p for p in found if variant and f".{variant}." in p.name]
+        if not chosen:
+            chosen = [p for p in found if not re.search(r"\.(fp16|bf16|fp32)\.", p.name)] or found
+        files += chosen
+    return files
 
 
 def _local_config(entry: ModelEntry, config: str | None, offline: bool) -> str | None:

@@ -446,10 +446,8 @@ def test_upscale_cancellation_propagates():
         run(make_work(photo("coffee.png"), "", action=Action.upscale), cancel)
 
 
-@pytest.mark.parametrize("action", [Action.fixface, Action.animate])
-def test_other_actions_are_not_implemented_yet(action):
-    with pytest.raises(NotImplementedError):
-        run(make_work(photo("coffee.png"), "", action=action))
+def test_every_action_has_a_classic_version():
+    assert set(classic._ACTIONS) == set(Action)
 
 
 # --- no torch ------------------------------------------------------------------------------------

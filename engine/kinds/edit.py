@@ -1,0 +1,89 @@
+"""The instruction-edit kinds: the prompt says what to change ("make the jacket red").
+
+``instruct-pix2pix``: ``StableDiffusionInstructPix2PixPipeline`` (e.g. ``timbrooks/instruct-pix2pix``);
+``--image-cfg`` (``image_guidance_scale``, default the entry's ``image_guidance_scale`` option or 1.5)
+says how closely to keep the picture, ``--cfg`` how closely to follow the instruction.
+``flux-kontext``: ``FluxKontextPipeline`` (``black-forest-labs/FLUX.1-Kontext-dev``), for large GPUs;
+it picks its own working resolution near the source's aspect.
+
+``source`` is a diffusers folder or a cached hub id, loaded by ``engine.kinds.pretrained`` (its
+options apply: ``dtype``, ``cpu_offload``, ``variant``…). Neither takes ``strength``: the whole
+schedule runs, so progress counts every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from bot.jobs import Progress
+from bot.models import ModelEntry
+from engine.kinds import img2img, pretrained
+from engine.kinds.img2img import BlankOutput
+from engine.work import Work
+
+# kind (models.toml) → diffusers pipeline class
+PIPELINES = {
+    "instruct-pix2pix": "StableDiffusionInstructPix2PixPipeline",
+    "flux-kontext": "FluxKontextPipeline",
+}
+DEFAULT_IMAGE_GUIDANCE = 1.5
+_KONTEXT_HINT = (" (a gated repo: accept its licence on huggingface.co first; about 24 GB in bfloat16: "
+                 "a 24 GB+ GPU, or cpu_offload = true)")
+
+
+def check(entry: ModelEntry) -> str | None:
+    return pretrained.check(entry, _KONTEXT_HINT if entry.kind == "flux-kontext" else "")
+
+
+def load(entry: ModelEntry, device: str) -> EditModel:
+    import diffusers
+
+    name = PIPELINES[entry.kind]
+    pipe = pretrained.load(entry, device, getattr(diffusers, name))
+    if entry.options.get("safety_checker") is False and getattr(pipe, "safety_checker", None) is not None:
+        pipe.safety_checker = None
+    return EditModel(pipe=pipe, device=device, kind=entry.kind, label=f"diffusers {name}")
+
+
+@dataclass
+class EditModel:
+    pipe: Any
+    device: str
+    kind: str
+    label: str
+
+    def run(self, work: Work, progress: Progress) -> list[Image.Image]:
+        request, entry = work.request, work.entry
+        count = len(work.seeds)
+        if count == 0:
+            return []
+        steps = request.num_inference_steps or entry.num_inference_steps
+        guidance = entry.guidance_scale if request.guidance_scale is None else request.guidance_scale
+
+        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            total = getattr(pipe, "num_timesteps", None) or steps
+            progress(min(i + 1, total), total)  # raises JobCancelled: it propagates out of the pipeline
+            return kwargs
+
+        kwargs: dict[str, Any] = dict(
+            prompt=[request.prompt] * count, image=[work.image] * count, num_inference_steps=steps,
+            guidance_scale=guidance, generator=pretrained.generators(self.device, work.seeds),
+            output_type="np", callback_on_step_end=on_step_end,
+        )
+        if self.kind == "instruct-pix2pix":
+            image_guidance = request.image_guidance_scale
+            if image_guidance is None:
+                image_guidance = float(entry.options.get("image_guidance_scale", DEFAULT_IMAGE_GUIDANCE))
+            negative = [request.negative_prompt] * count if request.negative_prompt else None
+            kwargs.update(image_guidance_scale=image_guidance, negative_prompt=negative)
+        result = self.pipe(**kwargs)
+        flagged = getattr(result, "nsfw_content_detected", None) or [False] * count
+        for array, nsfw in zip(result.images, flagged, strict=False):
+            if nsfw:
+                raise BlankOutput("the safety checker blanked an image; try another prompt or seed")
+            if img2img._is_blank(array):
+                raise BlankOutput("the model produced a blank image; try again with another seed")
+        return [image.convert("RGB") for image in img2img._to_pil(result.images)]
