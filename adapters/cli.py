@@ -15,10 +15,11 @@ import signal
 import sys
 from pathlib import Path
 
+from bot import logs, metrics
 from bot.history import History
 from bot.jobs import Action, Event, Origin, Status
 from bot.models import load_models
-from bot.queue import ArqQueue, LocalQueue
+from bot.queue import ArqQueue, LocalQueue, describe_worker
 from bot.service import Refusal, Service
 from bot.settings import Settings, load_settings
 
@@ -39,7 +40,7 @@ async def build_service(settings: Settings) -> Service:
         async def availability() -> dict[str, str | None]:
             return await asyncio.to_thread(registry.availability, models)
 
-        queue = LocalQueue(Engine(models, settings.device))
+        queue = LocalQueue(Engine.from_settings(models, settings))
         service = Service(settings, models, history, queue, availability=availability)
     await service.start()
     return service
@@ -101,8 +102,17 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
                 target = output / out.path.name
                 shutil.copyfile(out.path, target)
                 print(target)
+                if record.request.show_source and out.media_type.startswith("image/"):
+                    target = output / f"{record.id}-{out.index}-before-after.png"
+                    target.write_bytes(await service.before_after(record.id, out.index))
+                    print(target)
             if record.note:
                 print(f"  ({record.request.model}: {record.note})", file=sys.stderr)
+        sheet = await service.compare_sheet(ticket.job.id) if len(ticket.jobs) > 1 else None
+        if sheet is not None:  # --compare: the results side by side, labelled with the models' names
+            target = output / f"{ticket.job.id}-compare.png"
+            target.write_bytes(sheet)
+            print(target)
         return 1 if failed else 0
     finally:
         await close_service(service)
@@ -118,6 +128,11 @@ async def models(settings: Settings) -> int:
             state = "ready" if reason is None else f"unavailable: {reason}"
             mark = " (default)" if entry.name == default else ""
             print(f"{entry.name:<14} {entry.kind:<18} {state}{mark}\n    {entry.description}")
+        if isinstance(service.queue, ArqQueue):  # Redis mode: who serves the queues
+            beats = await service.queue.heartbeats()
+            print(f"\nworkers: {len(beats)} live" + ("" if beats else " (start one: remixbot worker)"))
+            for beat in beats:
+                print(f"  {describe_worker(beat)}")
         return 0
     finally:
         await close_service(service)
@@ -156,9 +171,10 @@ async def worker(settings: Settings, groups: list[str]) -> int:
         return 2
     models = load_models(settings.models_path)
     groups = groups or sorted({entry.queue_group for entry in models})
-    engine = Engine(models, settings.device)
+    engine = Engine.from_settings(models, settings)
     workers = build_workers(engine, settings.redis_url, groups, job_timeout=settings.job_timeout,
-                            result_ttl=settings.result_ttl, poll_delay=settings.poll_delay)
+                            result_ttl=settings.result_ttl, poll_delay=settings.poll_delay,
+                            lease=settings.job_lease, device=settings.device)
     log.info("worker serving groups %s", ", ".join(groups))
     try:
         await _until_signalled(serve(workers, groups))
@@ -235,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=20)
     w = commands.add_parser("worker", help="an arq worker (needs REDIS_URL)")
     w.add_argument("--groups", default="", help="model groups to serve, comma-separated (default: all)")
+    w.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on this port (default: REMIXBOT_METRICS_PORT)")
     commands.add_parser("run", help="the bot service: every adapter with a token")
     return top
 
@@ -258,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = load_settings()
     quiet = args.command in ("remix", "chat", "models", "history")
-    level = settings.log_level or ("WARNING" if quiet else "INFO")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings.log_level or ("WARNING" if quiet else "INFO"), settings.log_format)
+    port = getattr(args, "metrics_port", None) or settings.metrics_port
+    if port and args.command in ("run", "worker", "chat"):
+        metrics.serve(port)
     if args.command == "remix":
         text, output, user = split_remix_args(args)
         return asyncio.run(remix(settings, args.image, text, output, user))

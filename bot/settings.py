@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,12 @@ class Settings:
     discord_message_content: bool = False
     discord_allowed_channels: tuple[int, ...] = ()
     log_level: str = ""  # "": INFO for services, WARNING for one-shot commands
+    log_format: str = "plain"  # "plain" or "json" (one JSON object per line)
+    metrics_port: int = 0  # serve Prometheus metrics on this port (bot and workers); 0: off
+    job_lease: float = 30.0  # seconds a dead worker's job stays claimed before another worker re-runs it
+    memory_budget: int = 0  # bytes of resident models (GPU or RAM); 0: 80% of the device's memory
+    batch_size: int = 0  # most jobs of one model in one batch (and arq max_jobs); 0: 8 on a GPU, 1 on a CPU
+    batch_window: float = 0.03  # seconds the engine waits to fill a batch; 0: no batching
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -70,6 +77,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     value = env.get(name, "").strip()
     return float(value) if value else default
+
+
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    """A size: "12884901888", "12GiB" or "12G" (powers of 1024), "12GB" (powers of 1000)."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)", value, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"{name}={value!r} is not a size in bytes (e.g. 12GiB)")
+    number, unit, binary, byte = match.groups()
+    base = 1000 if unit and byte and not binary else 1024
+    return int(float(number) * base ** (" kmgt".index(unit.lower() or " ")))
 
 
 def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
@@ -110,4 +130,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         discord_message_content=env.get("DISCORD_MESSAGE_CONTENT", "").lower() in ("1", "true", "yes"),
         discord_allowed_channels=_ids(env, "DISCORD_ALLOWED_CHANNELS"),
         log_level=env.get("REMIXBOT_LOG_LEVEL", "").upper(),
+        log_format=env.get("REMIXBOT_LOG_FORMAT", "").strip().lower() or base.log_format,
+        metrics_port=_int(env, "REMIXBOT_METRICS_PORT", base.metrics_port),
+        job_lease=_float(env, "REMIXBOT_JOB_LEASE", base.job_lease),
+        memory_budget=_bytes(env, "REMIXBOT_MEMORY_BUDGET", base.memory_budget),
+        batch_size=_int(env, "REMIXBOT_BATCH_SIZE", base.batch_size),
+        batch_window=_float(env, "REMIXBOT_BATCH_WINDOW", base.batch_window),
     )

@@ -90,4 +90,67 @@ def done_statuses(events: Events) -> dict[str, Status]:
     return {record.id: event.status for record, event in events.seen if event.status.finished}
 
 
+def noop_models(directory: Path, **entries: dict) -> Path:
+    """config/models.toml plus ``noop`` models (engine/kinds/noop.py) of known duration, as a file.
 
+    ``noop_models(tmp_path, gate={"seconds": 2, "steps": 20})`` adds ``[models.gate]`` (kind noop,
+    group classic unless given). Run them with REMIXBOT_DEVICE=cpu / settings.device="cpu".
+    """
+    lines = [(ROOT / "config" / "models.toml").read_text(encoding="utf-8")]
+    for name, options in entries.items():
+        lines.append(f"\n[models.{name}]\nkind = \"noop\"")
+        for key, value in {"group": "classic", **options}.items():
+            lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
+    path = directory / "models.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def wait_for_heartbeat(redis_url: str, process: subprocess.Popen, timeout: float = 60.0) -> dict:
+    """Until this worker process's own heartbeat is in Redis; returns it."""
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            keys = client.keys(f"remixbot:worker:*-{process.pid}")
+            if keys and (value := client.get(keys[0])):
+                return json.loads(value)
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited: {process.stdout.read()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("worker did not start")
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scrape(port: int, timeout: float = 30.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples a real /metrics endpoint serves: (name, sorted labels) → value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
