@@ -4,13 +4,15 @@ Every button is a discord.py ``DynamicItem``: its state lives in its custom_id a
 is looked up in the history, so buttons keep working after a restart without any in-memory view.
 
 - ``ResultButton`` — the core vocabulary (``bot.actions``): ``reroll:<job>``, ``upscale:<job>:<i>``,
-  ``info:<job>``, ``delete:<job>``, ``cancel:<job>``…
+  ``info:<job>``, ``delete:<job>``, ``cancel:<job>``, ``source:<job>:0`` (Before/after: one button
+  for the whole result, answered privately with a sheet per image)…
 - ``HistoryButton`` — ``hist:<page>``, paging through the presser's own jobs.
 - ``SettingsButton`` — ``set:<key>:<value>``, changing the presser's own defaults.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -116,9 +118,10 @@ def status_view(job_id: str) -> discord.ui.View:
 
 def result_view(record: JobRecord) -> discord.ui.View:
     """Per image a row [Upscale n] [Fix face n] [Animate n] [Vary n] [Strong vary n], then
-    [Reroll] [Info] [Delete]: at most 5 rows of 5."""
+    [Reroll] [Info] [Delete] [Before/after]: at most 5 rows of 5. A clip gets the last row only,
+    without Before/after (a comparison of pictures)."""
     view = discord.ui.View(timeout=None)
-    images = [o for o in record.outputs if o.media_type.startswith("image/")][:MAX_IMAGE_ROWS]
+    images = [o for o in record.outputs if render.is_still(o.media_type)][:MAX_IMAGE_ROWS]
     for row, output in enumerate(images):
         for button, emoji, label in PER_IMAGE:
             view.add_item(
@@ -129,7 +132,7 @@ def result_view(record: JobRecord) -> discord.ui.View:
                     row=row,
                 )
             )
-    add_last_row(view, record.id, len(images))
+    add_last_row(view, record.id, len(images), before_after=bool(images))
     return view
 
 
@@ -139,7 +142,7 @@ def failed_view(record: JobRecord) -> discord.ui.View:
     return view
 
 
-def add_last_row(view: discord.ui.View, job_id: str, row: int) -> None:
+def add_last_row(view: discord.ui.View, job_id: str, row: int, *, before_after: bool = False) -> None:
     view.add_item(ResultButton(Press(Button.reroll, job_id), label="Reroll", emoji="🔄", row=row))
     view.add_item(ResultButton(Press(Button.info, job_id), label="Info", emoji="ℹ️", row=row))
     view.add_item(
@@ -147,6 +150,9 @@ def add_last_row(view: discord.ui.View, job_id: str, row: int) -> None:
             Press(Button.delete, job_id), label="Delete", emoji="🗑", style=discord.ButtonStyle.danger, row=row
         )
     )
+    if before_after:  # one for the whole result: the per-image rows have no room left
+        press = Press(Button.source, job_id, 0)
+        view.add_item(ResultButton(press, label="Before/after", emoji="↔️", row=row))
 
 
 def history_view(records: list[JobRecord], page: int, has_next: bool) -> discord.ui.View:
@@ -207,6 +213,8 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
         if record is None:
             raise Refusal("I can't find that job any more.")
         await answers.tell(interaction, render.info(record))
+    elif press.button is Button.source:
+        await show_before_after(interaction, bot, press.job_id)
     elif press.button is Button.delete:
         await delete(interaction, bot, origin, press.job_id)
     elif press.button is Button.cancel:
@@ -227,6 +235,23 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
             reply_to=reply_to,
             upload_limit=interaction.filesize_limit,
         )
+
+
+async def show_before_after(interaction: discord.Interaction, bot: RemixBot, job_id: str) -> None:
+    """The before | after sheet of each of the result's images, for the presser's eyes only.
+
+    A picture, never a job: it goes through ``Service.before_after``, not ``Service.act``.
+    """
+    record = await bot.service.job(job_id)
+    if record is None:
+        raise Refusal("I can't find that result any more.")
+    indexes = [o.index for o in record.outputs if render.is_still(o.media_type)] or [0]
+    pictures = [
+        (f"before-after-{record.id}-{index + 1}.png", await bot.service.before_after(record.id, index))
+        for index in indexes
+    ]
+    uploads = await asyncio.to_thread(render.fit_pictures, pictures, interaction.filesize_limit)
+    await answers.tell(interaction, render.before_after(record, indexes), files=render.files(uploads))
 
 
 async def delete(interaction: discord.Interaction, bot: RemixBot, origin: Origin, job_id: str) -> None:

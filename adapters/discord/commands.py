@@ -9,13 +9,14 @@ job is its status message, posted in the channel with the bot token).
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
 from adapters.discord import answers, buttons, intake, render
-from bot.requests import MAX_SEED, number
+from bot.requests import MAX_CFG, MAX_FPS, MAX_FRAMES, MAX_IMAGE_CFG, MAX_SEED, MOTIONS, number
 from bot.service import Refusal
 
 if TYPE_CHECKING:
@@ -72,22 +73,49 @@ def request_text(
     seed: int | None = None,
     count: int | None = None,
     size: int | None = None,
+    steps: int | None = None,
+    cfg: float | None = None,
+    image_cfg: float | None = None,
+    scale: int | None = None,
+    compare: str | None = None,
+    show_source: bool | None = None,
+    motion: str | None = None,
+    frames: int | None = None,
+    fps: int | None = None,
+    ref_scale: float | None = None,
 ) -> str:
     """The slash command's options as the request grammar every face shares (``prompt --flags``)."""
     parts = [prompt.strip()]
-    if model:
-        parts += ["--model", model.strip()]
-    if strength is not None:
-        parts += ["--strength", number(strength)]
-    if seed is not None:
-        parts += ["--seed", str(seed)]
-    if count is not None:
-        parts += ["--n", str(count)]
-    if size is not None:
-        parts += ["--size", str(size)]
+    flags: tuple[tuple[str, object], ...] = (
+        ("model", model.strip() if model else None),
+        ("strength", strength),
+        ("seed", seed),
+        ("n", count),
+        ("size", size),
+        ("steps", steps),
+        ("cfg", cfg),
+        ("image-cfg", image_cfg),
+        ("scale", scale),
+        ("compare", model_list(compare)),
+        ("motion", motion),
+        ("frames", frames),
+        ("fps", fps),
+        ("ref-scale", ref_scale),
+    )
+    for flag, value in flags:
+        if value is not None:
+            parts += [f"--{flag}", number(value) if isinstance(value, float) else str(value)]
+    if show_source:
+        parts.append("--show-source")
     if negative and negative.strip():
         parts += ["--no", negative.strip()]  # last: its value runs to the end
     return " ".join(parts)
+
+
+def model_list(text: str | None) -> str | None:
+    """``"fast, classic"`` → ``"fast,classic"`` (one token for --compare); None when empty."""
+    names = [name for name in re.split(r"[,\s]+", text or "") if name]
+    return ",".join(names) or None
 
 
 # /remix ----------------------------------------------------------------------------------------
@@ -103,9 +131,23 @@ def request_text(
     seed="Repeat a result exactly",
     count="How many images",
     size="Longest side of the output in pixels",
+    steps="Denoising steps: more detail, slower",
+    cfg="How closely to follow the prompt, 0 to 30",
+    image_cfg="How closely to keep the picture (instruction-edit models), 0 to 10",
+    scale="The Upscale button's factor",
+    compare="Also run it on these models, comma-separated (a side-by-side sheet follows)",
+    show_source="Post your picture next to each result",
+    motion="How much the Animate button's clip moves",
+    frames="Frames in the Animate button's clip",
+    fps="Frames per second of the Animate button's clip",
     ref1="A reference image",
     ref2="A second reference image",
     ref3="A third reference image",
+    ref_scale="How strongly the reference images steer the result, 0 to 1",
+)
+@app_commands.choices(
+    scale=[app_commands.Choice(name="×2", value=2), app_commands.Choice(name="×4", value=4)],
+    motion=[app_commands.Choice(name=motion, value=motion) for motion in MOTIONS],
 )
 async def remix_command(
     interaction: discord.Interaction,
@@ -117,9 +159,19 @@ async def remix_command(
     seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
     count: app_commands.Range[int, 1, 4] | None = None,
     size: app_commands.Range[int, 64, 4096] | None = None,
+    steps: app_commands.Range[int, 1, 500] | None = None,
+    cfg: app_commands.Range[float, 0.0, MAX_CFG] | None = None,
+    image_cfg: app_commands.Range[float, 0.0, MAX_IMAGE_CFG] | None = None,
+    scale: int | None = None,
+    compare: app_commands.Range[str, 1, 200] | None = None,
+    show_source: bool | None = None,
+    motion: str | None = None,
+    frames: app_commands.Range[int, 2, MAX_FRAMES] | None = None,
+    fps: app_commands.Range[int, 1, MAX_FPS] | None = None,
     ref1: discord.Attachment | None = None,
     ref2: discord.Attachment | None = None,
     ref3: discord.Attachment | None = None,
+    ref_scale: app_commands.Range[float, 0.0, 1.0] | None = None,
 ) -> None:
     bot = bot_of(interaction)
     check_channel(interaction)
@@ -131,7 +183,9 @@ async def remix_command(
     await interaction.response.defer(ephemeral=True, thinking=True)
     data = await asyncio.gather(*(intake.read(attachment) for attachment in attachments))
     text = request_text(
-        prompt, model=model, strength=strength, negative=negative, seed=seed, count=count, size=size
+        prompt, model=model, strength=strength, negative=negative, seed=seed, count=count, size=size,
+        steps=steps, cfg=cfg, image_cfg=image_cfg, scale=scale, compare=compare, show_source=show_source,
+        motion=motion, frames=frames, fps=fps, ref_scale=ref_scale,
     )
     ticket = await intake.remix(
         bot,
@@ -162,6 +216,27 @@ async def model_choices(interaction: discord.Interaction, current: str) -> list[
         choices.append(
             app_commands.Choice(name=render.model_choice(entry.name, description), value=entry.name)
         )
+    return choices[:25]
+
+
+@remix_command.autocomplete("compare")
+async def compare_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """The models typed so far, plus one more that can run here (completing the last name typed)."""
+    service = bot_of(interaction).service
+    availability = await service.availability()
+    typed, _, last = current.rpartition(",")
+    chosen = (model_list(typed) or "").split(",") if typed.strip() else []
+    last = last.strip().lower()
+    choices = []
+    for entry in service.models:
+        if entry.name in chosen or availability.get(entry.name) is not None:
+            continue
+        if last and last not in entry.name.lower():
+            continue
+        value = ",".join([*chosen, entry.name])
+        if len(value) <= 100:
+            label = render.model_choice(value, entry.description)
+            choices.append(app_commands.Choice(name=label, value=value))
     return choices[:25]
 
 

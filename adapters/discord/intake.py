@@ -195,6 +195,8 @@ async def post(
         log.warning(
             "could not post a status message in channel %s: %s", origin.chat_id, error.text or error.status
         )
+        for job in ticket.jobs:
+            bot.board.abandon(job.id)
         await asyncio.gather(
             *(bot.service.cancel(origin, job.id) for job in ticket.jobs), return_exceptions=True
         )

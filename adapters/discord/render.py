@@ -146,6 +146,19 @@ def result(record: JobRecord, notes: list[str]) -> str:
     return clip("\n".join([line, *extra]))
 
 
+def compare(models: list[str]) -> str:
+    """The line over a --compare set's side-by-side sheet."""
+    return clip("Compare: " + " · ".join(safe(model, 80) for model in models))
+
+
+def before_after(record: JobRecord, indexes: list[int]) -> str:
+    """The line over before | after sheets of a job's images."""
+    which = ""
+    if len(record.outputs) > 1:
+        which = f" of image{'s' if len(indexes) > 1 else ''} " + ", ".join(str(i + 1) for i in indexes)
+    return clip(f"↔️ Before / after{which} · {record.request.model}")
+
+
 def failed(record: JobRecord) -> str:
     error = record.error or "The job failed."
     return clip(f"{header(record)}\n❌ {safe(error, 500)}")
@@ -255,11 +268,34 @@ class Upload:
     data: bytes
 
 
+def is_still(media_type: str) -> bool:
+    """A picture (an animated GIF, like a video, is a clip)."""
+    return media_type.startswith("image/") and media_type != "image/gif"
+
+
+def files(uploads: list[Upload]) -> list[discord.File]:
+    """Fresh File objects (discord.py closes them after each request)."""
+    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in uploads]
+
+
+def fit_pictures(pictures: list[tuple[str, bytes]], limit: int | None) -> list[Upload]:
+    """Pictures the bot made (sheets), named, as uploads under ``limit`` bytes each (a JPEG where a
+    PNG won't fit)."""
+    limit = limit or DEFAULT_FILE_SIZE_LIMIT_BYTES
+    budget = min(limit, MAX_BODY // max(1, len(pictures)))
+    return [
+        Upload(name, data)
+        if len(data) <= budget
+        else Upload(name.rsplit(".", 1)[0] + ".jpg", shrink(data, budget))
+        for name, data in pictures
+    ]
+
+
 def fit(outputs: list[tuple[OutputRecord, bytes]], limit: int | None) -> tuple[list[Upload], list[str]]:
     """The result files as they can be uploaded under ``limit`` bytes each, and notes on changes.
 
-    PNGs over the limit are re-encoded as JPEG (smaller steps of quality, then of size); other
-    media over it are left out with a note. The lossless originals stay in the history.
+    Pictures over the limit are re-encoded as JPEG (smaller steps of quality, then of size); clips
+    over it are left out with a note. The lossless originals stay in the history.
     """
     limit = limit or DEFAULT_FILE_SIZE_LIMIT_BYTES
     budget = min(limit, MAX_BODY // max(1, len(outputs)))
@@ -270,7 +306,7 @@ def fit(outputs: list[tuple[OutputRecord, bytes]], limit: int | None) -> tuple[l
         name = output.path.name
         if len(data) <= budget:
             uploads.append(Upload(name, data))
-        elif output.media_type.startswith("image/"):
+        elif is_still(output.media_type):
             uploads.append(Upload(output.path.stem + ".jpg", shrink(data, budget)))
             reencoded = True
         else:

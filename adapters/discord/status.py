@@ -1,5 +1,8 @@
 """Status messages: one per job, posted with the bot token, edited as the job waits and runs, and
-finally turned into the result message (images, a short line, the persistent buttons).
+finally turned into the result message (images or clips, a short line, the persistent buttons).
+With ``--show-source`` a message with the before | after sheets answers the result; the job of a
+``--compare`` set that finishes last posts the side-by-side sheet (once), answering the set's first
+job's message.
 
 The message's ``channel:message`` ids are kept in the history (``set_status_message``), so a job
 recovered after a restart still lands in its message, and no edit ever needs the interaction
@@ -10,7 +13,6 @@ token (which expires after 15 minutes). Progress edits are throttled per job: at
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import discord
 from adapters.discord import buttons, render
 from bot.history import JobRecord
 from bot.jobs import Event, Job, Status
-from bot.service import Service
+from bot.service import Refusal, Service
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Tracker:
     last_edit: float = 0.0
     finished: bool = False
     editing: bool = False
+    abandoned: bool = False  # its status message could not be posted: nowhere to show anything
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when the job finishes
     flusher: asyncio.Task | None = None
 
@@ -88,6 +91,14 @@ class StatusBoard:
         if not tracker.located.done():
             tracker.located.set_result((message.channel.id, message.id))
         return message
+
+    def abandon(self, job_id: str) -> None:
+        """The job's status message could not be posted (and the job is being cancelled): its events
+        have nowhere to go, so they don't wait for a message that will never exist."""
+        tracker = self._tracker(job_id)
+        if not tracker.located.done():
+            tracker.abandoned = True
+            tracker.located.set_result(None)
 
     # events ------------------------------------------------------------------------------------
 
@@ -187,18 +198,30 @@ class StatusBoard:
                 await asyncio.gather(tracker.flusher, return_exceptions=True)
             await self.online.wait()
             where = await self._locate(tracker)
-            await self._show(record, where)
+            if tracker.abandoned:
+                return
+            shown = await self._show(record, where)
+            if shown is not None and record.status is Status.done and record.request.show_source:
+                await self._post_before_after(record, shown)
         except Exception:
             log.exception("could not deliver job %s to Discord", record.id)
         finally:
             self._trackers.pop(record.id, None)
+        if record.compare_of is not None:
+            try:
+                await self._post_compare_sheet(record)
+            except Exception:
+                log.exception("could not post the compare sheet of job %s", record.compare_of)
 
-    async def _show(self, record: JobRecord, where: tuple[int, int] | None) -> None:
-        """Turn the status message into the result (or post the result anew when it is gone)."""
+    async def _show(self, record: JobRecord, where: tuple[int, int] | None) -> tuple[int, int] | None:
+        """Turn the status message into the result (or post the result anew when it is gone).
+
+        Returns where the result is: (channel id, message id).
+        """
         if where is None:
             if not record.origin.chat_id.isdigit():
                 log.warning("job %s finished but has no channel to report to", record.id)
-                return
+                return None
             where = (int(record.origin.chat_id), 0)
         channel_id, message_id = where
         uploads: list[render.Upload] = []
@@ -213,14 +236,63 @@ class StatusBoard:
         if message_id:
             try:
                 await self._message(channel_id, message_id).edit(
-                    content=content, attachments=files(uploads), view=view, allowed_mentions=NO_MENTIONS
+                    content=content,
+                    attachments=render.files(uploads),
+                    view=view,
+                    allowed_mentions=NO_MENTIONS,
                 )
-                return
+                return channel_id, message_id
             except discord.NotFound:
                 log.info("status message of job %s is gone; posting its result anew", record.id)
         channel = self.client.get_partial_messageable(channel_id)
-        message = await channel.send(content, files=files(uploads), view=view, allowed_mentions=NO_MENTIONS)
+        message = await channel.send(
+            content, files=render.files(uploads), view=view, allowed_mentions=NO_MENTIONS
+        )
         await self.service.history.set_status_message(record.id, f"{channel_id}:{message.id}")
+        return channel_id, message.id
+
+    async def _post_before_after(self, record: JobRecord, where: tuple[int, int]) -> None:
+        """--show-source: the before | after sheet of each image, answering the result."""
+        pictures, indexes = [], []
+        for output in record.outputs:
+            if render.is_still(output.media_type):
+                try:
+                    sheet = await self.service.before_after(record.id, output.index)
+                except Refusal as refusal:
+                    log.info("no before/after for job %s #%s: %s", record.id, output.index, refusal)
+                    continue
+                pictures.append((f"before-after-{record.id}-{output.index + 1}.png", sheet))
+                indexes.append(output.index)
+        if pictures:
+            await self._post_pictures(where, render.before_after(record, indexes), pictures)
+
+    async def _post_compare_sheet(self, record: JobRecord) -> None:
+        """When ``record`` finished its --compare set: the side-by-side sheet, once, answering the
+        first job's message (its result, once delivered)."""
+        sheet = await self.service.compare_sheet(record.compare_of)
+        if sheet is None:
+            return
+        first = await self.service.job(record.compare_of) or record
+        where = parse_location(first.status_message) if first.status_message else None
+        if where is None:
+            if not record.origin.chat_id.isdigit():
+                return
+            where = (int(record.origin.chat_id), 0)
+        models = [first.request.model, *first.request.compare]
+        await self._post_pictures(where, render.compare(models), [(f"compare-{first.id}.png", sheet)])
+
+    async def _post_pictures(
+        self, where: tuple[int, int], content: str, pictures: list[tuple[str, bytes]]
+    ) -> None:
+        """A channel message with pictures the bot made, answering the message at ``where`` (if any)."""
+        channel_id, message_id = where
+        uploads = await asyncio.to_thread(render.fit_pictures, pictures, self._upload_limit(channel_id))
+        reference = None
+        if message_id:
+            reference = self._message(channel_id, message_id).to_reference(fail_if_not_exists=False)
+        await self.client.get_partial_messageable(channel_id).send(
+            content, files=render.files(uploads), reference=reference, allowed_mentions=NO_MENTIONS
+        )
 
     async def _uploads(self, record: JobRecord, channel_id: int) -> tuple[list[render.Upload], list[str]]:
         def load() -> tuple[list[render.Upload], list[str]]:
@@ -255,7 +327,3 @@ def parse_location(text: str) -> tuple[int, int] | None:
     log.warning("unreadable status message location %r", text)
     return None
 
-
-def files(uploads: list[render.Upload]) -> list[discord.File]:
-    """Fresh File objects (discord.py closes them after each request)."""
-    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in uploads]

@@ -96,7 +96,7 @@ def build_application(service: Service, settings: Settings, options: Options | N
     application = builder.build()
     bot = application.bot
     board = StatusBoard(bot, service.history, options)
-    delivery = Delivery(bot, service.history, board)
+    delivery = Delivery(bot, service, board, options)
     service.listen(PLATFORM, delivery.on_event)
     remixes = Remixes(bot, service, board, options, download_limit(settings))
     commands = Commands(bot, service, options)

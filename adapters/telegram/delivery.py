@@ -1,8 +1,14 @@
 """Job events → the chat: the status message follows the job, results arrive as photos with buttons.
 
 One result is a photo with its keyboard. Several are an album, then one message with a row of
-buttons per image (albums cannot carry a keyboard). Clips (Animate) are sent as animations.
-``📄 Original`` sends the lossless file from the history as a document.
+buttons per image (albums cannot carry a keyboard). Clips (Animate: MP4, or GIF) are sent as
+animations. A result too big to be a photo (over sendPhoto's 10 MB, or sides over 10000 px) is
+shown as a preview and its lossless file follows as a document: nothing is dropped.
+
+``--show-source`` adds the core's labelled before | after sheet after each image, and the job of a
+``--compare`` set that finishes last brings the side-by-side sheet (once), answering the set's
+first status message. ``📄 Original`` sends the lossless file from the history as a document,
+``↔️ Before/after`` the sheet of one output (a picture, never a job).
 """
 
 from __future__ import annotations
@@ -11,21 +17,23 @@ import asyncio
 import html
 import logging
 
-from telegram import Bot, InputFile, InputMediaPhoto
+from telegram import Bot, InputFile, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
 from adapters.telegram import outbox, previews, render
 from adapters.telegram.keyboards import album_keyboard, result_keyboard
-from adapters.telegram.status import StatusBoard
-from bot.history import History, JobRecord, OutputRecord
+from adapters.telegram.options import Options
+from adapters.telegram.status import StatusBoard, place_of
+from bot.history import JobRecord, OutputRecord
 from bot.jobs import Event, Status
-from bot.service import Refusal
+from bot.service import Refusal, Service
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_MAX_BYTES = 50 * 1024 * 1024  # sendDocument's upload limit on the official server
+DOCUMENT_MAX_BYTES = 50 * 1024 * 1024  # sendDocument's (and sendAnimation's) limit on the official server
 ALBUM_MAX = 10
+JPEG_MAGIC = b"\xff\xd8"
 
 
 def is_still(media_type: str) -> bool:
@@ -33,11 +41,19 @@ def is_still(media_type: str) -> bool:
     return media_type.startswith("image/") and media_type != "image/gif"
 
 
+def picture_name(stem: str, data: bytes) -> str:
+    """A file name for picture bytes: .jpg for a JPEG preview, else .png."""
+    extension = "jpg" if data.startswith(JPEG_MAGIC) else "png"
+    return f"{stem}.{extension}"
+
+
 class Delivery:
-    def __init__(self, bot: Bot, history: History, board: StatusBoard):
+    def __init__(self, bot: Bot, service: Service, board: StatusBoard, options: Options):
         self._bot = bot
-        self._history = history
+        self._service = service
+        self._history = service.history
         self._board = board
+        self._photo_max_bytes = options.photo_max_bytes
 
     async def on_event(self, record: JobRecord, event: Event) -> None:
         """The service's listener for Telegram jobs (also those recovered after a restart)."""
@@ -54,6 +70,8 @@ class Delivery:
         except TelegramError as error:
             log.warning("delivering %s of job %s to Telegram failed: %s", event.status.value, record.id,
                         error)
+        if event.status.finished and record.compare_of is not None:
+            await self.send_compare_sheet(record)
 
     async def send_results(self, record: JobRecord) -> None:
         chat = int(record.origin.chat_id)
@@ -61,44 +79,50 @@ class Delivery:
         pictures = [o for o in record.outputs if is_still(o.media_type)]
         clips = [o for o in record.outputs if not is_still(o.media_type)]
         count = len(record.outputs)
-        if len(pictures) == 1 and not record.request.show_source:
+        previewed: list[tuple[OutputRecord, int]] = []  # outputs shown shrunk, and the message showing each
+        if len(pictures) == 1:
             output = pictures[0]
-            await self._bot.send_photo(
-                chat, await self._photo(output), caption=render.caption(record, output, count),
+            photo, whole = await self._photo(output)
+            sent = await self._bot.send_photo(
+                chat, photo, caption=render.caption(record, output, count),
                 parse_mode=ParseMode.HTML, reply_markup=result_keyboard(record.id, output.index),
                 reply_parameters=reply,
             )
+            if not whole:
+                previewed.append((output, sent.message_id))
         elif pictures:
-            await self._send_album(record, pictures, count)
+            previewed += await self._send_album(record, pictures, count)
         for clip in clips:
-            data = await asyncio.to_thread(clip.path.read_bytes)
-            await self._bot.send_animation(
-                chat, InputFile(data, filename=f"{record.id}-{clip.index + 1}{clip.path.suffix}"),
-                caption=render.caption(record, clip, count), parse_mode=ParseMode.HTML,
-                reply_markup=result_keyboard(record.id, clip.index, image=False), reply_parameters=reply,
-            )
+            await self._send_clip(record, clip, count)
         if not record.outputs:
             await outbox.reply(self._bot, chat, record.origin.message_id, "✅ Done, but nothing came out.")
-
-    async def _send_album(self, record: JobRecord, pictures: list[OutputRecord], count: int) -> None:
-        chat = int(record.origin.chat_id)
-        media = []
+        for output, shown_in in previewed:
+            await self._send_full_size(record, output, shown_in)
         if record.request.show_source:
-            source = await asyncio.to_thread(self._history.source_path(record.id).read_bytes)
-            media.append(InputMediaPhoto(InputFile(await asyncio.to_thread(previews.preview, source),
-                                                   filename=f"{record.id}-source.png", attach=True),
-                                         caption="Source"))
+            for output in pictures:
+                try:
+                    await self.send_before_after(record, output.index, chat, record.origin.message_id)
+                except Refusal as refusal:
+                    log.info("no before/after for job %s #%s: %s", record.id, output.index, refusal)
+
+    async def _send_album(self, record: JobRecord, pictures: list[OutputRecord],
+                          count: int) -> list[tuple[OutputRecord, int]]:
+        """The pictures as albums, then their keyboard. Returns the pictures shown as previews."""
+        chat = int(record.origin.chat_id)
+        media, wholes = [], []
         for output in pictures:
-            media.append(InputMediaPhoto(await self._photo(output, attach=True), parse_mode=ParseMode.HTML,
+            photo, whole = await self._photo(output, attach=True)
+            wholes.append(whole)
+            media.append(InputMediaPhoto(photo, parse_mode=ParseMode.HTML,
                                          caption=render.caption(record, output, count)))
         chunks = [media[start:start + ALBUM_MAX] for start in range(0, len(media), ALBUM_MAX)]
         if len(chunks) > 1 and len(chunks[-1]) == 1:  # an album needs two items
             chunks[-1].insert(0, chunks[-2].pop())
-        first = None
+        sent: list[Message] = []
         for chunk in chunks:
-            sent = await self._bot.send_media_group(
+            sent += await self._bot.send_media_group(
                 chat, chunk, reply_parameters=outbox.reply_to(record.origin.message_id))
-            first = first or sent[0]
+        first = sent[0] if sent else None
         prompt = html.escape(record.request.prompt[:200]) or "your picture"
         await outbox.reply(
             self._bot, chat, first.message_id if first else record.origin.message_id,
@@ -106,15 +130,43 @@ class Delivery:
             f"(job <code>{record.id}</code>):", markup=album_keyboard(record.id, [o.index for o in pictures]),
             html=True,
         )
+        return [(output, message.message_id)
+                for output, message, whole in zip(pictures, sent, wholes, strict=False) if not whole]
 
-    async def _photo(self, output: OutputRecord, attach: bool = False) -> InputFile:
-        """The output as a photo upload (``attach``: as an album item)."""
+    async def _send_clip(self, record: JobRecord, clip: OutputRecord, count: int) -> None:
+        chat = int(record.origin.chat_id)
+        data = await asyncio.to_thread(clip.path.read_bytes)
+        if len(data) > DOCUMENT_MAX_BYTES:
+            await outbox.reply(self._bot, chat, record.origin.message_id,
+                               f"⚠️ The clip is too big to send through Telegram ({render.mb(len(data))}).")
+            return
+        await self._bot.send_animation(
+            chat, InputFile(data, filename=f"{record.id}-{clip.index + 1}{clip.path.suffix}"),
+            caption=render.caption(record, clip, count), parse_mode=ParseMode.HTML,
+            reply_markup=result_keyboard(record.id, clip.index, image=False),
+            reply_parameters=outbox.reply_to(record.origin.message_id),
+        )
+
+    async def _photo(self, output: OutputRecord, attach: bool = False) -> tuple[InputFile, bool]:
+        """The output as a photo upload (``attach``: as an album item), and whether it is the whole file."""
         data = await asyncio.to_thread(output.path.read_bytes)
-        data = await asyncio.to_thread(previews.preview, data)
-        extension = "jpg" if data.startswith(b"\xff\xd8") else "png"
-        return InputFile(data, filename=f"{output.job_id}-{output.index + 1}.{extension}", attach=attach)
+        photo = await asyncio.to_thread(previews.preview, data, self._photo_max_bytes)
+        name = picture_name(f"{output.job_id}-{output.index + 1}", photo)
+        whole = photo is data  # preview() hands back the file itself when it fits
+        return InputFile(photo, filename=name, attach=attach), whole
 
-    async def send_original(self, record: JobRecord, index: int, chat_id: int, reply_to: int | None) -> None:
+    async def _send_full_size(self, record: JobRecord, output: OutputRecord, shown_in: int) -> None:
+        """The lossless file of a result that was too big to be a photo, answering its preview."""
+        chat = int(record.origin.chat_id)
+        try:
+            await self.send_original(record, output.index, chat, shown_in, caption=(
+                f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
+                "too big for a photo, so here is the file."))
+        except Refusal as refusal:
+            await outbox.reply(self._bot, chat, shown_in, f"⚠️ {refusal} The photo above is a preview.")
+
+    async def send_original(self, record: JobRecord, index: int, chat_id: int, reply_to: int | None, *,
+                            caption: str | None = None) -> None:
         """The lossless output (PNG with its parameters) as a document. Raises Refusal."""
         output = next((o for o in record.outputs if o.index == index), None)
         if record.status is not Status.done or output is None:
@@ -127,6 +179,38 @@ class Delivery:
             raise Refusal(f"That file is too big to send through Telegram ({render.mb(len(data))}).")
         await self._bot.send_document(
             chat_id, InputFile(data, filename=f"remix-{record.id}-{index + 1}{output.path.suffix}"),
-            caption=f"📄 Original of job {record.id} #{index + 1}: lossless, with its settings embedded.",
+            caption=caption
+            or f"📄 Original of job {record.id} #{index + 1}: lossless, with its settings embedded.",
             disable_content_type_detection=True, reply_parameters=outbox.reply_to(reply_to),
         )
+
+    async def send_before_after(self, record: JobRecord, index: int, chat_id: int, reply_to: int | str | None,
+                                sheet: bytes | None = None) -> None:
+        """The core's labelled before | after sheet of output ``index`` as a photo. Raises Refusal."""
+        if sheet is None:
+            sheet = await self._service.before_after(record.id, index)
+        photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
+        which = f" #{index + 1}" if len(record.outputs) > 1 else ""
+        await self._bot.send_photo(
+            chat_id, InputFile(photo, filename=picture_name(f"{record.id}-{index + 1}-before-after", photo)),
+            caption=f"↔️ Before / after{which} · {record.request.model}",
+            reply_parameters=outbox.reply_to(reply_to),
+        )
+
+    async def send_compare_sheet(self, record: JobRecord) -> None:
+        """When ``record`` finished its --compare set: the side-by-side sheet, once, answering the first
+        job's status message (else the request)."""
+        try:
+            sheet = await self._service.compare_sheet(record.compare_of)
+            if sheet is None:
+                return
+            first = await self._service.job(record.compare_of) or record
+            chat, reply_to = place_of(first) or (int(record.origin.chat_id), first.origin.message_id)
+            photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
+            models = (first.request.model, *first.request.compare)
+            await self._bot.send_photo(
+                chat, InputFile(photo, filename=picture_name(f"{first.id}-compare", photo)),
+                caption="Compare: " + " · ".join(models), reply_parameters=outbox.reply_to(reply_to),
+            )
+        except (TelegramError, OSError) as error:
+            log.warning("sending the compare sheet of job %s failed: %s", record.compare_of, error)

@@ -24,11 +24,11 @@ DEFAULT_STRENGTH = "default"  # set:strength:default → the model's own strengt
 RESULT_ROWS = (
     ((Button.reroll, "🔄 Reroll"), (Button.vary, "🔀 Variations"), (Button.varystrong, "🌀 Strong")),
     ((Button.upscale, "⬆️ Upscale"), (Button.fixface, "🙂 Fix face"), (Button.animate, "🎞 Animate")),
-    ((Button.original, "📄 Original"), (Button.info, "ℹ️ Info")),
+    ((Button.original, "📄 Original"), (Button.source, "↔️ Before/after"), (Button.info, "ℹ️ Info")),
 )
 # Per-image buttons under an album (albums cannot carry a keyboard): one row per image.
 PER_IMAGE = ((Button.vary, "🔀"), (Button.varystrong, "🌀"), (Button.upscale, "⬆️"), (Button.fixface, "🙂"),
-             (Button.animate, "🎞"), (Button.original, "📄"))
+             (Button.animate, "🎞"), (Button.original, "📄"), (Button.source, "↔️"))
 
 
 def press_button(text: str, button: Button, job_id: str, index: int | None = None) -> InlineKeyboardButton:

@@ -1,4 +1,4 @@
-"""The Telegram adapter's tuning knobs (flood limits, timings); tests shorten them."""
+"""The Telegram adapter's tuning knobs (flood limits, timings, upload limits); tests shorten them."""
 
 from __future__ import annotations
 
@@ -17,3 +17,4 @@ class Options:
     max_retries: int = 3  # retries of a request answered 429 (its retry_after is honoured)
     concurrent_updates: int = 16  # updates handled at once (users never wait on each other)
     history_page: int = 5  # jobs per /history page
+    photo_max_bytes: int = 10 * 1024 * 1024  # sendPhoto's upload limit: bigger results also go as files

@@ -91,6 +91,11 @@ class Presses:
         if press.button is Button.original:
             await toast("📄 Sending the original…")
             await self._delivery.send_original(record, press.index, message.chat.id, message.message_id)
+        elif press.button is Button.source:  # a picture, not a job: never through service.act
+            sheet = await self._service.before_after(record.id, press.index)
+            await toast("↔️ Before / after")
+            await self._delivery.send_before_after(record, press.index, message.chat.id, message.message_id,
+                                                   sheet)
         elif press.button is Button.info:
             await toast()
             await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record),

@@ -1,6 +1,7 @@
 """Pictures made for Telegram's eyes only: photo previews within sendPhoto's limits, and thumbnails.
 
-The lossless PNG (with its parameters) stays in the history; ``📄 Original`` sends it as a file.
+The lossless PNG (with its parameters) stays in the history; ``📄 Original`` sends it as a file,
+and a result too big to be a photo gets its file sent along with the preview.
 """
 
 from __future__ import annotations
@@ -17,15 +18,25 @@ PREVIEW_SIDE = 2560
 THUMBNAIL_SIDE = 320
 
 
-def preview(data: bytes) -> bytes:
-    """``data`` itself when Telegram accepts it as a photo, else a JPEG that fits."""
+def fits(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bool:
+    """True when Telegram takes ``data`` as a photo as it is (size, sides, aspect ratio)."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-        fits = (len(data) <= PHOTO_MAX_BYTES and width + height <= PHOTO_MAX_SIDES
-                and max(width, height) <= PHOTO_MAX_RATIO * max(1, min(width, height)))
-        if fits:
-            return data
-        return _jpeg(image, PREVIEW_SIDE)
+    return (len(data) <= max_bytes and width + height <= PHOTO_MAX_SIDES
+            and max(width, height) <= PHOTO_MAX_RATIO * max(1, min(width, height)))
+
+
+def preview(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bytes:
+    """``data`` itself when Telegram accepts it as a photo, else a JPEG that fits (smaller until it does)."""
+    if fits(data, max_bytes):
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        side = PREVIEW_SIDE
+        jpeg = _jpeg(image, side)
+        while len(jpeg) > max_bytes and side > THUMBNAIL_SIDE:
+            side = side * 3 // 4
+            jpeg = _jpeg(image, side)
+        return jpeg
 
 
 def thumbnail(path: Path) -> bytes:

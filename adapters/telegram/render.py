@@ -47,7 +47,7 @@ Hi! I remix pictures.
 • Send the picture as a file for full quality (up to 20 MB).
 
 Under each result: 🔄 Reroll · 🔀 Variations · ⬆️ Upscale · 🙂 Fix face · 🎞 Animate ·
-📄 Original (the lossless PNG with its settings).
+📄 Original (the lossless PNG with its settings) · ↔️ Before/after (your picture next to the result).
 
 Commands: /models · /settings · /history · /cancel · /info <job>
 

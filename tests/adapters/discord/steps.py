@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from bot import sheets
 from bot.service import Service
 from tests.adapters.discord.fake_server import Channel, FakeDiscord, Interaction, User, custom_ids
 
@@ -78,3 +82,19 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+def sheet_size(*columns: list[tuple[int, int]]) -> tuple[int, int]:
+    """The size of the core's labelled sheet (``bot.sheets``) of columns of pictures of these sizes;
+    an empty column stands for a job with no picture (its note shows instead)."""
+    return sheets.sheet(
+        [
+            sheets.Column(f"column {i}", tuple(Image.new("RGB", size) for size in sizes), "note")
+            for i, sizes in enumerate(columns)
+        ]
+    ).size
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size

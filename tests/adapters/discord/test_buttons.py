@@ -58,13 +58,14 @@ async def test_every_button_works_after_a_restart(remixbot, fake_discord, images
         assert record.action is action and record.parent_job == first
         assert record.origin.user_id == str(bob.id), "the new job is the presser's"
         assert record.parent_output == (None if name == "reroll" else 0)
-        if record.status is Status.done:
-            assert message["attachments"]
-            if name == "animate":  # a clip: no per-image buttons, only the last row
-                assert message["attachments"][0]["filename"].endswith((".mp4", ".gif"))
-                assert custom_ids(message) == [f"reroll:{child}", f"info:{child}", f"delete:{child}"]
-        else:  # fixface and animate may not be implemented by the engine yet
-            assert record.status is Status.failed and "❌" in message["content"]
+        assert record.status is Status.done and message["attachments"]
+        if name == "animate":  # a clip: no per-image buttons, only the last row (no Before/after)
+            (clip,) = message["attachments"]
+            assert clip["filename"].endswith(".mp4") and record.outputs[0].media_type == "video/mp4"
+            assert server.files[int(clip["id"])][4:8] == b"ftyp", "a real MP4"
+            assert custom_ids(message) == [f"reroll:{child}", f"info:{child}", f"delete:{child}"]
+        else:
+            assert f"source:{child}:0" in custom_ids(message)
     made = await service.jobs(origin(bob), per_page=10)
     assert sorted(r.request.strength for r in made if r.action is Action.vary) == [0.35, 0.7], (
         "subtle and strong"

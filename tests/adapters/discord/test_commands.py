@@ -29,10 +29,28 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
         "seed",
         "count",
         "size",
+        "steps",
+        "cfg",
+        "image_cfg",
+        "scale",
+        "compare",
+        "show_source",
+        "motion",
+        "frames",
+        "fps",
         "ref1",
         "ref2",
         "ref3",
+        "ref_scale",
     ]
+    assert len(options) <= 25, "Discord's limit"
+    motions = [(c["name"], c["value"]) for c in options["motion"]["choices"]]
+    assert motions == [("low", "low"), ("high", "high")]
+    assert [c["value"] for c in options["scale"]["choices"]] == [2, 4] and options["scale"]["type"] == 4
+    assert options["show_source"]["type"] == 5 and options["compare"]["autocomplete"]
+    assert [options[name]["max_value"] for name in ("cfg", "image_cfg", "frames")] == [30, 10, 120]
+    optional = [name for name, option in options.items() if not option.get("required")]
+    assert optional == list(options)[2:], "only the image and the prompt are required"
     assert options["image"]["type"] == 11 and options["image"]["required"]
     assert options["model"]["autocomplete"] and options["strength"]["type"] == 10
     assert (options["strength"]["min_value"], options["strength"]["max_value"]) == (0, 1)

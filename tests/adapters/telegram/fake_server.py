@@ -28,6 +28,9 @@ BOT_USERNAME = "RemixTestBot"
 BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "Remix", "username": BOT_USERNAME,
             "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
 
+PHOTO_MAX_BYTES = 10 * 1024 * 1024  # sendPhoto: at most 10 MB, width + height ≤ 10000, ratio ≤ 20
+PHOTO_MAX_SIDES = 10000
+PHOTO_MAX_RATIO = 20
 # Parameters PTB sends JSON-encoded inside form fields.
 JSON_FIELDS = ("reply_markup", "reply_parameters", "media", "commands", "entities", "caption_entities",
                "link_preview_options", "allowed_updates", "scope")
@@ -141,6 +144,7 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self._closing = False
         self.port = 0
+        self.photo_max_bytes = PHOTO_MAX_BYTES  # sendPhoto refuses bigger photos, as Telegram does
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -391,6 +395,8 @@ class FakeTelegram:
         return self._bot_message(params, "text", params.get("text", "")).raw
 
     async def _m_sendPhoto(self, params, files):
+        data, _ = _file_of(params.get("photo"), files, self.files, field_name="photo")
+        self._check_photo(data)
         return self._bot_upload(params, files, "photo").raw
 
     async def _m_sendDocument(self, params, files):
@@ -402,6 +408,9 @@ class FakeTelegram:
     async def _m_sendMediaGroup(self, params, files):
         group_id = f"sent{next(self._group_ids)}"
         sent = []
+        for item in params["media"]:
+            if item["type"] == "photo":
+                self._check_photo(_file_of(item["media"], files, self.files)[0])
         for item in params["media"]:
             data, filename = _file_of(item["media"], files, self.files)
             item_params = dict(params, caption=item.get("caption", ""), parse_mode=item.get("parse_mode"))
@@ -432,6 +441,17 @@ class FakeTelegram:
         return message.raw
 
     # plumbing ---------------------------------------------------------------------------------
+
+    def _check_photo(self, data: bytes | None) -> None:
+        """Telegram's sendPhoto limits: the file's size, the sum of its sides, its aspect ratio."""
+        if data is None:
+            return
+        if len(data) > self.photo_max_bytes:
+            raise ApiError(400, "Bad Request: file is too big")
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+        if width + height > PHOTO_MAX_SIDES or max(width, height) > PHOTO_MAX_RATIO * min(width, height):
+            raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
 
     def _message(self, params: dict) -> ChatMessage:
         key = (int(params["chat_id"]), int(params["message_id"]))

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from adapters.telegram.bot import build_application, polling
 from adapters.telegram.options import Options
+from bot import sheets
 from bot.history import History
 from bot.models import load_models
 from bot.queue import ArqQueue, LocalQueue
@@ -38,7 +39,7 @@ MODELS_TOML = """
 model = "classic"
 upscale = "classic"
 fixface = "classic"
-animate = "motion"
+animate = "classic"
 
 [models.classic]
 kind = "classic"
@@ -64,6 +65,29 @@ description = "Animation (its engine isn't installed on this server)."
 group = "classic"
 """
 
+# Fix face on a model this server can't run; Animate on a classic model that makes GIFs.
+OTHER_MODELS_TOML = """
+[defaults]
+model = "classic"
+fixface = "motion"
+animate = "gifs"
+
+[models.classic]
+kind = "classic"
+size = 512
+num_inference_steps = 1
+guidance_scale = 0.0
+
+[models.gifs]
+kind = "classic"
+description = "Classic, with its clips as GIFs."
+clip_format = "gif"
+
+[models.motion]
+kind = "no-such-kind"
+description = "Its engine isn't installed on this server."
+"""
+
 JOB_IN_CAPTION = re.compile(r"\bjob ([0-9a-f]{12})")
 
 
@@ -83,10 +107,22 @@ def picture(width: int = 160, height: int = 120, seed: int = 0, fmt: str = "PNG"
     return out.getvalue()
 
 
-def models_file(directory: Path) -> Path:
-    path = directory / "models.toml"
-    path.write_text(MODELS_TOML, encoding="utf-8")
+def models_file(directory: Path, text: str = MODELS_TOML, name: str = "models.toml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+def sheet_size(*columns: list[tuple[int, int]]) -> tuple[int, int]:
+    """The size of the core's labelled sheet (``bot.sheets``) of columns of pictures of these sizes;
+    an empty column stands for a job with no picture (its note shows instead)."""
+    return sheets.sheet([sheets.Column(f"column {i}", tuple(Image.new("RGB", size) for size in sizes), "note")
+                         for i, sizes in enumerate(columns)]).size
+
+
+def is_mp4(data: bytes | None) -> bool:
+    """An ISO media file: its first box is ``ftyp``."""
+    return bool(data) and data[4:8] == b"ftyp"
 
 
 @dataclass

@@ -1,23 +1,27 @@
 """Every button under a result — Reroll, Variations (subtle, strong), Upscale, Fix face, Animate,
-Original, Info, Cancel — on single results and albums, after a restart, and with bad data."""
+Original, Before/after, Info, Cancel — on single results and albums, after a restart, and with bad
+data; clips (MP4, GIF) and results too big to be photos."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from adapters.telegram.delivery import Delivery
-from adapters.telegram.status import StatusBoard
 from bot import images
-from bot.jobs import Action, Output, Result, Status
+from bot.jobs import Action, Origin, Status
 from tests.adapters.telegram.harness import (
     FAST,
+    OTHER_MODELS_TOML,
+    Harness,
     assert_edited_in_order,
+    is_mp4,
     job_of_status,
+    models_file,
     new_jobs,
     picture,
     press,
     remix,
     results,
+    sheet_size,
     toast,
     wait_final,
     wait_results,
@@ -79,24 +83,106 @@ async def test_variations_upscale_original_and_info(bot, fake, alice, tg_setting
     assert f"Job {job_id}" in info[0] and "strength 0.6" in info[0] and "/remix watercolor" in info[0]
 
 
-async def test_fix_face_goes_through_the_core_and_animate_is_honestly_unavailable(bot, fake, alice):
+async def test_fix_face_and_animate_run_on_the_classic_kind(bot, fake, alice):
     chat = fake.private(alice)
-    _, job_id, result = await remix(fake, chat, alice, "/remix portrait")
+    asked, job_id, result = await remix(fake, chat, alice, "/remix portrait --frames 8 --fps 8")
 
-    _, fix_id = await press(fake, alice, result, result.callback("fixface:"))
-    status = await wait_final(fake, chat["id"], fix_id)
+    said, fix_id = await press(fake, alice, result, result.callback("fixface:"))
+    assert said.startswith("🙂 Fix face")
+    (fixed_photo,) = await wait_results(fake, chat["id"], fix_id)
     fixed = await bot.service.job(fix_id)
-    assert fixed.action is Action.fixface and fixed.parent_job == job_id
-    assert fixed.status in (Status.done, Status.failed)  # the engine issue implements it
-    if fixed.status is Status.failed:
-        assert status.text.startswith("🙂 Fix face · ⚠️") and "Traceback" not in status.text
+    assert fixed.action is Action.fixface and fixed.parent_job == job_id and fixed.status is Status.done
+    assert fixed_photo.reply_to == result.message_id
+    assert fixed_photo.callback("source:") == f"source:{fix_id}:0"
 
-    jobs_before = len(await bot.service.jobs(fixed.origin, per_page=50))
-    query = fake.press(alice, result, result.callback("animate:"))
-    answer = await fake.wait_for(lambda: fake.answer_to(query), what="the animate answer")
-    assert "not available on this server" in answer.params["text"] and "motion" in answer.params["text"]
-    assert answer.params["show_alert"] == "true"
-    assert len(await bot.service.jobs(fixed.origin, per_page=50)) == jobs_before
+    said, clip_id = await press(fake, alice, result, result.callback("animate:"))
+    assert said.startswith("🎞 Animate")
+    (clip,) = await fake.wait_for(lambda: fake.replies_to(result, "animation"), what="the clip")
+    record = await bot.service.job(clip_id)
+    assert record.status is Status.done and record.request.num_frames == 8
+    assert is_mp4(clip.data) and clip.data == record.outputs[0].path.read_bytes()
+    assert clip.filename.endswith(".mp4") and f"job {clip_id}" in clip.text
+    assert clip.callbacks == [f"reroll:{clip_id}", f"original:{clip_id}:0", f"info:{clip_id}"]
+    assert "upload_video" in [c.params["action"] for c in fake.calls_of("sendChatAction")]
+    assert_edited_in_order(await wait_final(fake, chat["id"], clip_id))
+
+    await toast(fake, alice, clip, f"original:{clip_id}:0")
+    (document,) = await fake.wait_for(lambda: fake.replies_to(clip, "document"), what="the clip file")
+    assert document.data == clip.data and document.filename.endswith(".mp4")
+    # before/after is for pictures: a forged press on the clip is turned down
+    refused = await toast(fake, alice, clip, f"source:{clip_id}:0")
+    assert "images only" in refused
+
+
+async def test_before_after_is_a_picture_not_a_job(bot, fake, alice):
+    chat = fake.private(alice)
+    _, job_id, result = await remix(fake, chat, alice, "/remix sketch", picture(180, 120, seed=6))
+    jobs_before = len(await bot.service.jobs(bot_origin(alice, chat), per_page=50))
+
+    said = await toast(fake, alice, result, f"source:{job_id}:0")
+    assert said == "↔️ Before / after"
+    (sheet,) = await fake.wait_for(lambda: fake.replies_to(result, "photo"), what="the before/after sheet")
+    output = (await bot.service.job(job_id)).outputs[0]
+    assert sheet.image().size == sheet_size([(180, 120)], [(output.width, output.height)])
+    assert sheet.text == "↔️ Before / after · classic" and sheet.markup is None
+    query = fake.press(alice, result, f"source:{job_id}:3")
+    missing = await fake.wait_for(lambda: fake.answer_to(query), what="the answer to a missing image")
+    assert "no such image" in missing.params["text"] and missing.params["show_alert"] == "true"
+    assert len(await bot.service.jobs(bot_origin(alice, chat), per_page=50)) == jobs_before, "no job made"
+    assert len(fake.replies_to(result, "photo")) == 1
+
+
+async def test_an_action_whose_model_cant_run_here_is_refused_and_gif_clips_animate(fake, tg_settings,
+                                                                                    tmp_path, alice):
+    models = models_file(tmp_path, OTHER_MODELS_TOML, name="other-models.toml")
+    harness = Harness(fake, replace(tg_settings, models_path=models))
+    await harness.start()
+    try:
+        chat = fake.private(alice)
+        _, job_id, result = await remix(fake, chat, alice, "/remix portrait --frames 6 --fps 6")
+        jobs_before = len(await harness.service.jobs(bot_origin(alice, chat), per_page=50))
+        query = fake.press(alice, result, result.callback("fixface:"))
+        answer = await fake.wait_for(lambda: fake.answer_to(query), what="the fix face answer")
+        assert "not available on this server" in answer.params["text"] and "motion" in answer.params["text"]
+        assert answer.params["show_alert"] == "true"
+        assert len(await harness.service.jobs(bot_origin(alice, chat), per_page=50)) == jobs_before
+
+        _, clip_id = await press(fake, alice, result, result.callback("animate:"))
+        (clip,) = await fake.wait_for(lambda: fake.replies_to(result, "animation"), what="the GIF")
+        record = await harness.service.job(clip_id)
+        assert record.request.model == "gifs" and record.outputs[0].media_type == "image/gif"
+        assert clip.data.startswith(b"GIF8") and clip.filename.endswith(".gif")
+        assert clip.data == record.outputs[0].path.read_bytes()
+        assert clip.callbacks == [f"reroll:{clip_id}", f"original:{clip_id}:0", f"info:{clip_id}"]
+    finally:
+        await harness.stop()
+
+
+async def test_a_result_too_big_for_a_photo_comes_as_a_preview_and_its_file(fake, tg_settings, alice,
+                                                                            images_dir):
+    """×4 of a 512 px picture is 2048 px: over this server's photo limit (lowered to 2 MB here, as
+    if the upscale were over Telegram's 10 MB), so the photo is a preview and the PNG follows."""
+    fake.photo_max_bytes = 2 * 1024 * 1024
+    harness = Harness(fake, tg_settings, options=replace(FAST, photo_max_bytes=fake.photo_max_bytes))
+    await harness.start()
+    try:
+        chat = fake.private(alice)
+        source = (images_dir / "astronaut.png").read_bytes()
+        _, job_id, result = await remix(fake, chat, alice, "/remix warm --scale 4", document=source,
+                                        filename="astronaut.png")
+        _, upscale_id = await press(fake, alice, result, result.callback("upscale:"))
+        (preview,) = await wait_results(fake, chat["id"], upscale_id)
+        output = (await harness.service.job(upscale_id)).outputs[0]
+        assert (output.width, output.height) == (2048, 2048)
+        assert output.path.stat().st_size > fake.photo_max_bytes, "the PNG itself is over the photo limit"
+        assert len(preview.data) <= fake.photo_max_bytes and preview.image().format == "JPEG"
+        assert preview.callback("upscale:") == f"upscale:{upscale_id}:0", "the preview keeps its buttons"
+        (document,) = await fake.wait_for(lambda: fake.replies_to(preview, "document"), what="the full file")
+        assert document.data == output.path.read_bytes() and document.filename.endswith(".png")
+        assert "2048×2048" in document.text
+        assert not [c for c in fake.calls if c.method == "sendPhoto" and c.status != 200], "never refused"
+    finally:
+        await harness.stop()
 
 
 async def test_several_images_come_as_an_album_then_one_keyboard(bot, fake, alice):
@@ -113,7 +199,7 @@ async def test_several_images_come_as_an_album_then_one_keyboard(bot, fake, alic
     data = keyboard[0].callbacks
     assert data[:2] == [f"reroll:{job_id}", f"info:{job_id}"]
     for index in range(3):
-        for action in ("vary", "varystrong", "upscale", "fixface", "animate", "original"):
+        for action in ("vary", "varystrong", "upscale", "fixface", "animate", "original", "source"):
             assert f"{action}:{job_id}:{index}" in data
 
     record = await bot.service.job(job_id)
@@ -174,24 +260,5 @@ async def test_other_people_can_reroll_in_a_group_but_not_cancel(bot, fake, alic
     assert "isn't one of your jobs" in refused
 
 
-async def test_clips_are_sent_as_animations_with_their_own_buttons(bot, fake, alice):
-    """No engine makes clips yet (Animate is the engine issue's): a finished clip job is put in the
-    real history directly, then delivered by the adapter's real Delivery through PTB."""
-    chat = fake.private(alice)
-    asked, job_id, _ = await remix(fake, chat, alice, "/remix warm")
-    history = bot.service.history
-    job = await history.load_job(job_id)
-    clip_job = replace(job, id="c0ffee000001", action=Action.animate, parent_job=job_id, parent_output=0)
-    await history.add_job(clip_job, (await history.user(job.origin)).id)
-    clip_bytes = b"\x00\x00\x00\x18ftypmp42" + bytes(64)
-    await history.finish(Result(clip_job.id, Status.done,
-                                outputs=(Output(0, 7, clip_bytes, "video/mp4", 64, 64),)))
-    board = StatusBoard(bot.application.bot, history, FAST)
-    await Delivery(bot.application.bot, history, board).send_results(await history.job(clip_job.id))
-
-    (clip,) = fake.bot_messages(chat["id"], "animation")
-    assert clip.data == clip_bytes and clip.reply_to == asked.message_id and "job c0ffee000001" in clip.text
-    assert clip.callbacks == ["reroll:c0ffee000001", "original:c0ffee000001:0", "info:c0ffee000001"]
-    await toast(fake, alice, clip, "original:c0ffee000001:0")
-    (document,) = await fake.wait_for(lambda: fake.replies_to(clip, "document"), what="the clip file")
-    assert document.data == clip_bytes and document.filename.endswith(".mp4")
+def bot_origin(user: dict, chat: dict) -> Origin:
+    return Origin(platform="telegram", user_id=str(user["id"]), chat_id=str(chat["id"]))

@@ -15,12 +15,14 @@ from tests.adapters.telegram.harness import (
     new_jobs,
     picture,
     remix,
+    sheet_size,
+    status_message,
     wait_final,
     wait_results,
 )
 
 RESULT_BUTTONS = ("reroll:{j}", "vary:{j}:0", "varystrong:{j}:0", "upscale:{j}:0", "fixface:{j}:0",
-                  "animate:{j}:0", "original:{j}:0", "info:{j}")
+                  "animate:{j}:0", "original:{j}:0", "source:{j}:0", "info:{j}")
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -214,22 +216,53 @@ def bot_origin(user: dict, chat: dict):
     return Origin(platform="telegram", user_id=str(user["id"]), chat_id=str(chat["id"]))
 
 
-async def test_compare_show_source_and_failures(bot, fake, alice):
+async def test_compare_posts_each_result_then_one_sheet_of_them_all(bot, fake, alice):
     chat = fake.private(alice)
-    asked = fake.send(chat, alice, caption="/remix warm --compare dreamy", photo=picture(seed=3))
-    classic_id, dreamy_id = await new_jobs(fake, asked, count=2)
+    asked = fake.send(chat, alice, caption="/remix warm --compare dreamy,motion", photo=picture(seed=3))
+    classic_id, dreamy_id, motion_id = await new_jobs(fake, asked, count=3)
     for job_id, model in ((classic_id, "classic"), (dreamy_id, "dreamy")):
         (result,) = await wait_results(fake, chat["id"], job_id)
-        assert model in result.text
+        assert model in result.text and result.callback("source:") == f"source:{job_id}:0"
     assert (await wait_final(fake, chat["id"], dreamy_id)).sent_text == "dreamy · ⏳ Queued"
+    failed = await wait_final(fake, chat["id"], motion_id)  # a model that can't run here: its own line
+    assert failed.text.startswith("⚠️ ") and "no-such-kind" in failed.text
 
-    shown = fake.send(chat, alice, caption="/remix noir --show-source", photo=picture(seed=4))
-    (job_id,) = await new_jobs(fake, shown)
-    source, result = await fake.wait_for(lambda: len(fake.replies_to(shown, "photo")) == 2
-                                         and fake.replies_to(shown, "photo"), what="source and result")
-    assert source.text == "Source" and f"job {job_id}" in result.text
-    assert source.media_group_id == result.media_group_id
+    def sheets_sent():
+        return [m for m in fake.bot_messages(chat["id"], "photo") if m.text.startswith("Compare:")]
 
+    (sheet,) = await fake.wait_for(sheets_sent, what="the compare sheet")
+    for job_id in (classic_id, dreamy_id, motion_id):
+        await wait_final(fake, chat["id"], job_id)
+    assert sheets_sent() == [sheet], "one sheet for the set, whichever job finished last"
+    assert sheet.text == "Compare: classic · dreamy · motion"
+    assert sheet.reply_to == status_message(fake, chat["id"], classic_id).message_id
+    classic, dreamy = [await bot.service.job(job_id) for job_id in (classic_id, dreamy_id)]
+    sizes = [[(o.width, o.height) for o in record.outputs] for record in (classic, dreamy)]
+    assert sheet.image().size == sheet_size(*sizes, [])
+    assert sheet.markup is None and f"job {classic_id}" not in sheet.text
+
+
+async def test_show_source_adds_a_before_after_sheet_per_image(bot, fake, alice):
+    chat = fake.private(alice)
+    asked = fake.send(chat, alice, caption="/remix noir --show-source --n 2", photo=picture(200, 120, seed=4))
+    (job_id,) = await new_jobs(fake, asked)
+    album = await wait_results(fake, chat["id"], job_id, count=2)
+    assert album[0].media_group_id == album[1].media_group_id and len(album) == 2, "no source in the album"
+
+    def before_afters():
+        found = [m for m in fake.replies_to(asked, "photo") if m.text.startswith("↔️ Before / after")]
+        return found if len(found) == 2 else None
+
+    first, second = await fake.wait_for(before_afters, what="two before/after sheets")
+    assert (first.text, second.text) == ("↔️ Before / after #1 · classic", "↔️ Before / after #2 · classic")
+    record = await bot.service.job(job_id)
+    for sheet, output in zip((first, second), record.outputs, strict=True):
+        assert sheet.image().size == sheet_size([(200, 120)], [(output.width, output.height)])
+        assert sheet.media_group_id is None and sheet.markup is None
+
+
+async def test_a_model_that_fails_says_so_on_the_status_line(bot, fake, alice):
+    chat = fake.private(alice)
     broken = fake.send(chat, alice, caption="/remix warm --model motion", photo=picture(seed=5))
     (job_id,) = await new_jobs(fake, broken)
     status = await wait_final(fake, chat["id"], job_id)
