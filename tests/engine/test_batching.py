@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,25 +13,11 @@ pytest.importorskip("diffusers")
 from bot.jobs import Status  # noqa: E402
 from engine.runner import Engine  # noqa: E402
 from tests.engine.tiny_jobs import Run, make_job, pixels, tiny_models  # noqa: E402
-from tests.engine.tiny_models import build_tiny_sd  # noqa: E402
 
 WINDOW = 1.0  # long enough that jobs started together always meet; a full batch does not wait for it
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny pipeline gains nothing from a second thread, and on a busy machine it loses a lot."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny") / "sd")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

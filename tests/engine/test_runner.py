@@ -19,25 +19,11 @@ from engine.kinds import img2img  # noqa: E402
 from engine.residency import size_of  # noqa: E402
 from engine.runner import Engine  # noqa: E402
 from tests.engine.tiny_jobs import Run, make_job, tiny_models, until  # noqa: E402
-from tests.engine.tiny_models import build_tiny_sd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny pipeline gains nothing from a second thread, and on a busy machine it loses a lot."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny") / "sd")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
