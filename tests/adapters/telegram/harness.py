@@ -292,14 +292,3 @@ async def wait_for_worker(redis_url: str, process: subprocess.Popen, timeout: fl
                 await asyncio.sleep(0.05)
     finally:
         await client.aclose()
-
-
-def stop_worker(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.stdout.read() if process.stdout else ""

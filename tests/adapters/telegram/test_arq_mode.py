@@ -20,12 +20,12 @@ from tests.adapters.telegram.harness import (
     remix,
     start_worker,
     status_message,
-    stop_worker,
     toast,
     wait_final,
     wait_for_worker,
     wait_results,
 )
+from tests.integration.harness import stop
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ async def worker(redis_url, tg_settings):
         await wait_for_worker(redis_url, process)
         yield process
     finally:
-        stop_worker(process)
+        stop(process)
 
 
 async def test_photo_remix_and_reroll_through_a_worker(fake, tg_settings, redis_url, worker, alice):
@@ -108,4 +108,4 @@ async def test_waiting_jobs_cancel_cap_and_survive_a_restart(fake, tg_settings, 
         finally:
             await harness.stop()
     finally:
-        stop_worker(process)
+        stop(process)
