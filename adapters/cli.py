@@ -152,8 +152,10 @@ async def history(settings: Settings, user: str | None, limit: int) -> int:
             print(f"{u.platform}:{u.platform_user_id} {u.name}")
             for job in await store.jobs_of(u.id, limit=limit):
                 parent = f" ← {job.parent_job}" if job.parent_job else ""
-                print(f"  {job.id} {job.status.value:<9} {job.action.value:<8} {job.request.model:<10} "
-                      f"{job.request.prompt[:50]!r}{parent}")
+                print(
+                    f"  {job.id} {job.status.value:<9} {job.action.value:<8} {job.request.model:<10} "
+                    f"{job.request.prompt[:50]!r}{parent}"
+                )
                 for out in job.outputs:
                     print(f"      {out.path}")
         return 0
@@ -166,15 +168,21 @@ async def worker(settings: Settings, groups: list[str]) -> int:
     from engine.worker import build_workers, serve
 
     if not settings.redis_url:
-        print("error: remixbot worker needs REDIS_URL (the embedded mode runs the engine in-process)",
-              file=sys.stderr)
+        print("error: remixbot worker needs REDIS_URL (the embedded mode runs the engine in-process)", file=sys.stderr)
         return 2
     models = load_models(settings.models_path)
     groups = groups or sorted({entry.queue_group for entry in models})
     engine = Engine.from_settings(models, settings)
-    workers = build_workers(engine, settings.redis_url, groups, job_timeout=settings.job_timeout,
-                            result_ttl=settings.result_ttl, poll_delay=settings.poll_delay,
-                            lease=settings.job_lease, device=settings.device)
+    workers = build_workers(
+        engine,
+        settings.redis_url,
+        groups,
+        job_timeout=settings.job_timeout,
+        result_ttl=settings.result_ttl,
+        poll_delay=settings.poll_delay,
+        lease=settings.job_lease,
+        device=settings.device,
+    )
     log.info("worker serving groups %s", ", ".join(groups))
     try:
         await _until_signalled(serve(workers, groups))
@@ -195,8 +203,11 @@ async def run(settings: Settings) -> int:
 
         starters.append(run_discord)
     if not starters:
-        print("error: no adapter configured: set TELEGRAM_TOKEN and/or DISCORD_TOKEN "
-              "(or try `remixbot chat` in a terminal)", file=sys.stderr)
+        print(
+            "error: no adapter configured: set TELEGRAM_TOKEN and/or DISCORD_TOKEN "
+            "(or try `remixbot chat` in a terminal)",
+            file=sys.stderr,
+        )
         return 2
     service = await build_service(settings)
     try:
@@ -251,8 +262,12 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=20)
     w = commands.add_parser("worker", help="an arq worker (needs REDIS_URL)")
     w.add_argument("--groups", default="", help="model groups to serve, comma-separated (default: all)")
-    w.add_argument("--metrics-port", type=int, default=None,
-                   help="serve Prometheus metrics on this port (default: REMIXBOT_METRICS_PORT)")
+    w.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default: REMIXBOT_METRICS_PORT)",
+    )
     commands.add_parser("run", help="the bot service: every adapter with a token")
     return top
 

@@ -35,15 +35,20 @@ COMMANDS = """commands:
 
 # console word → button
 WORDS = {
-    "reroll": Button.reroll, "vary": Button.vary, "strong": Button.varystrong,
-    "varystrong": Button.varystrong, "upscale": Button.upscale, "fixface": Button.fixface,
+    "reroll": Button.reroll,
+    "vary": Button.vary,
+    "strong": Button.varystrong,
+    "varystrong": Button.varystrong,
+    "upscale": Button.upscale,
+    "fixface": Button.fixface,
     "animate": Button.animate,
 }
 
 
 class Console:
-    def __init__(self, service: Service, *, user: str = "local", stdin: TextIO | None = None,
-                 stdout: TextIO | None = None):
+    def __init__(
+        self, service: Service, *, user: str = "local", stdin: TextIO | None = None, stdout: TextIO | None = None
+    ):
         self.service = service
         self.origin = Origin(platform="console", user_id=user, chat_id="console", user_name=user)
         self._in = stdin or sys.stdin
@@ -70,8 +75,7 @@ class Console:
                 await self.handle(line)
 
     async def _drain(self) -> None:
-        while self._open or any(not job.status.finished
-                                for job in await self.service.jobs(self.origin, per_page=20)):
+        while self._open or any(not job.status.finished for job in await self.service.jobs(self.origin, per_page=20)):
             await asyncio.sleep(0.05)
 
     async def handle(self, line: str) -> None:
@@ -160,14 +164,18 @@ class Console:
         if record is None:
             raise Refusal("no such job")
         r = record.request
-        self.say(f"{record.id} {record.action.value} {record.status.value} — model {r.model}, "
-                 f"strength {r.strength}, seed {r.seed}, steps {r.num_inference_steps}, "
-                 f"cfg {r.guidance_scale}")
+        self.say(
+            f"{record.id} {record.action.value} {record.status.value} — model {r.model}, "
+            f"strength {r.strength}, seed {r.seed}, steps {r.num_inference_steps}, "
+            f"cfg {r.guidance_scale}"
+        )
         negative = f"  negative: {r.negative_prompt!r}" if r.negative_prompt else ""
         self.say(f"  prompt: {r.prompt!r}{negative}")
         if record.parent_job:
-            self.say(f"  from: {record.parent_job}" + (
-                f" output {record.parent_output + 1}" if record.parent_output is not None else ""))
+            self.say(
+                f"  from: {record.parent_job}"
+                + (f" output {record.parent_output + 1}" if record.parent_output is not None else "")
+            )
         if record.engine:
             self.say(f"  ran on: {record.engine}" + (f" ({record.note})" if record.note else ""))
 
@@ -176,8 +184,10 @@ class Console:
         if not records:
             self.say("no jobs yet" if page == 0 else "no more jobs")
         for record in records:
-            self.say(f"{record.id} {record.status.value:<9} {record.action.value:<8} "
-                     f"{record.request.model:<8} {record.request.prompt[:40]!r} {len(record.outputs)} output(s)")
+            self.say(
+                f"{record.id} {record.status.value:<9} {record.action.value:<8} "
+                f"{record.request.model:<8} {record.request.prompt[:40]!r} {len(record.outputs)} output(s)"
+            )
 
     async def _settings(self, rest: str) -> None:
         changes = {}
@@ -191,8 +201,11 @@ class Console:
                 changes[names[key]] = convert(value)
             except ValueError:
                 raise Refusal(f"{key} needs a number, got {value!r}") from None
-        defaults = (await self.service.change_settings(self.origin, **changes) if changes
-                    else await self.service.user_settings(self.origin))
+        defaults = (
+            await self.service.change_settings(self.origin, **changes)
+            if changes
+            else await self.service.user_settings(self.origin)
+        )
         strength = "model default" if defaults.strength is None else defaults.strength
         self.say(f"settings: model={defaults.model} strength={strength} n={defaults.num_images_per_prompt}")
 

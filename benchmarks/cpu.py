@@ -70,8 +70,14 @@ def plain(folder: Path, images: int) -> dict:
 
     def one(seed: int) -> bytes:
         source = Image.open(io.BytesIO(source_png())).convert("RGB")
-        image = pipe(PROMPT, image=source, strength=STRENGTH, num_inference_steps=STEPS,
-                     guidance_scale=GUIDANCE, generator=torch.Generator().manual_seed(seed)).images[0]
+        image = pipe(
+            PROMPT,
+            image=source,
+            strength=STRENGTH,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            generator=torch.Generator().manual_seed(seed),
+        ).images[0]
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
         return buffer.getvalue()
@@ -95,17 +101,37 @@ def engine(folder: Path, images: int, options: dict, window: float, batch: int) 
     from bot.models import Models
     from engine.runner import Engine
 
-    entry = registry_entry("turbo", folder, size=SIDE, strength=STRENGTH, num_inference_steps=STEPS,
-                           guidance_scale=GUIDANCE, options=options)
+    entry = registry_entry(
+        "turbo",
+        folder,
+        size=SIDE,
+        strength=STRENGTH,
+        num_inference_steps=STEPS,
+        guidance_scale=GUIDANCE,
+        options=options,
+    )
     models = Models(entries={"turbo": entry}, defaults={})
     engine = Engine(models, "cpu", batch_size=batch, batch_window=window)
     data = source_png()
 
     def job(seed: int) -> Job:
-        request = Request(prompt=PROMPT, model="turbo", strength=STRENGTH, seed=seed, size=SIDE,
-                          num_inference_steps=STEPS, guidance_scale=GUIDANCE)
-        return Job(id=f"job{seed}", action=Action.remix, request=request, image=data,
-                   origin=Origin("bench", "cpu"), group="gpu")
+        request = Request(
+            prompt=PROMPT,
+            model="turbo",
+            strength=STRENGTH,
+            seed=seed,
+            size=SIDE,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+        )
+        return Job(
+            id=f"job{seed}",
+            action=Action.remix,
+            request=request,
+            image=data,
+            origin=Origin("bench", "cpu"),
+            group="gpu",
+        )
 
     async def run(seed: int) -> float:
         began = time.perf_counter()
@@ -122,8 +148,13 @@ def engine(folder: Path, images: int, options: dict, window: float, batch: int) 
         started = time.perf_counter()
         latencies = await asyncio.gather(*(run(seed) for seed in range(images)))
         total = time.perf_counter() - started
-        return {"load_s": loaded, "warmup_s": warm, "seconds_per_image": total / images,
-                "latencies": latencies, "batches": dict(engine.batches)}
+        return {
+            "load_s": loaded,
+            "warmup_s": warm,
+            "seconds_per_image": total / images,
+            "latencies": latencies,
+            "batches": dict(engine.batches),
+        }
 
     try:
         return asyncio.run(main())
@@ -143,18 +174,34 @@ def child(args: argparse.Namespace) -> None:
 
 
 def measure(args: argparse.Namespace, mode: str, batch: int = 1) -> dict:
-    command = [sys.executable, __file__, "--child", mode, "--folder", str(args.folder),
-               "--images", str(args.images), "--options", args.options, "--window", str(args.window),
-               "--batch", str(batch)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--folder",
+        str(args.folder),
+        "--images",
+        str(args.images),
+        "--options",
+        args.options,
+        "--window",
+        str(args.window),
+        "--batch",
+        str(batch),
+    ]
     before = os.getloadavg()[0]  # other work on the machine skews the timings: shown in the table
     out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     result["load"] = (before, os.getloadavg()[0])
-    print(f"  {mode:<8} batch {batch}: {result['seconds_per_image']:.2f} s/image, "
-          f"peak RSS {result['peak_rss_gib']:.2f} GiB", flush=True)
+    print(
+        f"  {mode:<8} batch {batch}: {result['seconds_per_image']:.2f} s/image, "
+        f"peak RSS {result['peak_rss_gib']:.2f} GiB",
+        flush=True,
+    )
     return result
 
 
@@ -162,8 +209,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4, help="timed images per side (the engine's batch)")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/remixbot-bench/sd21"))
-    parser.add_argument("--options", default=json.dumps(CPU_OPTIONS),
-                        help="the engine entry's options (JSON)")
+    parser.add_argument("--options", default=json.dumps(CPU_OPTIONS), help="the engine entry's options (JSON)")
     parser.add_argument("--window", type=float, default=0.05, help="the engine's batch window, seconds")
     parser.add_argument("--child", choices=("plain", "engine"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -175,23 +221,32 @@ def main() -> None:
 
     started = time.perf_counter()
     build("sd21", args.folder)
-    print(f"SD-Turbo-sized img2img, {SIDE}x{SIDE}, {STEPS} steps at strength {STRENGTH}, "
-          f"guidance {GUIDANCE}, "
-          f"{args.images} images per side, {os.cpu_count()} CPUs", flush=True)
-    rows = [("plain diffusers (defaults, one at a time)", measure(args, "plain")),
-            (f"engine, {args.images} concurrent jobs, batched", measure(args, "engine", batch=args.images)),
-            (f"engine, {args.images} concurrent jobs, batching off (CPU default)", measure(args, "engine"))]
+    print(
+        f"SD-Turbo-sized img2img, {SIDE}x{SIDE}, {STEPS} steps at strength {STRENGTH}, "
+        f"guidance {GUIDANCE}, "
+        f"{args.images} images per side, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    rows = [
+        ("plain diffusers (defaults, one at a time)", measure(args, "plain")),
+        (f"engine, {args.images} concurrent jobs, batched", measure(args, "engine", batch=args.images)),
+        (f"engine, {args.images} concurrent jobs, batching off (CPU default)", measure(args, "engine")),
+    ]
     print()
     print(f"engine options: {args.options}\n")
-    print("| path | s/image | speed-up | p50 latency (s) | peak RSS (GiB) | warm-up image (s) | batches "
-          "| load avg before/after |")
+    print(
+        "| path | s/image | speed-up | p50 latency (s) | peak RSS (GiB) | warm-up image (s) | batches "
+        "| load avg before/after |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     base = rows[0][1]["seconds_per_image"]
     for label, r in rows:
         batches = ", ".join(f"{n} of {size}" for size, n in r["batches"].items()) if "batches" in r else "-"
-        print(f"| {label} | {r['seconds_per_image']:.2f} | {base / r['seconds_per_image']:.2f}x | "
-              f"{statistics.median(r['latencies']):.1f} | {r['peak_rss_gib']:.2f} | {r['warmup_s']:.1f} | "
-              f"{batches} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
+        print(
+            f"| {label} | {r['seconds_per_image']:.2f} | {base / r['seconds_per_image']:.2f}x | "
+            f"{statistics.median(r['latencies']):.1f} | {r['peak_rss_gib']:.2f} | {r['warmup_s']:.1f} | "
+            f"{batches} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |"
+        )
     print(f"\n(total {time.perf_counter() - started:.0f} s; torch threads {rows[0][1]['threads']})")
 
 

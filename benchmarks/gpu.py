@@ -45,8 +45,15 @@ PROMPT = "an astronaut riding a horse on the moon, highly detailed, cinematic li
 STEPS, STRENGTH, GUIDANCE = 30, 0.6, 7.5
 # architecture → (side, reference TFLOP of one guided UNet step at that side)
 SIZES = {"sd15": (512, 1.61), "sdxl": (1024, 13.5), "tiny-sd15": (64, None), "tiny-sdxl": (128, None)}
-PEAKS = {"H100": 989.4, "H200": 989.4, "H800": 989.4, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
-         "RTX 4090": 165.2}  # dense bf16/fp16 TFLOP/s (tensor cores)
+PEAKS = {
+    "H100": 989.4,
+    "H200": 989.4,
+    "H800": 989.4,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "RTX 4090": 165.2,
+}  # dense bf16/fp16 TFLOP/s (tensor cores)
 
 
 def source_png(side: int) -> bytes:
@@ -119,8 +126,14 @@ def plain(arch: str, folder: Path, device: str, dtype: str, images: int, side: i
     def one(seed: int, steps: int = STEPS) -> bytes:
         source = Image.open(io.BytesIO(data)).convert("RGB")
         generator = torch.Generator(device).manual_seed(seed)
-        image = pipe(PROMPT, image=source, strength=STRENGTH, num_inference_steps=steps,
-                     guidance_scale=GUIDANCE, generator=generator).images[0]
+        image = pipe(
+            PROMPT,
+            image=source,
+            strength=STRENGTH,
+            num_inference_steps=steps,
+            guidance_scale=GUIDANCE,
+            generator=generator,
+        ).images[0]
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
         return buffer.getvalue()
@@ -148,17 +161,37 @@ def engine(arch: str, folder: Path, device: str, dtype: str, jobs: int, side: in
     from engine.runner import Engine
 
     reset_memory(device)
-    entry = registry_entry(arch, folder, size=side, strength=STRENGTH, num_inference_steps=STEPS,
-                           guidance_scale=GUIDANCE, options={"dtype": dtype, "cpu_dtype": dtype, **options})
+    entry = registry_entry(
+        arch,
+        folder,
+        size=side,
+        strength=STRENGTH,
+        num_inference_steps=STEPS,
+        guidance_scale=GUIDANCE,
+        options={"dtype": dtype, "cpu_dtype": dtype, **options},
+    )
     runner = Engine(Models(entries={arch: entry}, defaults={}), device, batch_size=jobs, batch_window=0.05)
     data = source_png(side)
     failures: list[str] = []
 
     async def run(seed: int) -> float:
-        request = Request(prompt=PROMPT, model=arch, strength=STRENGTH, seed=seed, size=side,
-                          num_inference_steps=STEPS, guidance_scale=GUIDANCE)
-        job = Job(id=f"job{seed}", action=Action.remix, request=request, image=data,
-                  origin=Origin("bench", "gpu"), group="gpu")
+        request = Request(
+            prompt=PROMPT,
+            model=arch,
+            strength=STRENGTH,
+            seed=seed,
+            size=side,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+        )
+        job = Job(
+            id=f"job{seed}",
+            action=Action.remix,
+            request=request,
+            image=data,
+            origin=Origin("bench", "gpu"),
+            group="gpu",
+        )
         began = time.perf_counter()
         result = await runner.run(job, lambda step, total: None, threading.Event())
         if result.status is not Status.done:
@@ -181,8 +214,12 @@ def engine(arch: str, folder: Path, device: str, dtype: str, jobs: int, side: in
     finally:
         runner.close()
     model = runner.residency.peek(arch)
-    measured.update(memory=peak_memory_gib(device), batches=dict(runner.batches), failures=failures,
-                    speed=getattr(model, "speed", {}))
+    measured.update(
+        memory=peak_memory_gib(device),
+        batches=dict(runner.batches),
+        failures=failures,
+        speed=getattr(model, "speed", {}),
+    )
     model = runner = None  # freed before the next variant
     reset_memory(device)
     return measured
@@ -209,24 +246,28 @@ def row(label: str, measured: dict, step_flops: float, peak: float | None, base:
     batches = ", ".join(f"{n} of {size}" for size, n in measured.get("batches", {}).items()) or "-"
     if measured.get("failures"):
         batches += f"; {len(measured['failures'])} FAILED: {measured['failures'][0]}"
-    return (f"| {label} | {throughput:.2f} | {speedup} | {statistics.median(measured['latencies']):.2f} | "
-            f"{memory} | {tflops:.1f} | {share} | {batches} |")
+    return (
+        f"| {label} | {throughput:.2f} | {speedup} | {statistics.median(measured['latencies']):.2f} | "
+        f"{memory} | {tflops:.1f} | {share} | {batches} |"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="sd15,sdxl", help="architectures, comma-separated (sd15, sdxl)")
-    parser.add_argument("--jobs", type=int, default=16,
-                        help="concurrent jobs for the engine (its batch size)")
-    parser.add_argument("--plain-images", type=int, default=8,
-                        help="images plain diffusers renders, one by one")
-    parser.add_argument("--variants", default='[{}, {"compile": "regional"}]',
-                        help="JSON list of registry option sets to run the engine with")
+    parser.add_argument("--jobs", type=int, default=16, help="concurrent jobs for the engine (its batch size)")
+    parser.add_argument("--plain-images", type=int, default=8, help="images plain diffusers renders, one by one")
+    parser.add_argument(
+        "--variants",
+        default='[{}, {"compile": "regional"}]',
+        help="JSON list of registry option sets to run the engine with",
+    )
     parser.add_argument("--dtype", default="float16", help="float16 (default) or bfloat16")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the card's dense fp16/bf16 peak")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/remixbot-bench"))
-    parser.add_argument("--dry-run", action="store_true",
-                        help="tiny pipelines on any device: exercises the code, measures nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny pipelines on any device: exercises the code, measures nothing"
+    )
     args = parser.parse_args()
 
     import torch
@@ -235,8 +276,10 @@ def main() -> int:
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.dry_run:
-        print("benchmarks/gpu.py needs a CUDA GPU and none is visible here; nothing was measured.\n"
-              "Run it on a GPU machine, or use --dry-run to check the code path on this one.")
+        print(
+            "benchmarks/gpu.py needs a CUDA GPU and none is visible here; nothing was measured.\n"
+            "Run it on a GPU machine, or use --dry-run to check the code path on this one."
+        )
         return 0
     device = "cuda" if cuda else "cpu"
     dtype = args.dtype if cuda else "float32"
@@ -249,8 +292,11 @@ def main() -> int:
     peak = peak_tflops(device, args.peak_tflops)
     name = torch.cuda.get_device_name() if cuda else "CPU"
     dry = "DRY RUN (tiny pipelines: the numbers mean nothing) - " if args.dry_run else ""
-    print(f"{dry}{name}, {dtype}, {STEPS} steps at strength {STRENGTH}, guidance {GUIDANCE}; "
-          f"peak {peak or 'unknown'} TFLOP/s", flush=True)
+    print(
+        f"{dry}{name}, {dtype}, {STEPS} steps at strength {STRENGTH}, guidance {GUIDANCE}; "
+        f"peak {peak or 'unknown'} TFLOP/s",
+        flush=True,
+    )
     for arch in archs:
         side, reference = SIZES[arch]
         folder = build(arch, args.workdir / f"{arch}-{dtype}", dtype=dtype, device=device)
@@ -262,12 +308,16 @@ def main() -> int:
             measured = engine(arch, folder, device, dtype, jobs, side, options)
             label = f"engine, {jobs} concurrent, {json.dumps(options) if options else 'defaults'}"
             lines.append(row(label, measured, flops, peak, plain_images / base["wall"]))
-            print(f"  {label} done ({measured['wall']:.1f} s; load+warm-up {measured['load_s']:.0f} s; "
-                  f"{measured['speed']})", flush=True)
-        print(f"\n{arch} at {side}x{side}: one guided UNet step = {flops / 1e12:.3f} TFLOP counted"
-              + (f" (reference {reference})" if reference else ""))
-        print("| path | images/s | vs plain | p50 latency (s) | peak GPU memory (GiB) | TFLOP/s | of peak "
-              "| batches |")
+            print(
+                f"  {label} done ({measured['wall']:.1f} s; load+warm-up {measured['load_s']:.0f} s; "
+                f"{measured['speed']})",
+                flush=True,
+            )
+        print(
+            f"\n{arch} at {side}x{side}: one guided UNet step = {flops / 1e12:.3f} TFLOP counted"
+            + (f" (reference {reference})" if reference else "")
+        )
+        print("| path | images/s | vs plain | p50 latency (s) | peak GPU memory (GiB) | TFLOP/s | of peak | batches |")
         print("|---|---|---|---|---|---|---|---|")
         print("\n".join(lines), flush=True)
     return 0

@@ -74,8 +74,14 @@ asyncio.run(main())
 
 def rss_of(code: str, *args: str) -> tuple[int, dict]:
     """Start ``python -c code``, wait for its line on stdout, read its RSS, let it go."""
-    process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         report = json.loads(process.stdout.readline())
         time.sleep(0.5)  # let lazy allocations settle
@@ -93,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as data_dir:
         bot, report = rss_of(BOT, args.redis, data_dir)
     mb = 1024 * 1024
-    print(f"Python {sys.version.split()[0]}; adapters imported: {len(report['loaded'])} modules"
-          + (f"; missing: {', '.join(report['missing'])}" if report["missing"] else ""))
+    print(
+        f"Python {sys.version.split()[0]}; adapters imported: {len(report['loaded'])} modules"
+        + (f"; missing: {', '.join(report['missing'])}" if report["missing"] else "")
+    )
     print(f"torch-family modules in the bot: {', '.join(report['heavy']) or 'none'}\n")
     print("| process | RSS |")
     print("|---|---|")
-    print(f"| bare `python -c \"import asyncio\"` | {bare / mb:.1f} MB |")
+    print(f'| bare `python -c "import asyncio"` | {bare / mb:.1f} MB |')
     print(f"| bot: service (Redis mode) + metrics + Telegram and Discord adapters | {bot / mb:.1f} MB |")
     print(f"| difference | {(bot - bare) / mb:.1f} MB |")
     verdict = "within" if bot / mb <= GOAL_MB else "OVER"

@@ -93,8 +93,15 @@ async def bare_arq(redis_url: str, jobs: int, poll_delay: float) -> tuple[list[f
         finished[ctx["job_id"]] = time.perf_counter()
 
     settings = RedisSettings.from_dsn(redis_url)
-    worker = Worker(functions=[func(noop, name="noop")], queue_name="bench:bare", redis_settings=settings,
-                    max_jobs=1, poll_delay=poll_delay, handle_signals=False, keep_result=60)
+    worker = Worker(
+        functions=[func(noop, name="noop")],
+        queue_name="bench:bare",
+        redis_settings=settings,
+        max_jobs=1,
+        poll_delay=poll_delay,
+        handle_signals=False,
+        keep_result=60,
+    )
     running = asyncio.create_task(worker.async_run())
     pool = await create_pool(settings)
     submit_start, finish_delivered = [], []
@@ -121,8 +128,7 @@ async def start_worker_here(models, redis_url: str, poll_delay: float):
     from engine.worker import build_workers, serve
 
     engine = TimedEngine(Engine(models, "cpu", batch_size=1))
-    workers = build_workers(engine, redis_url, ["bench"], job_timeout=60, result_ttl=600,
-                            poll_delay=poll_delay)
+    workers = build_workers(engine, redis_url, ["bench"], job_timeout=60, result_ttl=600, poll_delay=poll_delay)
     task = asyncio.create_task(serve(workers, ["bench"]))
     while "redis" not in workers[0].ctx:
         await asyncio.sleep(0.01)
@@ -143,12 +149,10 @@ async def through_arq_queue(models, redis_url: str, jobs: int, poll_delay: float
     await queue.start(listener)
     submit_start, finish_delivered = [], []
     origin = Origin(platform="bench", user_id="u1", chat_id="c1")
-    request = Request(prompt="", model="noop", strength=0.5, seed=1, num_inference_steps=1,
-                      guidance_scale=0.0)
+    request = Request(prompt="", model="noop", strength=0.5, seed=1, num_inference_steps=1, guidance_scale=0.0)
     try:
         for _ in range(jobs):
-            job = Job(id=new_job_id(), action=Action.remix, request=request, image=TINY, origin=origin,
-                      group="bench")
+            job = Job(id=new_job_id(), action=Action.remix, request=request, image=TINY, origin=origin, group="bench")
             done[job.id] = asyncio.get_running_loop().create_future()
             await asyncio.sleep(random.uniform(0, poll_delay))
             submitted = time.perf_counter()
@@ -237,26 +241,27 @@ async def open_path(whole_core: bool, settings, finishes: Finishes):
 
     queue = ArqQueue(settings.redis_url)
     await queue.start(listener)
-    request = Request(prompt="", model="noop", strength=0.5, seed=1, num_inference_steps=1,
-                      guidance_scale=0.0)
+    request = Request(prompt="", model="noop", strength=0.5, seed=1, num_inference_steps=1, guidance_scale=0.0)
 
     async def submit_job(origin: Origin) -> str:
-        job = Job(id=new_job_id(), action=Action.remix, request=request, image=TINY, origin=origin,
-                  group="bench")
+        job = Job(id=new_job_id(), action=Action.remix, request=request, image=TINY, origin=origin, group="bench")
         await queue.submit(job)
         return job.id
 
     return submit_job, queue, queue.close
 
 
-async def throughput(settings, users: int, seconds: float, workers: int, worker_env: dict[str, str],
-                     whole_core: bool = True) -> tuple[float, float, float]:
+async def throughput(
+    settings, users: int, seconds: float, workers: int, worker_env: dict[str, str], whole_core: bool = True
+) -> tuple[float, float, float]:
     """Jobs per second with ``users`` each submitting and waiting, again and again, served by
     ``workers`` `remixbot worker` processes; and the CPU milliseconds per job of this (the bot's)
     process and of the workers."""
     command = [sys.executable, "-m", "adapters.cli", "worker", "--groups", "bench"]
-    processes = [subprocess.Popen(command, cwd=ROOT, env=worker_env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for _ in range(workers)]
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
     finishes = Finishes()
     submit, queue, close = await open_path(whole_core, settings, finishes)
     try:
@@ -280,8 +285,11 @@ async def throughput(settings, users: int, seconds: float, workers: int, worker_
         started = time.perf_counter()
         await asyncio.gather(*tasks)
         jobs = sum(counts) - before
-        return (jobs / (time.perf_counter() - started), 1000 * (cpu_seconds(bot) - bot_cpu) / jobs,
-                1000 * (cpu_seconds(*children) - workers_cpu) / jobs)
+        return (
+            jobs / (time.perf_counter() - started),
+            1000 * (cpu_seconds(bot) - bot_cpu) / jobs,
+            1000 * (cpu_seconds(*children) - workers_cpu) / jobs,
+        )
     finally:
         await close()
         for process in processes:
@@ -312,35 +320,56 @@ async def main(argv: list[str] | None = None) -> None:
         models_path.write_text((ROOT / "config" / "models.toml").read_text(encoding="utf-8") + MODELS)
         models = load_models(models_path)
         limits = replace(base.limits, rate_per_minute=10**9)
-        settings = replace(base, redis_url=args.redis, models_path=models_path, device="cpu", batch_size=1,
-                           data_dir=Path(tmp) / "data", limits=limits)
-        print(f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
-              f"Python {sys.version.split()[0]}, worker poll delay {poll_delay * 1000:g} ms, "
-              f"{args.jobs} jobs per latency run\n")
-        rows = [("bare arq", await bare_arq(args.redis, args.jobs, poll_delay)),
-                ("ArqQueue", await through_arq_queue(models, args.redis, args.jobs, poll_delay)),
-                ("whole core", await through_the_core(settings, models, args.jobs, poll_delay))]
+        settings = replace(
+            base,
+            redis_url=args.redis,
+            models_path=models_path,
+            device="cpu",
+            batch_size=1,
+            data_dir=Path(tmp) / "data",
+            limits=limits,
+        )
+        print(
+            f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
+            f"Python {sys.version.split()[0]}, worker poll delay {poll_delay * 1000:g} ms, "
+            f"{args.jobs} jobs per latency run\n"
+        )
+        rows = [
+            ("bare arq", await bare_arq(args.redis, args.jobs, poll_delay)),
+            ("ArqQueue", await through_arq_queue(models, args.redis, args.jobs, poll_delay)),
+            ("whole core", await through_the_core(settings, models, args.jobs, poll_delay)),
+        ]
         bare = [percentiles(samples) for samples in rows[0][1]]
         print("| path | submit→start p50 | p99 | finish→delivered p50 | p99 | p50 overhead vs bare arq |")
         print("|---|---|---|---|---|---|")
         for name, (submit_start, finish_delivered) in rows:
             (s50, s99), (f50, f99) = percentiles(submit_start), percentiles(finish_delivered)
             overhead = (s50 - bare[0][0]) + (f50 - bare[1][0])
-            print(f"| {name} | {s50:.2f} ms | {s99:.2f} ms | {f50:.2f} ms | {f99:.2f} ms | "
-                  f"{'—' if name == 'bare arq' else f'{overhead:+.2f} ms'} |")
+            print(
+                f"| {name} | {s50:.2f} ms | {s99:.2f} ms | {f50:.2f} ms | {f99:.2f} ms | "
+                f"{'—' if name == 'bare arq' else f'{overhead:+.2f} ms'} |"
+            )
 
-        worker_env = {**os.environ, "REDIS_URL": args.redis, "REMIXBOT_MODELS": str(models_path),
-                      "REMIXBOT_DEVICE": "cpu", "REMIXBOT_LOG_LEVEL": "WARNING"}
+        worker_env = {
+            **os.environ,
+            "REDIS_URL": args.redis,
+            "REMIXBOT_MODELS": str(models_path),
+            "REMIXBOT_DEVICE": "cpu",
+            "REMIXBOT_LOG_LEVEL": "WARNING",
+        }
         workers = f"{args.workers} worker process{'es' if args.workers > 1 else ''}"
         print(f"\n| path ({workers}) | concurrent users | jobs/s | bot CPU per job | worker CPU per job |")
         print("|---|---|---|---|---|")
         for whole_core in (True, False):
             for users in [int(n) for n in args.users.split(",")]:
                 fresh = replace(settings, data_dir=Path(tmp) / f"data-{users}-{whole_core}")
-                rate, bot_ms, worker_ms = await throughput(fresh, users, args.seconds, args.workers,
-                                                           worker_env, whole_core)
-                print(f"| {'whole core' if whole_core else 'ArqQueue alone'} | {users} | {rate:.0f} | "
-                      f"{bot_ms:.2f} ms | {worker_ms:.2f} ms |")
+                rate, bot_ms, worker_ms = await throughput(
+                    fresh, users, args.seconds, args.workers, worker_env, whole_core
+                )
+                print(
+                    f"| {'whole core' if whole_core else 'ArqQueue alone'} | {users} | {rate:.0f} | "
+                    f"{bot_ms:.2f} ms | {worker_ms:.2f} ms |"
+                )
 
 
 if __name__ == "__main__":

@@ -51,15 +51,20 @@ def measure(model: Path, mode: str, size: int, scale: int) -> dict:
 
     torch.manual_seed(0)
     tile, overlap = MODES[mode]
-    entry = ModelEntry(name="bench", kind="upscale-spandrel", source=str(model),
-                       options={"tile": tile, "overlap": overlap, "max_side": 65536})
+    entry = ModelEntry(
+        name="bench",
+        kind="upscale-spandrel",
+        source=str(model),
+        options={"tile": tile, "overlap": overlap, "max_side": 65536},
+    )
     loaded = upscale.load(entry, "cpu")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
 
     def work(picture: Image.Image) -> Work:
         request = Request(prompt="", model="bench", strength=0.5, scale=scale)
-        return Work(action=Action.upscale, request=request, entry=entry, image=picture, references=(),
-                    seeds=(0,), device="cpu")
+        return Work(
+            action=Action.upscale, request=request, entry=entry, image=picture, references=(), seeds=(0,), device="cpu"
+        )
 
     loaded.run(work(image.resize((64, 64))), lambda step, total: None)  # warm-up: kernels, allocator
     before = _status_kib("VmRSS")
@@ -68,17 +73,34 @@ def measure(model: Path, mode: str, size: int, scale: int) -> dict:
     [out] = loaded.run(work(image), lambda step, total: None)
     seconds = time.perf_counter() - started
     peak = _status_kib("VmHWM")
-    return {"mode": mode, "size": size, "scale": scale, "output": f"{out.width}x{out.height}",
-            "peak_mib": round((peak - before) / 1024, 1), "seconds": round(seconds, 2),
-            "threads": torch.get_num_threads()}
+    return {
+        "mode": mode,
+        "size": size,
+        "scale": scale,
+        "output": f"{out.width}x{out.height}",
+        "peak_mib": round((peak - before) / 1024, 1),
+        "seconds": round(seconds, 2),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def run_child(model: Path, mode: str, size: int, scale: int, env: dict[str, str] | None = None) -> dict:
     """``measure`` in a fresh Python process (so one measurement's memory never counts for another)."""
-    command = [sys.executable, __file__, "--child", mode, "--model", str(model), "--size", str(size),
-               "--scale", str(scale)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--model",
+        str(model),
+        "--size",
+        str(size),
+        "--scale",
+        str(scale),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, **(env or {})}
+    )
     settings = " ".join(f"{key}={value}" for key, value in (env or {}).items())
     return dict(json.loads(done.stdout.strip().splitlines()[-1]), env=settings)
 
@@ -90,8 +112,7 @@ def build_model(folder: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a spandrel SR weights file (default: a random Compact)")
     parser.add_argument("--size", type=int, default=1024, help="side of the square source image, px")
     parser.add_argument("--scale", type=int, default=4)
@@ -103,14 +124,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or build_model(Path(folder))
         rows = [run_child(model, mode, args.size, args.scale, env) for mode, env in ROWS]
-    print(f"upscale {args.size}x{args.size} ×{args.scale} on the CPU ({rows[0]['threads']} threads), "
-          f"model {args.model.name if args.model else 'random Compact 16nf 4nc'}")
+    print(
+        f"upscale {args.size}x{args.size} ×{args.scale} on the CPU ({rows[0]['threads']} threads), "
+        f"model {args.model.name if args.model else 'random Compact 16nf 4nc'}"
+    )
     print(f"{'mode':<8} {'tile/overlap':>12} {'output':>10} {'peak RSS +MiB':>14} {'seconds':>8}  env")
     for row in rows:
         tile, overlap = MODES[row["mode"]]
         shape = f"{tile}/{overlap}" if row["mode"] == "tiled" else "whole"
-        print(f"{row['mode']:<8} {shape:>12} {row['output']:>10} {row['peak_mib']:>14} {row['seconds']:>8}  "
-              f"{row['env']}")
+        print(
+            f"{row['mode']:<8} {shape:>12} {row['output']:>10} {row['peak_mib']:>14} {row['seconds']:>8}  {row['env']}"
+        )
 
 
 if __name__ == "__main__":

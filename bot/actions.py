@@ -38,8 +38,15 @@ class Button(enum.StrEnum):
     @property
     def takes_output(self) -> bool:
         """True when the button acts on one output (needs an index)."""
-        return self in (Button.vary, Button.varystrong, Button.upscale, Button.fixface, Button.animate,
-                        Button.original, Button.source)
+        return self in (
+            Button.vary,
+            Button.varystrong,
+            Button.upscale,
+            Button.fixface,
+            Button.animate,
+            Button.original,
+            Button.source,
+        )
 
 
 _ACTION_OF = {
@@ -85,8 +92,9 @@ def parse_button(text: str) -> Press | None:
     return Press(button=Button(match["button"]), job_id=match["job"], index=index)
 
 
-def derive_request(press: Press, parent: Request, *, seed: int, model: str | None,
-                   vary_subtle: float, vary_strong: float) -> Request:
+def derive_request(
+    press: Press, parent: Request, *, seed: int, model: str | None, vary_subtle: float, vary_strong: float
+) -> Request:
     """The request of the job a button makes from its parent's request.
 
     ``seed`` is the new job's seed (a fresh one for reroll/vary, the output's for the others);

@@ -57,8 +57,7 @@ class Tags:
     stale: tuple[str, ...]  # users of the server with nothing ahead: forget them
 
 
-def assign(*, head: float | None, clock: float, finishes: Mapping[str, float], user: str,
-           weight: float = 1.0) -> Tags:
+def assign(*, head: float | None, clock: float, finishes: Mapping[str, float], user: str, weight: float = 1.0) -> Tags:
     """The tags of a new job of ``user``, given the queue's smallest tag (``head``; None when the
     queue is empty), its clock and the finish tags of the users of the job's server."""
     if weight <= 0:
@@ -96,8 +95,9 @@ def update_rate(old: float | None, seconds: float) -> float:
     return seconds if old is None else old + RATE_SMOOTHING * (seconds - old)
 
 
-def estimate(model: str, *, running: Iterable[str], waiting: Iterable[str], rates: Mapping[str, float],
-             workers: int) -> float | None:
+def estimate(
+    model: str, *, running: Iterable[str], waiting: Iterable[str], rates: Mapping[str, float], workers: int
+) -> float | None:
     """Seconds until a job of ``model`` is done: the jobs running and waiting ahead of it (their
     models; "" when unknown), shared by the queue's workers, then its own run — each at its model's
     measured rate.

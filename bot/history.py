@@ -190,9 +190,18 @@ class History:
             "INSERT INTO jobs (id, user_id, action, request, origin, queue_group, status, parent_job,"
             " parent_output, reference_count, created_at, compare_of)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            job.id, user_id, job.action.value, json.dumps(to_data(job.request)),
-            json.dumps(to_data(job.origin)), job.group, Status.queued.value, job.parent_job,
-            job.parent_output, len(job.references), job.created_at, compare_of,
+            job.id,
+            user_id,
+            job.action.value,
+            json.dumps(to_data(job.request)),
+            json.dumps(to_data(job.origin)),
+            job.group,
+            Status.queued.value,
+            job.parent_job,
+            job.parent_output,
+            len(job.references),
+            job.created_at,
+            compare_of,
         )
 
     def _write_inputs(self, job: Job) -> None:
@@ -215,9 +224,16 @@ class History:
         row = await self._one("SELECT reference_count FROM jobs WHERE id = ?", job_id)
         image, references = await asyncio.to_thread(self._read_inputs, job_id, row["reference_count"])
         return Job(
-            id=record.id, action=record.action, request=record.request, image=image, origin=record.origin,
-            group=record.group, references=references, parent_job=record.parent_job,
-            parent_output=record.parent_output, created_at=record.created_at,
+            id=record.id,
+            action=record.action,
+            request=record.request,
+            image=image,
+            origin=record.origin,
+            group=record.group,
+            references=references,
+            parent_job=record.parent_job,
+            parent_output=record.parent_output,
+            created_at=record.created_at,
         )
 
     def _read_inputs(self, job_id: str, count: int) -> tuple[bytes, tuple[bytes, ...]]:
@@ -231,14 +247,19 @@ class History:
     async def mark_running(self, job_id: str) -> bool:
         return await self._write(
             "UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = ?",
-            Status.running.value, time.time(), job_id, Status.queued.value,
+            Status.running.value,
+            time.time(),
+            job_id,
+            Status.queued.value,
         )
 
     async def requeue(self, job_id: str) -> bool:
         """Put a job that was running when the process died back to queued."""
         return await self._write(
             "UPDATE jobs SET status = ?, started_at = NULL WHERE id = ? AND status = ?",
-            Status.queued.value, job_id, Status.running.value,
+            Status.queued.value,
+            job_id,
+            Status.running.value,
         )
 
     async def finish(self, result: Result) -> bool:
@@ -248,17 +269,26 @@ class History:
             cursor = await self._db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, error = ?, engine = ?, note = ?"
                 " WHERE id = ? AND status IN (?, ?)",
-                (result.status.value, time.time(), result.error, result.engine, result.note,
-                 result.job_id, Status.queued.value, Status.running.value),
+                (
+                    result.status.value,
+                    time.time(),
+                    result.error,
+                    result.engine,
+                    result.note,
+                    result.job_id,
+                    Status.queued.value,
+                    Status.running.value,
+                ),
             )
             if cursor.rowcount != 1:
                 await self._db.rollback()
                 return False
             await self._db.executemany(
-                "INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(result.job_id, o.index, o.seed, str(path), o.media_type, o.width, o.height)
-                 for o, path in zip(result.outputs, paths, strict=True)],
+                "INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (result.job_id, o.index, o.seed, str(path), o.media_type, o.width, o.height)
+                    for o, path in zip(result.outputs, paths, strict=True)
+                ],
             )
             await self._db.commit()
         return True
@@ -274,7 +304,11 @@ class History:
     async def cancel(self, job_id: str) -> bool:
         return await self._write(
             "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)",
-            Status.cancelled.value, time.time(), job_id, Status.queued.value, Status.running.value,
+            Status.cancelled.value,
+            time.time(),
+            job_id,
+            Status.queued.value,
+            Status.running.value,
         )
 
     async def set_status_message(self, job_id: str, message: str) -> None:
@@ -284,14 +318,17 @@ class History:
         """Ids of jobs queued or running, oldest first."""
         rows = await self._all(
             "SELECT id FROM jobs WHERE status IN (?, ?) ORDER BY created_at",
-            Status.queued.value, Status.running.value,
+            Status.queued.value,
+            Status.running.value,
         )
         return [row["id"] for row in rows]
 
     async def jobs_of(self, user_id: int, *, limit: int = 10, offset: int = 0) -> list[JobRecord]:
         rows = await self._all(
             "SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
-            user_id, limit, offset,
+            user_id,
+            limit,
+            offset,
         )
         return [await self.job(row["id"]) for row in rows]
 
@@ -305,9 +342,7 @@ class History:
 
     async def compared(self, first_job: str) -> list[JobRecord]:
         """The jobs of a --compare set (by its first job's id), in the order they were submitted."""
-        rows = await self._all(
-            "SELECT id FROM jobs WHERE compare_of = ? ORDER BY created_at, rowid", first_job
-        )
+        rows = await self._all("SELECT id FROM jobs WHERE compare_of = ? ORDER BY created_at, rowid", first_job)
         return [await self.job(row["id"]) for row in rows]
 
     async def claim_compare_sheet(self, first_job: str) -> bool:
@@ -332,16 +367,33 @@ class History:
 
     def _record(self, row: aiosqlite.Row, outputs: list[aiosqlite.Row]) -> JobRecord:
         return JobRecord(
-            id=row["id"], user_id=row["user_id"], action=Action(row["action"]),
+            id=row["id"],
+            user_id=row["user_id"],
+            action=Action(row["action"]),
             request=from_data(Request, json.loads(row["request"])),
-            origin=from_data(Origin, json.loads(row["origin"])), group=row["queue_group"],
-            status=Status(row["status"]), parent_job=row["parent_job"], parent_output=row["parent_output"],
-            created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
-            error=row["error"], engine=row["engine"], note=row["note"], status_message=row["status_message"],
+            origin=from_data(Origin, json.loads(row["origin"])),
+            group=row["queue_group"],
+            status=Status(row["status"]),
+            parent_job=row["parent_job"],
+            parent_output=row["parent_output"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            error=row["error"],
+            engine=row["engine"],
+            note=row["note"],
+            status_message=row["status_message"],
             compare_of=row["compare_of"],
             outputs=tuple(
-                OutputRecord(job_id=o["job_id"], index=o["idx"], seed=o["seed"], path=Path(o["path"]),
-                             media_type=o["media_type"], width=o["width"], height=o["height"])
+                OutputRecord(
+                    job_id=o["job_id"],
+                    index=o["idx"],
+                    seed=o["seed"],
+                    path=Path(o["path"]),
+                    media_type=o["media_type"],
+                    width=o["width"],
+                    height=o["height"],
+                )
                 for o in outputs
             ),
         )
@@ -361,6 +413,9 @@ class History:
 
 def _user(row: aiosqlite.Row) -> UserRecord:
     return UserRecord(
-        id=row["id"], platform=row["platform"], platform_user_id=row["platform_user_id"],
-        name=row["name"], settings=json.loads(row["settings"]),
+        id=row["id"],
+        platform=row["platform"],
+        platform_user_id=row["platform_user_id"],
+        name=row["name"],
+        settings=json.loads(row["settings"]),
     )

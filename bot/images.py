@@ -50,8 +50,7 @@ def decode(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 32) 
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"That image is too large to open safely; the limit is {megapixels(max_pixels)}.") \
-            from error
+        raise ImageError(f"That image is too large to open safely; the limit is {megapixels(max_pixels)}.") from error
     except UnidentifiedImageError as error:
         raise ImageError(NOT_AN_IMAGE) from error
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, EOFError… on bad data
@@ -78,13 +77,9 @@ def check_dimensions(size: tuple[int, int], *, max_pixels: int, min_side: int) -
     """Refuse decompression bombs and thumbnails, from the header's size alone."""
     width, height = size
     if width * height > max_pixels:
-        raise ImageError(
-            f"That image is too large ({width}×{height}); the limit is {megapixels(max_pixels)}."
-        )
+        raise ImageError(f"That image is too large ({width}×{height}); the limit is {megapixels(max_pixels)}.")
     if min(width, height) < min_side:
-        raise ImageError(
-            f"That image is too small ({width}×{height}); send at least {min_side}×{min_side}."
-        )
+        raise ImageError(f"That image is too small ({width}×{height}); send at least {min_side}×{min_side}.")
 
 
 def mb(count: int) -> str:
@@ -186,8 +181,16 @@ _NEGATIVE = "Negative prompt:"
 
 
 def format_parameters(
-    request: Request, *, seed: int, width: int, height: int, steps: int, guidance_scale: float,
-    sampler: str, model: str, strength: float,
+    request: Request,
+    *,
+    seed: int,
+    width: int,
+    height: int,
+    steps: int,
+    guidance_scale: float,
+    sampler: str,
+    model: str,
+    strength: float,
 ) -> str:
     """The A1111 infotext: the prompt, ``Negative prompt: …`` when there is one, then the settings."""
     image_cfg = request.image_guidance_scale
@@ -256,7 +259,7 @@ def split_prompts(lines: list[str]) -> dict[str, Any]:
     negative: list[str] = []
     for line in lines:
         if not negative and line.startswith(_NEGATIVE):
-            negative.append(line[len(_NEGATIVE):].strip())
+            negative.append(line[len(_NEGATIVE) :].strip())
         elif negative:
             negative.append(line)
         else:

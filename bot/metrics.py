@@ -23,19 +23,18 @@ SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 
 class _Metrics:
     def __init__(self, prometheus: Any):
-        self.queue_depth = prometheus.Gauge(
-            "remixbot_queue_depth", "Jobs waiting (not running) in a queue.", ["group"])
+        self.queue_depth = prometheus.Gauge("remixbot_queue_depth", "Jobs waiting (not running) in a queue.", ["group"])
         self.wait = prometheus.Histogram(
-            "remixbot_job_wait_seconds", "Seconds from queued to started.", ["group"], buckets=SECONDS)
+            "remixbot_job_wait_seconds", "Seconds from queued to started.", ["group"], buckets=SECONDS
+        )
         self.run = prometheus.Histogram(
-            "remixbot_job_run_seconds", "Seconds from started to finished.", ["group", "model"],
-            buckets=SECONDS)
-        self.jobs = prometheus.Counter(
-            "remixbot_jobs", "Finished jobs by outcome.", ["group", "model", "outcome"])
-        self.loads = prometheus.Counter(
-            "remixbot_model_loads", "Models loaded into memory.", ["model"])
+            "remixbot_job_run_seconds", "Seconds from started to finished.", ["group", "model"], buckets=SECONDS
+        )
+        self.jobs = prometheus.Counter("remixbot_jobs", "Finished jobs by outcome.", ["group", "model", "outcome"])
+        self.loads = prometheus.Counter("remixbot_model_loads", "Models loaded into memory.", ["model"])
         self.gpu_memory = prometheus.Gauge(
-            "remixbot_gpu_memory_bytes", "GPU memory of a worker's device.", ["device", "kind"])
+            "remixbot_gpu_memory_bytes", "GPU memory of a worker's device.", ["device", "kind"]
+        )
 
 
 _metrics: _Metrics | None = None
@@ -47,8 +46,7 @@ def serve(port: int, address: str = "0.0.0.0") -> bool:
     try:
         import prometheus_client
     except ImportError:
-        log.warning("REMIXBOT_METRICS_PORT is set but prometheus-client is missing: "
-                    "pip install 'remixbot[metrics]'")
+        log.warning("REMIXBOT_METRICS_PORT is set but prometheus-client is missing: pip install 'remixbot[metrics]'")
         return False
     if _metrics is None:
         _metrics = _Metrics(prometheus_client)

@@ -65,8 +65,15 @@ class Models:
 
 
 _ENTRY_FIELDS = {
-    "kind", "description", "source", "group", "strength", "num_inference_steps",
-    "guidance_scale", "size", "multiple",
+    "kind",
+    "description",
+    "source",
+    "group",
+    "strength",
+    "num_inference_steps",
+    "guidance_scale",
+    "size",
+    "multiple",
 }
 
 
@@ -85,7 +92,8 @@ def parse_models(text: str, base: Path | None = None) -> Models:
         entries[name] = ModelEntry(name=name, options=options, **known)
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
-            name="classic", kind="classic",
+            name="classic",
+            kind="classic",
             description="No weights, instant: colour grades and painterly looks picked from your prompt.",
         )
     defaults = dict(DEFAULT_FOR_ACTION)

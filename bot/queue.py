@@ -49,9 +49,11 @@ class JobQueue(Protocol):
     async def close(self) -> None: ...
     async def submit(self, job: Job) -> int:
         """Enqueue; returns the queue position (1 = next). Submitting a known job id is a no-op."""
+
     async def position(self, job_id: str) -> int | None: ...
     async def cancel(self, job_id: str) -> bool:
         """True when the job was queued or running and is now being cancelled."""
+
     async def recover(self, job: Job) -> None:
         """After a restart: make sure an unfinished job from the history runs (once) or reports."""
 
@@ -123,8 +125,7 @@ class LocalQueue:
     batcher sees them together).
     """
 
-    def __init__(self, engine: Engine, *, weights: Mapping[str, float] | None = None,
-                 announce_every: float = 1.0):
+    def __init__(self, engine: Engine, *, weights: Mapping[str, float] | None = None, announce_every: float = 1.0):
         self._engine = engine
         self._weights = dict(weights or {})  # server (bot.fairness.server_of) → weight; 1 when absent
         self._listener: Listener | None = None
@@ -354,13 +355,17 @@ def describe_worker(beat: dict) -> str:
     gib = 1024**3
     gpu = beat.get("gpu")
     if gpu:
-        device = (f"{gpu['device']} {gpu['name']} ({(gpu['total'] - gpu['free']) / gib:.1f} of "
-                  f"{gpu['total'] / gib:.1f} GiB in use)")
+        device = (
+            f"{gpu['device']} {gpu['name']} ({(gpu['total'] - gpu['free']) / gib:.1f} of "
+            f"{gpu['total'] / gib:.1f} GiB in use)"
+        )
     else:
         device = beat.get("device") or "auto"
     running = len(beat.get("running", []))
-    return (f"{beat.get('id', '?')}: {device}, {beat.get('rss_bytes', 0) / gib:.2f} GiB RAM; "
-            f"groups {', '.join(beat.get('groups', []))}; {running} job{'s' if running != 1 else ''} running")
+    return (
+        f"{beat.get('id', '?')}: {device}, {beat.get('rss_bytes', 0) / gib:.2f} GiB RAM; "
+        f"groups {', '.join(beat.get('groups', []))}; {running} job{'s' if running != 1 else ''} running"
+    )
 
 
 def encode_event(event: Event) -> str:
@@ -421,8 +426,15 @@ def _score_time(score: int) -> datetime:
 class ArqQueue:
     """Jobs on arq queues in Redis (one per model group), scored for fair share; events over pub/sub."""
 
-    def __init__(self, redis_url: str, *, job_timeout: int = 900, result_ttl: int = 7 * 24 * 3600,
-                 weights: Mapping[str, float] | None = None, announce_every: float = 1.0):
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        job_timeout: int = 900,
+        result_ttl: int = 7 * 24 * 3600,
+        weights: Mapping[str, float] | None = None,
+        announce_every: float = 1.0,
+    ):
         self._url = redis_url
         self._job_timeout = job_timeout
         self._result_ttl = result_ttl
@@ -472,8 +484,12 @@ class ArqQueue:
         self._models[job.id] = job.request.model
         score = await self._fair_score(job)
         await self._pool.enqueue_job(
-            "run_job", job.to_data(), _job_id=job.id, _queue_name=queue_name(job.group),
-            _defer_until=_score_time(score), _expires=self._result_ttl,
+            "run_job",
+            job.to_data(),
+            _job_id=job.id,
+            _queue_name=queue_name(job.group),
+            _defer_until=_score_time(score),
+            _expires=self._result_ttl,
         )
         await self._pool.publish(self._queued_channel, job.group)  # an idle worker needn't wait for its poll
         self._announcements.soon(job.group)
@@ -487,9 +503,13 @@ class ArqQueue:
         async def tag(pipe) -> int:
             clock, flat, head = await pipe.eval(FAIR_STATE_SCRIPT, 3, clock_key, users_key, queue)
             finishes = {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)}
-            tags = assign(head=float(head) if head is not None else None,
-                          clock=float(clock) if clock is not None else ORIGIN,
-                          finishes=finishes, user=user, weight=self._weights.get(server, 1.0))
+            tags = assign(
+                head=float(head) if head is not None else None,
+                clock=float(clock) if clock is not None else ORIGIN,
+                finishes=finishes,
+                user=user,
+                weight=self._weights.get(server, 1.0),
+            )
             pipe.multi()
             pipe.hset(clock_key, "clock", repr(tags.clock))
             if tags.stale:

@@ -118,9 +118,7 @@ def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Mode
         size=optional(values, "size", lambda raw: to_int("size", raw, limits.min_size, limits.max_size)),
         num_inference_steps=optional(values, "steps", lambda raw: to_int("steps", raw, 1, limits.max_steps)),
         guidance_scale=optional(values, "cfg", lambda raw: to_float("cfg", raw, 0, MAX_CFG)),
-        image_guidance_scale=optional(
-            values, "image-cfg", lambda raw: to_float("image-cfg", raw, 0, MAX_IMAGE_CFG)
-        ),
+        image_guidance_scale=optional(values, "image-cfg", lambda raw: to_float("image-cfg", raw, 0, MAX_IMAGE_CFG)),
         scale=optional(values, "scale", to_scale),
         compare=pick_compare(values.get("compare"), model, models),
         show_source=to_switch(values.get("show-source")),
@@ -141,7 +139,7 @@ def split_flags(text: str) -> tuple[str, dict[str, str]]:
         match = tokens[index].flag
         if match is None:
             end = next_flag(tokens, index)
-            prompt_parts.append(text[tokens[index].start:tokens[end - 1].end])
+            prompt_parts.append(text[tokens[index].start : tokens[end - 1].end])
             index = end
             continue
         name = canonical(match["name"])
@@ -180,7 +178,7 @@ def take_value(text: str, tokens: list[Token], index: int, name: str, inline: st
     end = value_end(tokens, start, name, inline)
     parts = [inline] if inline is not None else []
     if end > start:
-        parts.append(text[tokens[start].start:tokens[end - 1].end])
+        parts.append(text[tokens[start].start : tokens[end - 1].end])
     value = unquote(" ".join(part for part in parts if part).strip())
     if not value:
         raise RequestError(f"--{name} needs a value, e.g. --{name} {FLAGS[name]}")
@@ -369,7 +367,11 @@ def quote_prompt(text: str) -> str:
 
 
 def request_from_parameters(
-    params: dict[str, Any], *, defaults: Defaults, models: Models, limits: Limits | None = None,
+    params: dict[str, Any],
+    *,
+    defaults: Defaults,
+    models: Models,
+    limits: Limits | None = None,
 ) -> Request:
     """A Request reusing the settings ``images.parse_parameters`` found, kept within the limits."""
     limits = limits or Limits()

@@ -52,8 +52,14 @@ class Ticket:
 
 
 class Service:
-    def __init__(self, settings: Settings, models: Models, history: History, queue: JobQueue,
-                 availability: Availability | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        models: Models,
+        history: History,
+        queue: JobQueue,
+        availability: Availability | None = None,
+    ):
         self.settings = settings
         self.models = models
         self.history = history
@@ -101,8 +107,16 @@ class Service:
 
     # submitting ------------------------------------------------------------------------------
 
-    async def submit(self, origin: Origin, text: str, image: bytes, references: tuple[bytes, ...] = (),
-                     *, parent_job: str | None = None, parent_output: int | None = None) -> Ticket:
+    async def submit(
+        self,
+        origin: Origin,
+        text: str,
+        image: bytes,
+        references: tuple[bytes, ...] = (),
+        *,
+        parent_job: str | None = None,
+        parent_output: int | None = None,
+    ) -> Ticket:
         """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal."""
         user = await self.history.user(origin)
         defaults = self._defaults(user)
@@ -116,19 +130,24 @@ class Service:
         try:
             if found and not text.strip():
                 request = requests.request_from_parameters(
-                    images.parse_parameters(found), defaults=defaults, models=self.models)
+                    images.parse_parameters(found), defaults=defaults, models=self.models
+                )
             else:
                 request = requests.parse_request(text, defaults=defaults, limits=limits, models=self.models)
                 if found and not _has_flags(text):
-                    offer = requests.format_request(requests.request_from_parameters(
-                        images.parse_parameters(found), defaults=defaults, models=self.models))
+                    offer = requests.format_request(
+                        requests.request_from_parameters(
+                            images.parse_parameters(found), defaults=defaults, models=self.models
+                        )
+                    )
         except requests.RequestError as error:
             raise Refusal(str(error)) from None
         request = self._resolve(request)
         tickets: list[Ticket] = []
         for model in (request.model, *request.compare):
-            job = self._job(origin, Action.remix, replace(request, model=model), source, refs,
-                            parent_job, parent_output)
+            job = self._job(
+                origin, Action.remix, replace(request, model=model), source, refs, parent_job, parent_output
+            )
             compare_of = (tickets[0].job.id if tickets else job.id) if request.compare else None
             tickets.append(await self._enqueue(user, job, offer, compare_of=compare_of))
         return Ticket(jobs=tuple(t.job for t in tickets), position=tickets[0].position, offer=offer)
@@ -159,9 +178,14 @@ class Service:
             parent_output = output.index
         action = press.button.action
         model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
-        request = derive_request(press, parent.request, seed=seed, model=model,
-                                 vary_subtle=self.settings.vary_strength_subtle,
-                                 vary_strong=self.settings.vary_strength_strong)
+        request = derive_request(
+            press,
+            parent.request,
+            seed=seed,
+            model=model,
+            vary_subtle=self.settings.vary_strength_subtle,
+            vary_strong=self.settings.vary_strength_strong,
+        )
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
         return await self._enqueue(user, job, "")
 
@@ -169,21 +193,42 @@ class Service:
         job = await self.history.load_job(job_id)
         return job.image, job.references
 
-    def _job(self, origin: Origin, action: Action, request: Request, image: bytes,
-             references: tuple[bytes, ...], parent_job: str | None, parent_output: int | None) -> Job:
+    def _job(
+        self,
+        origin: Origin,
+        action: Action,
+        request: Request,
+        image: bytes,
+        references: tuple[bytes, ...],
+        parent_job: str | None,
+        parent_output: int | None,
+    ) -> Job:
         entry = self.models[request.model]
-        return Job(id=new_job_id(), action=action, request=request, image=image, origin=origin,
-                   group=entry.queue_group, references=references, parent_job=parent_job,
-                   parent_output=parent_output)
+        return Job(
+            id=new_job_id(),
+            action=action,
+            request=request,
+            image=image,
+            origin=origin,
+            group=entry.queue_group,
+            references=references,
+            parent_job=parent_job,
+            parent_output=parent_output,
+        )
 
-    async def _enqueue(self, user: UserRecord, job: Job, offer: str, *,
-                       compare_of: str | None = None) -> Ticket:
+    async def _enqueue(self, user: UserRecord, job: Job, offer: str, *, compare_of: str | None = None) -> Ticket:
         async with self._submit_lock:  # the cap check and the insert must not interleave
             await self._check_limits(user, job.origin)
             await self.history.add_job(job, user.id, compare_of=compare_of)
         position = await self.queue.submit(job)
-        log.info("job %s queued (%s, %s) for %s:%s", job.id, job.action.value, job.request.model,
-                 job.origin.platform, user.id)
+        log.info(
+            "job %s queued (%s, %s) for %s:%s",
+            job.id,
+            job.action.value,
+            job.request.model,
+            job.origin.platform,
+            user.id,
+        )
         return Ticket(jobs=(job,), position=position, offer=offer)
 
     def _resolve(self, request: Request) -> Request:
@@ -200,16 +245,17 @@ class Service:
         limits = self.settings.limits
         waiting = await self.history.count_jobs(user.id, Status.queued, Status.running)
         if waiting >= limits.max_queued_per_user:
-            raise Refusal(f"You already have {waiting} jobs waiting; the limit is {limits.max_queued_per_user}."
-                          " Try again when one finishes (or /cancel).")
+            raise Refusal(
+                f"You already have {waiting} jobs waiting; the limit is {limits.max_queued_per_user}."
+                " Try again when one finishes (or /cancel)."
+            )
         recent = self._recent[(origin.platform, origin.user_id)]
         now = time.monotonic()
         while recent and now - recent[0] > 60:
             recent.popleft()
         if len(recent) >= limits.rate_per_minute:
             wait = int(60 - (now - recent[0])) + 1
-            raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. "
-                          f"Try again in {wait} s.")
+            raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. Try again in {wait} s.")
         recent.append(now)
 
     # the rest of the use cases ---------------------------------------------------------------
@@ -295,8 +341,9 @@ class Service:
             raise Refusal("That result isn't ready (or has no such image).")
         if not output.media_type.startswith("image/"):
             raise Refusal("Before/after works on images only.")
-        return await asyncio.to_thread(_before_after_png, self.history.source_path(record.id), output.path,
-                                       record.request.model)
+        return await asyncio.to_thread(
+            _before_after_png, self.history.source_path(record.id), output.path, record.request.model
+        )
 
     async def availability(self) -> dict[str, str | None]:
         """Model name → None when it can run (here, or on a live worker), else why not."""
@@ -307,8 +354,11 @@ class Service:
     def _defaults(self, user: UserRecord) -> requests.Defaults:
         saved = user.settings
         model = saved.get("model") if saved.get("model") in self.models else self.models.for_action(Action.remix).name
-        return requests.Defaults(model=model, strength=saved.get("strength"),
-                                 num_images_per_prompt=int(saved.get("num_images_per_prompt", 1)))
+        return requests.Defaults(
+            model=model,
+            strength=saved.get("strength"),
+            num_images_per_prompt=int(saved.get("num_images_per_prompt", 1)),
+        )
 
     # events ----------------------------------------------------------------------------------
 
@@ -372,8 +422,7 @@ def _compare_png(jobs: list[JobRecord]) -> bytes:
 
 
 def _before_after_png(source: Path, result: Path, model: str) -> bytes:
-    columns = [sheets.Column("before", (_open_rgb(source),)),
-               sheets.Column(f"after ({model})", (_open_rgb(result),))]
+    columns = [sheets.Column("before", (_open_rgb(source),)), sheets.Column(f"after ({model})", (_open_rgb(result),))]
     return images.encode_png(sheets.sheet(columns))
 
 

@@ -99,10 +99,11 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int, most: in
         else:
             lines.append(word)
     if len(lines) > most:
-        lines = lines[:most - 1] + [" ".join(lines[most - 1:])]
+        lines = lines[: most - 1] + [" ".join(lines[most - 1 :])]
     return [_fit_text(draw, line, font, width) for line in lines] or [""]
 
 
-def _centred(draw: ImageDraw.ImageDraw, text: str, centre: tuple[int, int], font: Font,
-             fill: tuple[int, int, int]) -> None:
+def _centred(
+    draw: ImageDraw.ImageDraw, text: str, centre: tuple[int, int], font: Font, fill: tuple[int, int, int]
+) -> None:
     draw.text(centre, text, font=font, fill=fill, anchor="mm")

@@ -50,8 +50,15 @@ def encode_mp4(frames: Iterable[np.ndarray], fps: float) -> Clip:
     os.close(handle)
     try:
         writer = imageio_ffmpeg.write_frames(
-            path, (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=2, ffmpeg_log_level="error",
+            path,
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p",
+            quality=None,
+            macro_block_size=2,
+            ffmpeg_log_level="error",
             output_params=["-crf", str(CRF), "-preset", "veryfast", "-movflags", "+faststart"],
         )
         writer.send(None)  # start ffmpeg
@@ -99,6 +106,14 @@ def _gif(frames: Sequence[np.ndarray], size: tuple[int, int], duration_ms: int) 
     palette = images[0].quantize(colors=255, method=Image.Quantize.MEDIANCUT)
     paletted = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
     out = io.BytesIO()
-    paletted[0].save(out, format="GIF", save_all=True, append_images=paletted[1:],
-                     duration=max(20, duration_ms), loop=0, optimize=False, disposal=1)
+    paletted[0].save(
+        out,
+        format="GIF",
+        save_all=True,
+        append_images=paletted[1:],
+        duration=max(20, duration_ms),
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
     return out.getvalue()

@@ -107,8 +107,11 @@ class Residency:
             if entry.name in self._models or entry.name in self._loading:
                 return True
             if expected is None or not self._fits(expected):
-                log.info("not prefetching %s: %s", entry.name,
-                         "its size is unknown" if expected is None else "no room in the memory budget")
+                log.info(
+                    "not prefetching %s: %s",
+                    entry.name,
+                    "its size is unknown" if expected is None else "no room in the memory budget",
+                )
                 return False
             future: concurrent.futures.Future = concurrent.futures.Future()
             self._loading[entry.name] = future
@@ -173,8 +176,13 @@ class Residency:
                 self._use(entry.name)
             self._loading.pop(entry.name, None)
         future.set_result(model)
-        log.info("%s is resident (%d MiB; %d MiB of %s in use)", entry.name, size >> 20, self.used() >> 20,
-                 "no limit" if self.budget is None else f"{self.budget >> 20} MiB")
+        log.info(
+            "%s is resident (%d MiB; %d MiB of %s in use)",
+            entry.name,
+            size >> 20,
+            self.used() >> 20,
+            "no limit" if self.budget is None else f"{self.budget >> 20} MiB",
+        )
         if evicted:
             free_memory()
 
@@ -194,8 +202,9 @@ class Residency:
                 evicted.append(other)
                 log.info("evicted %s to make room for %s", other, name)
             if used + size > self.budget:
-                log.warning("%s (%d MiB) is kept over the memory budget: the models in use need the rest",
-                            name, size >> 20)
+                log.warning(
+                    "%s (%d MiB) is kept over the memory budget: the models in use need the rest", name, size >> 20
+                )
         self._models[name] = model
         self._models.move_to_end(name)
         return evicted

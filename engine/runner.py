@@ -64,8 +64,15 @@ GPU_BATCH_SIZE = 8  # jobs per batch on CUDA unless REMIXBOT_BATCH_SIZE says oth
 
 
 class Engine:
-    def __init__(self, models: Models, device: str = "", *, memory_budget: int = 0, batch_size: int = 0,
-                 batch_window: float = 0.03):
+    def __init__(
+        self,
+        models: Models,
+        device: str = "",
+        *,
+        memory_budget: int = 0,
+        batch_size: int = 0,
+        batch_window: float = 0.03,
+    ):
         """``memory_budget`` in bytes (0: 80% of the device's memory); ``batch_size`` 0: 8 on a GPU, 1 on a
         CPU; ``batch_window`` in seconds (0: no batching)."""
         self.models = models
@@ -83,8 +90,13 @@ class Engine:
 
     @classmethod
     def from_settings(cls, models: Models, settings: Settings) -> Engine:
-        return cls(models, settings.device, memory_budget=settings.memory_budget,
-                   batch_size=settings.batch_size, batch_window=settings.batch_window)
+        return cls(
+            models,
+            settings.device,
+            memory_budget=settings.memory_budget,
+            batch_size=settings.batch_size,
+            batch_window=settings.batch_window,
+        )
 
     # the port bot.queue.Engine ---------------------------------------------------------------
 
@@ -176,9 +188,14 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Counters for logs and metrics: loads, evictions, batch sizes, memory in use and budget."""
-        return {"resident": self.resident(), "loads": dict(self.residency.loads),
-                "evictions": dict(self.residency.evictions), "batches": dict(self.batches),
-                "memory_used": self.residency.used(), "memory_budget": self.residency.budget}
+        return {
+            "resident": self.resident(),
+            "loads": dict(self.residency.loads),
+            "evictions": dict(self.residency.evictions),
+            "batches": dict(self.batches),
+            "memory_used": self.residency.used(),
+            "memory_budget": self.residency.budget,
+        }
 
     # the caller's side ------------------------------------------------------------------------
 
@@ -190,9 +207,9 @@ class Engine:
                 raise _ShuttingDown() from None
             raise
 
-    async def _wait_for_run(self, job: Job, entry: ModelEntry, work: Work,
-                            on_progress: Callable[[int, int], None],
-                            cancel: threading.Event) -> tuple[Model, list]:
+    async def _wait_for_run(
+        self, job: Job, entry: ModelEntry, work: Work, on_progress: Callable[[int, int], None], cancel: threading.Event
+    ) -> tuple[Model, list]:
         """Hand the work to the group thread and wait for (model, items); raises the run's error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
@@ -308,8 +325,7 @@ class Engine:
             return
         except Exception as error:  # noqa: BLE001 - handed to each job
             if len(live) > 1 and _out_of_memory(error):
-                log.warning("a batch of %d ran out of memory (%s); running its jobs one at a time",
-                            len(live), error)
+                log.warning("a batch of %d ran out of memory (%s); running its jobs one at a time", len(live), error)
                 del error
                 free_memory()
                 for item in live:
@@ -353,8 +369,11 @@ class Engine:
                 self._device = self._device_preference or _pick_device()
                 if self.residency.budget is None:
                     self.residency.budget = default_budget(self._device)
-                log.info("engine device %s, memory budget %s", self._device,
-                         "none" if self.residency.budget is None else f"{self.residency.budget >> 20} MiB")
+                log.info(
+                    "engine device %s, memory budget %s",
+                    self._device,
+                    "none" if self.residency.budget is None else f"{self.residency.budget >> 20} MiB",
+                )
             return self._device
 
     # codec threads ----------------------------------------------------------------------------
@@ -370,8 +389,16 @@ class Engine:
         seed = request.seed if request.seed is not None else 0
         seeds = tuple(seed + i for i in range(request.num_images_per_prompt))
         log.debug("decoded job %s", job.id)
-        return Work(action=job.action, request=request, entry=entry, image=source, references=references,
-                    seeds=seeds, device=self._device_for(entry), load_model=self._model_named)
+        return Work(
+            action=job.action,
+            request=request,
+            entry=entry,
+            image=source,
+            references=references,
+            seeds=seeds,
+            device=self._device_for(entry),
+            load_model=self._model_named,
+        )
 
     def _model_named(self, name: str) -> tuple[ModelEntry, Model]:
         """Another registry entry and its resident model, for a kind that drives a second model."""
@@ -380,37 +407,63 @@ class Engine:
             raise registry.ModelUnavailable(f"the model {name!r} is not on this server")
         return entry, self.load(entry)
 
-    def _outputs(self, job: Job, entry: ModelEntry, model: Model, work: Work,
-                 items: list) -> tuple[Output, ...]:
-        outputs = tuple(self._output(job, entry, model, i, seed, item)
-                        for i, (seed, item) in enumerate(zip(work.seeds, items, strict=True)))
+    def _outputs(self, job: Job, entry: ModelEntry, model: Model, work: Work, items: list) -> tuple[Output, ...]:
+        outputs = tuple(
+            self._output(job, entry, model, i, seed, item)
+            for i, (seed, item) in enumerate(zip(work.seeds, items, strict=True))
+        )
         log.debug("encoded job %s", job.id)
         return outputs
 
-    def _output(self, job: Job, entry: ModelEntry, model: Model, index: int, seed: int,
-                item: Image.Image | Clip) -> Output:
+    def _output(
+        self, job: Job, entry: ModelEntry, model: Model, index: int, seed: int, item: Image.Image | Clip
+    ) -> Output:
         if isinstance(item, Clip):
-            return Output(index=index, seed=seed, data=item.data, media_type=item.media_type,
-                          width=item.width, height=item.height)
+            return Output(
+                index=index, seed=seed, data=item.data, media_type=item.media_type, width=item.width, height=item.height
+            )
         request = job.request
         guidance = request.guidance_scale if request.guidance_scale is not None else entry.guidance_scale
         parameters = images.format_parameters(
-            request, seed=seed, width=item.width, height=item.height,
-            steps=request.num_inference_steps or entry.num_inference_steps, guidance_scale=guidance,
-            sampler=getattr(model, "sampler", model.label), model=entry.name, strength=request.strength,
+            request,
+            seed=seed,
+            width=item.width,
+            height=item.height,
+            steps=request.num_inference_steps or entry.num_inference_steps,
+            guidance_scale=guidance,
+            sampler=getattr(model, "sampler", model.label),
+            model=entry.name,
+            strength=request.strength,
         )
-        return Output(index=index, seed=seed, data=images.encode_png(item, parameters),
-                      width=item.width, height=item.height)
+        return Output(
+            index=index, seed=seed, data=images.encode_png(item, parameters), width=item.width, height=item.height
+        )
 
-    def _result(self, job: Job, entry: ModelEntry | None, model: Model | None, status: Status,
-                outputs: tuple[Output, ...], error: str, started: float, work: Work | None = None) -> Result:
+    def _result(
+        self,
+        job: Job,
+        entry: ModelEntry | None,
+        model: Model | None,
+        status: Status,
+        outputs: tuple[Output, ...],
+        error: str,
+        started: float,
+        work: Work | None = None,
+    ) -> Result:
         if model is None and entry is not None:
             model = self.residency.peek(entry.name)
         label = model.label if model else ""
         notes = [getattr(model, "note", "") if model else "", *(getattr(work, "notes", None) or ())]
         note = "; ".join(dict.fromkeys(text for text in notes if text))
-        return Result(job_id=job.id, status=status, outputs=outputs if status is Status.done else (),
-                      error=error, engine=label, note=note, seconds=round(time.perf_counter() - started, 3))
+        return Result(
+            job_id=job.id,
+            status=status,
+            outputs=outputs if status is Status.done else (),
+            error=error,
+            engine=label,
+            note=note,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
 
 @dataclass(eq=False)
@@ -570,7 +623,6 @@ def _failure(failure: Exception, job: Job) -> tuple[Status, str]:
         return Status.failed, str(failure)
     if _out_of_memory(failure):
         log.warning("job %s ran out of memory: %s", job.id, failure)
-        return Status.failed, ("The engine ran out of memory for this job. "
-                               "Try a smaller --size or fewer images (--n).")
+        return Status.failed, ("The engine ran out of memory for this job. Try a smaller --size or fewer images (--n).")
     log.error("job %s failed", job.id, exc_info=failure)
     return Status.failed, f"Something went wrong while rendering (job {job.id}). It has been logged."

@@ -188,8 +188,9 @@ async def listen(ctx: dict[str, Any], workers: list[Worker]) -> None:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is None:
                 continue
-            channel, data = (part.decode() if isinstance(part, bytes) else part
-                             for part in (message["channel"], message["data"]))
+            channel, data = (
+                part.decode() if isinstance(part, bytes) else part for part in (message["channel"], message["data"])
+            )
             if channel == ctx["cancel_channel"] and data in ctx["cancels"]:
                 ctx["cancels"][data].set()
             elif channel == ctx["queued_channel"] and queue_name(data) in by_queue:
@@ -207,8 +208,9 @@ async def take_waiting_jobs(worker: Worker) -> None:
     if worker.pool is None or not worker.allow_pick_jobs or worker.job_counter >= worker.max_jobs:
         return
     now = int(time.time() * 1000)
-    job_ids = await worker.pool.zrangebyscore(worker.queue_name, min=float("-inf"), max=now, start=0,
-                                              num=worker.queue_read_limit)
+    job_ids = await worker.pool.zrangebyscore(
+        worker.queue_name, min=float("-inf"), max=now, start=0, num=worker.queue_read_limit
+    )
     await worker.start_jobs(job_ids)
 
 
@@ -245,9 +247,14 @@ def gpu_memory() -> dict[str, Any] | None:
             return None
         index = torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
-        return {"device": f"cuda:{index}", "name": torch.cuda.get_device_name(index),
-                "allocated": torch.cuda.memory_allocated(index),
-                "reserved": torch.cuda.memory_reserved(index), "free": free, "total": total}
+        return {
+            "device": f"cuda:{index}",
+            "name": torch.cuda.get_device_name(index),
+            "allocated": torch.cuda.memory_allocated(index),
+            "reserved": torch.cuda.memory_reserved(index),
+            "free": free,
+            "total": total,
+        }
     except Exception:  # noqa: BLE001 - a report, never a reason to stop
         log.debug("reading GPU memory failed", exc_info=True)
         return None
@@ -276,34 +283,58 @@ async def beat(ctx: dict[str, Any], groups: list[str], every: float = 10.0) -> N
             if gpu is not None:
                 amounts = {kind: gpu[kind] for kind in ("allocated", "reserved", "free", "total")}
                 metrics.gpu_memory(gpu["device"], amounts)
-            state = {"id": worker_id, "host": socket.gethostname(), "pid": os.getpid(), "groups": groups,
-                     "device": ctx.get("device") or "auto", "gpu": gpu, "rss_bytes": rss_bytes(),
-                     "availability": availability, "resident": sorted(resident(engine)),
-                     "running": sorted(ctx["cancels"]), "at": time.time()}
+            state = {
+                "id": worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "groups": groups,
+                "device": ctx.get("device") or "auto",
+                "gpu": gpu,
+                "rss_bytes": rss_bytes(),
+                "availability": availability,
+                "resident": sorted(resident(engine)),
+                "running": sorted(ctx["cancels"]),
+                "at": time.time(),
+            }
             await ctx["redis"].set(key, json.dumps(state), ex=int(every * 3))
             await asyncio.sleep(every)
     finally:
         await ctx["redis"].delete(key)
 
 
-def build_workers(engine: Engine, redis_url: str, groups: list[str], *, job_timeout: int, result_ttl: int,
-                  poll_delay: float = 0.02, lease: float = 30.0, device: str = "") -> list[Worker]:
+def build_workers(
+    engine: Engine,
+    redis_url: str,
+    groups: list[str],
+    *,
+    job_timeout: int,
+    result_ttl: int,
+    poll_delay: float = 0.02,
+    lease: float = 30.0,
+    device: str = "",
+) -> list[Worker]:
     """One arq Worker per model group, sharing one engine (and so one thread per group)."""
     database = RedisSettings.from_dsn(redis_url).database
-    ctx: dict[str, Any] = {"engine": engine, "cancels": {}, "result_ttl": result_ttl,
-                           "job_timeout": job_timeout, "lease": lease, "device": device,
-                           "events_channel": events_channel(database),
-                           "cancel_channel": cancel_channel(database),
-                           "queued_channel": queued_channel(database)}
-    longest = max([timeout_for(engine.models, name, job_timeout) for name in engine.models.names()]
-                  + [float(job_timeout)])
+    ctx: dict[str, Any] = {
+        "engine": engine,
+        "cancels": {},
+        "result_ttl": result_ttl,
+        "job_timeout": job_timeout,
+        "lease": lease,
+        "device": device,
+        "events_channel": events_channel(database),
+        "cancel_channel": cancel_channel(database),
+        "queued_channel": queued_channel(database),
+    }
+    longest = max(
+        [timeout_for(engine.models, name, job_timeout) for name in engine.models.names()] + [float(job_timeout)]
+    )
     logging.getLogger("arq.worker").addFilter(HIDE_FAIR_SHARE_DELAY)  # once, however many calls
     workers = []
     for group in groups:
         worker = Worker(
             # arq's own limit is a backstop: run_job enforces each model's timeout and reports it
-            functions=[func(run_job, name="run_job", timeout=longest + 2 * STOP_GRACE,
-                            max_tries=MAX_TRIES + 1)],
+            functions=[func(run_job, name="run_job", timeout=longest + 2 * STOP_GRACE, max_tries=MAX_TRIES + 1)],
             queue_name=queue_name(group),
             redis_settings=RedisSettings.from_dsn(redis_url),
             ctx=ctx,

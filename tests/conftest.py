@@ -56,8 +56,11 @@ def settings(tmp_path):
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     """Environment for a `remixbot` subprocess: its own data dir, no tokens, no Redis."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("REMIXBOT_", "TELEGRAM_", "DISCORD_")) and k != "REDIS_URL"}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REMIXBOT_", "TELEGRAM_", "DISCORD_")) and k != "REDIS_URL"
+    }
     clean["REMIXBOT_DATA_DIR"] = str(tmp_path / "data")
     clean["PYTHONUNBUFFERED"] = "1"
     return clean

@@ -21,9 +21,7 @@ async def tell(interaction: discord.Interaction, text: str | None, **extra) -> N
     """An ephemeral line to whoever acted, whether or not the interaction was acknowledged yet."""
     text = render.clip(text) if text else None
     if interaction.response.is_done():
-        await interaction.followup.send(
-            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra
-        )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra)
     else:
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra

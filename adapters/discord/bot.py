@@ -70,9 +70,7 @@ class RemixBot(discord.Client):
         log.info("Discord: connected as %s (%s guilds)", self.user, len(self.guilds))
         unseen = [i for i in self.settings.discord_allowed_channels if self.get_channel(i) is None]
         if unseen:
-            log.warning(
-                "DISCORD_ALLOWED_CHANNELS lists channels I can't see: %s", ", ".join(map(str, unseen))
-            )
+            log.warning("DISCORD_ALLOWED_CHANNELS lists channels I can't see: %s", ", ".join(map(str, unseen)))
 
     async def on_message(self, message: discord.Message) -> None:
         if not self.settings.discord_message_content or message.author.bot or self.user is None:
@@ -95,9 +93,7 @@ class RemixBot(discord.Client):
         source = message if intake.first_image(message) else await self._referenced(message)
         attachment = intake.first_image(source) if source is not None else None
         if source is None or attachment is None:
-            raise Refusal(
-                "Reply to an image (or attach one) when you mention me, e.g. @remixbot make it winter."
-            )
+            raise Refusal("Reply to an image (or attach one) when you mention me, e.g. @remixbot make it winter.")
         problem = intake.attachment_problem(attachment, self.settings.limits)
         if problem:
             raise Refusal(problem)

@@ -50,9 +50,7 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button], template=DISCORD_T
         style: discord.ButtonStyle = discord.ButtonStyle.secondary,
         row: int | None = None,
     ):
-        super().__init__(
-            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=press.id), row=row
-        )
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=press.id), row=row)
         self.press = press
 
     @classmethod
@@ -73,9 +71,7 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button], template=DISCORD_T
 
 class HistoryButton(discord.ui.DynamicItem[discord.ui.Button], template=r"hist:(?P<page>[0-9]{1,4})"):
     def __init__(self, page: int, label: str = "", row: int | None = None):
-        super().__init__(
-            discord.ui.Button(label=label or f"Page {page + 1}", custom_id=f"hist:{page}"), row=row
-        )
+        super().__init__(discord.ui.Button(label=label or f"Page {page + 1}", custom_id=f"hist:{page}"), row=row)
         self.page = page
 
     @classmethod
@@ -146,9 +142,7 @@ def add_last_row(view: discord.ui.View, job_id: str, row: int, *, before_after: 
     view.add_item(ResultButton(Press(Button.reroll, job_id), label="Reroll", emoji="🔄", row=row))
     view.add_item(ResultButton(Press(Button.info, job_id), label="Info", emoji="ℹ️", row=row))
     view.add_item(
-        ResultButton(
-            Press(Button.delete, job_id), label="Delete", emoji="🗑", style=discord.ButtonStyle.danger, row=row
-        )
+        ResultButton(Press(Button.delete, job_id), label="Delete", emoji="🗑", style=discord.ButtonStyle.danger, row=row)
     )
     if before_after:  # one for the whole result: the per-image rows have no room left
         press = Press(Button.source, job_id, 0)
@@ -169,11 +163,7 @@ def history_view(records: list[JobRecord], page: int, has_next: bool) -> discord
 async def settings_page(bot: RemixBot, defaults: Defaults) -> tuple[str, discord.ui.View]:
     """The /settings page: the defaults, and buttons for the models that can run here."""
     availability = await bot.service.availability()
-    names = [
-        name
-        for name in bot.service.models.names()
-        if availability.get(name) is None or name == defaults.model
-    ]
+    names = [name for name in bot.service.models.names() if availability.get(name) is None or name == defaults.model]
     return render.settings(defaults), settings_view(defaults, names, bot.settings.limits.max_num_images)
 
 
@@ -265,9 +255,7 @@ async def delete(interaction: discord.Interaction, bot: RemixBot, origin: Origin
 
 async def history_page(bot: RemixBot, origin: Origin, page: int) -> tuple[str, discord.ui.View]:
     records = await bot.service.jobs(origin, page=page, per_page=render.MAX_PER_PAGE)
-    has_next = bool(records) and bool(
-        await bot.service.jobs(origin, page=page + 1, per_page=render.MAX_PER_PAGE)
-    )
+    has_next = bool(records) and bool(await bot.service.jobs(origin, page=page + 1, per_page=render.MAX_PER_PAGE))
     return render.history(records, page), history_view(records, page, has_next)
 
 
@@ -287,8 +275,6 @@ async def change_setting(interaction: discord.Interaction, key: str, value: str)
     elif key == "n":
         defaults = await bot.service.change_settings(origin, num_images_per_prompt=int(value))
     else:
-        defaults = await bot.service.change_settings(
-            origin, strength=None if value == "auto" else float(value)
-        )
+        defaults = await bot.service.change_settings(origin, strength=None if value == "auto" else float(value))
     text, view = await settings_page(bot, defaults)
     await interaction.edit_original_response(content=text, view=view)

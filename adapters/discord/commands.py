@@ -183,9 +183,23 @@ async def remix_command(
     await interaction.response.defer(ephemeral=True, thinking=True)
     data = await asyncio.gather(*(intake.read(attachment) for attachment in attachments))
     text = request_text(
-        prompt, model=model, strength=strength, negative=negative, seed=seed, count=count, size=size,
-        steps=steps, cfg=cfg, image_cfg=image_cfg, scale=scale, compare=compare, show_source=show_source,
-        motion=motion, frames=frames, fps=fps, ref_scale=ref_scale,
+        prompt,
+        model=model,
+        strength=strength,
+        negative=negative,
+        seed=seed,
+        count=count,
+        size=size,
+        steps=steps,
+        cfg=cfg,
+        image_cfg=image_cfg,
+        scale=scale,
+        compare=compare,
+        show_source=show_source,
+        motion=motion,
+        frames=frames,
+        fps=fps,
+        ref_scale=ref_scale,
     )
     ticket = await intake.remix(
         bot,
@@ -209,13 +223,9 @@ async def model_choices(interaction: discord.Interaction, current: str) -> list[
         if typed and typed not in entry.name.lower() and typed not in entry.description.lower():
             continue
         description = (
-            entry.description
-            if availability.get(entry.name) is None
-            else f"(not available here) {entry.description}"
+            entry.description if availability.get(entry.name) is None else f"(not available here) {entry.description}"
         )
-        choices.append(
-            app_commands.Choice(name=render.model_choice(entry.name, description), value=entry.name)
-        )
+        choices.append(app_commands.Choice(name=render.model_choice(entry.name, description), value=entry.name))
     return choices[:25]
 
 
@@ -290,9 +300,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
         parent_job, parent_output = intake.parent_of(self.target, self.attachment)
         if parent_job is not None and await bot.service.job(parent_job) is None:
             parent_job = parent_output = None  # someone else's result: no lineage to record
-        origin = intake.origin_of(
-            interaction.user, interaction.channel_id, interaction.guild_id, self.target.id
-        )
+        origin = intake.origin_of(interaction.user, interaction.channel_id, interaction.guild_id, self.target.id)
         ticket = await intake.remix(
             bot,
             origin=origin,
@@ -346,9 +354,7 @@ async def settings_command(
     if count is not None:
         changes["num_images_per_prompt"] = count
     service = bot.service
-    defaults = (
-        await service.change_settings(origin, **changes) if changes else await service.user_settings(origin)
-    )
+    defaults = await service.change_settings(origin, **changes) if changes else await service.user_settings(origin)
     text, view = await buttons.settings_page(bot, defaults)
     await answers.tell(interaction, text, view=view)
 
@@ -372,9 +378,7 @@ async def info_command(interaction: discord.Interaction, job: app_commands.Range
     job_id = job.strip().strip("`")
     record = await service.job(job_id)
     mine = (
-        record is not None
-        and record.origin.platform == "discord"
-        and record.origin.user_id == str(interaction.user.id)
+        record is not None and record.origin.platform == "discord" and record.origin.user_id == str(interaction.user.id)
     )
     here = record is not None and record.origin.chat_id == str(interaction.channel_id)
     if record is None or not (mine or here):
@@ -384,21 +388,15 @@ async def info_command(interaction: discord.Interaction, job: app_commands.Range
 
 @app_commands.command(name="cancel", description="Cancel your waiting or running jobs (or one of them)")
 @app_commands.describe(job="One job id; leave it out to cancel all of yours")
-async def cancel_command(
-    interaction: discord.Interaction, job: app_commands.Range[str, 1, 40] | None = None
-) -> None:
+async def cancel_command(interaction: discord.Interaction, job: app_commands.Range[str, 1, 40] | None = None) -> None:
     service = bot_of(interaction).service
     await interaction.response.defer(ephemeral=True, thinking=True)
-    cancelled = await service.cancel(
-        intake.origin_of_interaction(interaction), job.strip().strip("`") if job else None
-    )
+    cancelled = await service.cancel(intake.origin_of_interaction(interaction), job.strip().strip("`") if job else None)
     if not cancelled:
         await answers.tell(interaction, "Nothing to cancel.")
     else:
         ids = ", ".join(f"`{job_id}`" for job_id in cancelled)
-        await answers.tell(
-            interaction, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}: {ids}"
-        )
+        await answers.tell(interaction, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}: {ids}")
 
 
 @info_command.autocomplete("job")
@@ -407,9 +405,7 @@ async def job_choices(interaction: discord.Interaction, current: str) -> list[ap
     records = await bot_of(interaction).service.jobs(intake.origin_of_interaction(interaction), per_page=25)
     typed = current.lower().strip()
     return [
-        app_commands.Choice(
-            name=render.model_choice(r.id, f"{r.status.value} · {r.request.prompt[:60]}"), value=r.id
-        )
+        app_commands.Choice(name=render.model_choice(r.id, f"{r.status.value} · {r.request.prompt[:60]}"), value=r.id)
         for r in records
         if not typed or typed in r.id or typed in r.request.prompt.lower()
     ][:25]

@@ -192,14 +192,10 @@ async def post(
         for job in ticket.jobs:
             await bot.board.post(job, channel, ticket.position, reply_to=reply_to, upload_limit=upload_limit)
     except discord.HTTPException as error:
-        log.warning(
-            "could not post a status message in channel %s: %s", origin.chat_id, error.text or error.status
-        )
+        log.warning("could not post a status message in channel %s: %s", origin.chat_id, error.text or error.status)
         for job in ticket.jobs:
             bot.board.abandon(job.id)
-        await asyncio.gather(
-            *(bot.service.cancel(origin, job.id) for job in ticket.jobs), return_exceptions=True
-        )
+        await asyncio.gather(*(bot.service.cancel(origin, job.id) for job in ticket.jobs), return_exceptions=True)
         raise Refusal(
             "I can't post in this channel, so I cancelled the job. "
             "A server admin can give me Send Messages and Attach Files here."

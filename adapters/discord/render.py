@@ -211,11 +211,7 @@ def history(records: list[JobRecord], page: int) -> str:
     lines = [f"**Your jobs** — page {page + 1}"]
     for number_, record in enumerate(records, start=1):
         r = record.request
-        outputs = (
-            f" · {len(record.outputs)} image{'s' if len(record.outputs) != 1 else ''}"
-            if record.outputs
-            else ""
-        )
+        outputs = f" · {len(record.outputs)} image{'s' if len(record.outputs) != 1 else ''}" if record.outputs else ""
         lines.append(
             f"`{number_}` {STATUS_MARKS[record.status]} `{record.id}` {record.action.value} · {r.model}"
             f" · {safe(r.prompt, 60) or '—'}{outputs} · <t:{int(record.created_at)}:R>"
@@ -284,9 +280,7 @@ def fit_pictures(pictures: list[tuple[str, bytes]], limit: int | None) -> list[U
     limit = limit or DEFAULT_FILE_SIZE_LIMIT_BYTES
     budget = min(limit, MAX_BODY // max(1, len(pictures)))
     return [
-        Upload(name, data)
-        if len(data) <= budget
-        else Upload(name.rsplit(".", 1)[0] + ".jpg", shrink(data, budget))
+        Upload(name, data) if len(data) <= budget else Upload(name.rsplit(".", 1)[0] + ".jpg", shrink(data, budget))
         for name, data in pictures
     ]
 

@@ -48,9 +48,7 @@ class Tracker:
 
 
 class StatusBoard:
-    def __init__(
-        self, client: discord.Client, service: Service, *, interval: float = 1.5, patience: float = 60.0
-    ):
+    def __init__(self, client: discord.Client, service: Service, *, interval: float = 1.5, patience: float = 60.0):
         self.client = client
         self.service = service
         self.interval = interval  # seconds between two progress edits of one job
@@ -245,9 +243,7 @@ class StatusBoard:
             except discord.NotFound:
                 log.info("status message of job %s is gone; posting its result anew", record.id)
         channel = self.client.get_partial_messageable(channel_id)
-        message = await channel.send(
-            content, files=render.files(uploads), view=view, allowed_mentions=NO_MENTIONS
-        )
+        message = await channel.send(content, files=render.files(uploads), view=view, allowed_mentions=NO_MENTIONS)
         await self.service.history.set_status_message(record.id, f"{channel_id}:{message.id}")
         return channel_id, message.id
 
@@ -281,9 +277,7 @@ class StatusBoard:
         models = [first.request.model, *first.request.compare]
         await self._post_pictures(where, render.compare(models), [(f"compare-{first.id}.png", sheet)])
 
-    async def _post_pictures(
-        self, where: tuple[int, int], content: str, pictures: list[tuple[str, bytes]]
-    ) -> None:
+    async def _post_pictures(self, where: tuple[int, int], content: str, pictures: list[tuple[str, bytes]]) -> None:
         """A channel message with pictures the bot made, answering the message at ``where`` (if any)."""
         channel_id, message_id = where
         uploads = await asyncio.to_thread(render.fit_pictures, pictures, self._upload_limit(channel_id))
@@ -326,4 +320,3 @@ def parse_location(text: str) -> tuple[int, int] | None:
         return int(channel), int(message)
     log.warning("unreadable status message location %r", text)
     return None
-

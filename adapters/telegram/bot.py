@@ -83,9 +83,15 @@ def build_application(service: Service, settings: Settings, options: Options | N
         raise ValueError("TELEGRAM_TOKEN is not set")
     hide_token(token)
     builder = (
-        Application.builder().token(token)
-        .rate_limiter(AIORateLimiter(overall_max_rate=options.overall_max_rate,
-                                     group_max_rate=options.group_max_rate, max_retries=options.max_retries))
+        Application.builder()
+        .token(token)
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=options.overall_max_rate,
+                group_max_rate=options.group_max_rate,
+                max_retries=options.max_retries,
+            )
+        )
         .concurrent_updates(options.concurrent_updates)
         .get_updates_read_timeout(options.poll_timeout + 10)
     )
@@ -127,7 +133,8 @@ async def polling(application: Application) -> AsyncIterator[Application]:
         await register_commands(application)
         await application.start()
         await application.updater.start_polling(
-            timeout=application.bot_data["poll_timeout"], allowed_updates=["message", "callback_query"])
+            timeout=application.bot_data["poll_timeout"], allowed_updates=["message", "callback_query"]
+        )
         log.info("Telegram adapter running as @%s", application.bot.username)
         try:
             yield application

@@ -54,20 +54,24 @@ class Commands:
 
     async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        await outbox.reply(self._bot, message.chat.id, message.message_id,
-                           "I don't know that command. /help shows what I can do.")
+        await outbox.reply(
+            self._bot, message.chat.id, message.message_id, "I don't know that command. /help shows what I can do."
+        )
 
     async def models(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         availability = await self._service.availability()
-        await outbox.reply(self._bot, message.chat.id, message.message_id,
-                           render.models_text(self._service.models, availability))
+        await outbox.reply(
+            self._bot, message.chat.id, message.message_id, render.models_text(self._service.models, availability)
+        )
 
     async def settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         defaults = await self._service.user_settings(origin_of(message, update.effective_user))
         await outbox.reply(
-            self._bot, message.chat.id, message.message_id,
+            self._bot,
+            message.chat.id,
+            message.message_id,
             render.settings_text(defaults, self._service.models, user_name(update.effective_user)),
             markup=settings_keyboard(defaults, self._service.models, self._max_n()),
         )
@@ -80,9 +84,13 @@ class Commands:
         if message.chat.type != ChatType.PRIVATE:
             link = f"https://t.me/{self._bot.username}?start=history"
             button = InlineKeyboardButton("📜 My history", url=link)
-            await outbox.reply(self._bot, message.chat.id, message.message_id,
-                               "Your history is private — I'll show it in our own chat.",
-                               markup=InlineKeyboardMarkup([[button]]))
+            await outbox.reply(
+                self._bot,
+                message.chat.id,
+                message.message_id,
+                "Your history is private — I'll show it in our own chat.",
+                markup=InlineKeyboardMarkup([[button]]),
+            )
             return
         args = [a for a in (context.args or []) if a.isdigit()]
         page = max(int(args[0]) - 1, 0) if args else 0
@@ -100,15 +108,26 @@ class Commands:
         more = bool(await self._service.jobs(origin, page=page + 1, per_page=per_page))
         thumbs = [await asyncio.to_thread(previews.thumbnail, self._picture_of(record)) for record in records]
         if len(thumbs) == 1:
-            await self._bot.send_photo(chat, InputFile(thumbs[0], filename="1.jpg"), caption="1",
-                                       reply_parameters=outbox.reply_to(reply_to))
+            await self._bot.send_photo(
+                chat, InputFile(thumbs[0], filename="1.jpg"), caption="1", reply_parameters=outbox.reply_to(reply_to)
+            )
         else:
             await self._bot.send_media_group(
-                chat, [InputMediaPhoto(InputFile(t, filename=f"{i + 1}.jpg", attach=True), caption=str(i + 1))
-                       for i, t in enumerate(thumbs)],
-                reply_parameters=outbox.reply_to(reply_to))
-        await outbox.reply(self._bot, chat, reply_to, render.history_text(records, page),
-                           markup=history_keyboard(records, page, more), html=True)
+                chat,
+                [
+                    InputMediaPhoto(InputFile(t, filename=f"{i + 1}.jpg", attach=True), caption=str(i + 1))
+                    for i, t in enumerate(thumbs)
+                ],
+                reply_parameters=outbox.reply_to(reply_to),
+            )
+        await outbox.reply(
+            self._bot,
+            chat,
+            reply_to,
+            render.history_text(records, page),
+            markup=history_keyboard(records, page, more),
+            html=True,
+        )
 
     def _picture_of(self, record: JobRecord):
         for output in record.outputs:
@@ -124,8 +143,11 @@ class Commands:
         except Refusal as refusal:
             await outbox.reply(self._bot, message.chat.id, message.message_id, f"⚠️ {refusal}")
             return
-        text = (f"✖️ Cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}."
-                if cancelled else "Nothing to cancel — you have no jobs waiting.")
+        text = (
+            f"✖️ Cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}."
+            if cancelled
+            else "Nothing to cancel — you have no jobs waiting."
+        )
         await outbox.reply(self._bot, message.chat.id, message.message_id, text)
 
     async def info(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -138,12 +160,14 @@ class Commands:
             latest = await self._service.jobs(origin, per_page=1)
             record = latest[0] if latest else None
         if record is None or not visible(record, origin):
-            text = ("I can't find that job. Its id is under each result: /info 3f9a0c1b2d4e"
-                    if arg else "You have no jobs yet.")
+            text = (
+                "I can't find that job. Its id is under each result: /info 3f9a0c1b2d4e"
+                if arg
+                else "You have no jobs yet."
+            )
             await outbox.reply(self._bot, message.chat.id, message.message_id, text)
             return
-        await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record),
-                           html=True)
+        await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record), html=True)
 
 
 def visible(record: JobRecord, origin: Origin) -> bool:

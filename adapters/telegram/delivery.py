@@ -65,11 +65,14 @@ class Delivery:
             if event.status is Status.done:
                 await self.send_results(record)
             elif event.status is Status.failed and not has_status:
-                await outbox.reply(self._bot, record.origin.chat_id, record.origin.message_id,
-                                   f"⚠️ {record.error or 'That did not work out.'}")
+                await outbox.reply(
+                    self._bot,
+                    record.origin.chat_id,
+                    record.origin.message_id,
+                    f"⚠️ {record.error or 'That did not work out.'}",
+                )
         except TelegramError as error:
-            log.warning("delivering %s of job %s to Telegram failed: %s", event.status.value, record.id,
-                        error)
+            log.warning("delivering %s of job %s to Telegram failed: %s", event.status.value, record.id, error)
         if event.status.finished and record.compare_of is not None:
             await self.send_compare_sheet(record)
 
@@ -84,8 +87,11 @@ class Delivery:
             output = pictures[0]
             photo, whole = await self._photo(output)
             sent = await self._bot.send_photo(
-                chat, photo, caption=render.caption(record, output, count),
-                parse_mode=ParseMode.HTML, reply_markup=result_keyboard(record.id, output.index),
+                chat,
+                photo,
+                caption=render.caption(record, output, count),
+                parse_mode=ParseMode.HTML,
+                reply_markup=result_keyboard(record.id, output.index),
                 reply_parameters=reply,
             )
             if not whole:
@@ -105,44 +111,58 @@ class Delivery:
                 except Refusal as refusal:
                     log.info("no before/after for job %s #%s: %s", record.id, output.index, refusal)
 
-    async def _send_album(self, record: JobRecord, pictures: list[OutputRecord],
-                          count: int) -> list[tuple[OutputRecord, int]]:
+    async def _send_album(
+        self, record: JobRecord, pictures: list[OutputRecord], count: int
+    ) -> list[tuple[OutputRecord, int]]:
         """The pictures as albums, then their keyboard. Returns the pictures shown as previews."""
         chat = int(record.origin.chat_id)
         media, wholes = [], []
         for output in pictures:
             photo, whole = await self._photo(output, attach=True)
             wholes.append(whole)
-            media.append(InputMediaPhoto(photo, parse_mode=ParseMode.HTML,
-                                         caption=render.caption(record, output, count)))
-        chunks = [media[start:start + ALBUM_MAX] for start in range(0, len(media), ALBUM_MAX)]
+            media.append(
+                InputMediaPhoto(photo, parse_mode=ParseMode.HTML, caption=render.caption(record, output, count))
+            )
+        chunks = [media[start : start + ALBUM_MAX] for start in range(0, len(media), ALBUM_MAX)]
         if len(chunks) > 1 and len(chunks[-1]) == 1:  # an album needs two items
             chunks[-1].insert(0, chunks[-2].pop())
         sent: list[Message] = []
         for chunk in chunks:
             sent += await self._bot.send_media_group(
-                chat, chunk, reply_parameters=outbox.reply_to(record.origin.message_id))
+                chat, chunk, reply_parameters=outbox.reply_to(record.origin.message_id)
+            )
         first = sent[0] if sent else None
         prompt = html.escape(record.request.prompt[:200]) or "your picture"
         await outbox.reply(
-            self._bot, chat, first.message_id if first else record.origin.message_id,
-            f"{len(pictures)} takes on <b>{prompt}</b> — buttons by image number "
-            f"(job <code>{record.id}</code>):", markup=album_keyboard(record.id, [o.index for o in pictures]),
+            self._bot,
+            chat,
+            first.message_id if first else record.origin.message_id,
+            f"{len(pictures)} takes on <b>{prompt}</b> — buttons by image number (job <code>{record.id}</code>):",
+            markup=album_keyboard(record.id, [o.index for o in pictures]),
             html=True,
         )
-        return [(output, message.message_id)
-                for output, message, whole in zip(pictures, sent, wholes, strict=False) if not whole]
+        return [
+            (output, message.message_id)
+            for output, message, whole in zip(pictures, sent, wholes, strict=False)
+            if not whole
+        ]
 
     async def _send_clip(self, record: JobRecord, clip: OutputRecord, count: int) -> None:
         chat = int(record.origin.chat_id)
         data = await asyncio.to_thread(clip.path.read_bytes)
         if len(data) > DOCUMENT_MAX_BYTES:
-            await outbox.reply(self._bot, chat, record.origin.message_id,
-                               f"⚠️ The clip is too big to send through Telegram ({render.mb(len(data))}).")
+            await outbox.reply(
+                self._bot,
+                chat,
+                record.origin.message_id,
+                f"⚠️ The clip is too big to send through Telegram ({render.mb(len(data))}).",
+            )
             return
         await self._bot.send_animation(
-            chat, InputFile(data, filename=f"{record.id}-{clip.index + 1}{clip.path.suffix}"),
-            caption=render.caption(record, clip, count), parse_mode=ParseMode.HTML,
+            chat,
+            InputFile(data, filename=f"{record.id}-{clip.index + 1}{clip.path.suffix}"),
+            caption=render.caption(record, clip, count),
+            parse_mode=ParseMode.HTML,
             reply_markup=result_keyboard(record.id, clip.index, image=False),
             reply_parameters=outbox.reply_to(record.origin.message_id),
         )
@@ -159,14 +179,22 @@ class Delivery:
         """The lossless file of a result that was too big to be a photo, answering its preview."""
         chat = int(record.origin.chat_id)
         try:
-            await self.send_original(record, output.index, chat, shown_in, caption=(
-                f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
-                "too big for a photo, so here is the file."))
+            await self.send_original(
+                record,
+                output.index,
+                chat,
+                shown_in,
+                caption=(
+                    f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
+                    "too big for a photo, so here is the file."
+                ),
+            )
         except Refusal as refusal:
             await outbox.reply(self._bot, chat, shown_in, f"⚠️ {refusal} The photo above is a preview.")
 
-    async def send_original(self, record: JobRecord, index: int, chat_id: int, reply_to: int | None, *,
-                            caption: str | None = None) -> None:
+    async def send_original(
+        self, record: JobRecord, index: int, chat_id: int, reply_to: int | None, *, caption: str | None = None
+    ) -> None:
         """The lossless output (PNG with its parameters) as a document. Raises Refusal."""
         output = next((o for o in record.outputs if o.index == index), None)
         if record.status is not Status.done or output is None:
@@ -178,21 +206,24 @@ class Delivery:
         if len(data) > DOCUMENT_MAX_BYTES:
             raise Refusal(f"That file is too big to send through Telegram ({render.mb(len(data))}).")
         await self._bot.send_document(
-            chat_id, InputFile(data, filename=f"remix-{record.id}-{index + 1}{output.path.suffix}"),
-            caption=caption
-            or f"📄 Original of job {record.id} #{index + 1}: lossless, with its settings embedded.",
-            disable_content_type_detection=True, reply_parameters=outbox.reply_to(reply_to),
+            chat_id,
+            InputFile(data, filename=f"remix-{record.id}-{index + 1}{output.path.suffix}"),
+            caption=caption or f"📄 Original of job {record.id} #{index + 1}: lossless, with its settings embedded.",
+            disable_content_type_detection=True,
+            reply_parameters=outbox.reply_to(reply_to),
         )
 
-    async def send_before_after(self, record: JobRecord, index: int, chat_id: int, reply_to: int | str | None,
-                                sheet: bytes | None = None) -> None:
+    async def send_before_after(
+        self, record: JobRecord, index: int, chat_id: int, reply_to: int | str | None, sheet: bytes | None = None
+    ) -> None:
         """The core's labelled before | after sheet of output ``index`` as a photo. Raises Refusal."""
         if sheet is None:
             sheet = await self._service.before_after(record.id, index)
         photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
         which = f" #{index + 1}" if len(record.outputs) > 1 else ""
         await self._bot.send_photo(
-            chat_id, InputFile(photo, filename=picture_name(f"{record.id}-{index + 1}-before-after", photo)),
+            chat_id,
+            InputFile(photo, filename=picture_name(f"{record.id}-{index + 1}-before-after", photo)),
             caption=f"↔️ Before / after{which} · {record.request.model}",
             reply_parameters=outbox.reply_to(reply_to),
         )
@@ -209,8 +240,10 @@ class Delivery:
             photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
             models = (first.request.model, *first.request.compare)
             await self._bot.send_photo(
-                chat, InputFile(photo, filename=picture_name(f"{first.id}-compare", photo)),
-                caption="Compare: " + " · ".join(models), reply_parameters=outbox.reply_to(reply_to),
+                chat,
+                InputFile(photo, filename=picture_name(f"{first.id}-compare", photo)),
+                caption="Compare: " + " · ".join(models),
+                reply_parameters=outbox.reply_to(reply_to),
             )
         except (TelegramError, OSError) as error:
             log.warning("sending the compare sheet of job %s failed: %s", record.compare_of, error)

@@ -78,7 +78,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     message = update.effective_message
     try:
-        await outbox.reply(context.bot, update.effective_chat.id, message.message_id if message else None,
-                           render.FRIENDLY_ERROR)
+        await outbox.reply(
+            context.bot, update.effective_chat.id, message.message_id if message else None, render.FRIENDLY_ERROR
+        )
     except TelegramError:
         log.info("could not tell the chat about the error")

@@ -97,5 +97,10 @@ def user_name(user: User | None) -> str:
 
 def origin_of(message: Message, user: User | None) -> Origin:
     """The core's Origin for a message from ``user`` (the sender, or whoever pressed a button)."""
-    return Origin(platform=PLATFORM, user_id=str(user.id if user else 0), chat_id=str(message.chat.id),
-                  user_name=user_name(user), message_id=str(message.message_id))
+    return Origin(
+        platform=PLATFORM,
+        user_id=str(user.id if user else 0),
+        chat_id=str(message.chat.id),
+        user_name=user_name(user),
+        message_id=str(message.message_id),
+    )

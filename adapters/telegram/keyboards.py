@@ -27,8 +27,15 @@ RESULT_ROWS = (
     ((Button.original, "📄 Original"), (Button.source, "↔️ Before/after"), (Button.info, "ℹ️ Info")),
 )
 # Per-image buttons under an album (albums cannot carry a keyboard): one row per image.
-PER_IMAGE = ((Button.vary, "🔀"), (Button.varystrong, "🌀"), (Button.upscale, "⬆️"), (Button.fixface, "🙂"),
-             (Button.animate, "🎞"), (Button.original, "📄"), (Button.source, "↔️"))
+PER_IMAGE = (
+    (Button.vary, "🔀"),
+    (Button.varystrong, "🌀"),
+    (Button.upscale, "⬆️"),
+    (Button.fixface, "🙂"),
+    (Button.animate, "🎞"),
+    (Button.original, "📄"),
+    (Button.source, "↔️"),
+)
 
 
 def press_button(text: str, button: Button, job_id: str, index: int | None = None) -> InlineKeyboardButton:
@@ -42,22 +49,25 @@ def _index(button: Button, index: int) -> int | None:
 def result_keyboard(job_id: str, index: int = 0, *, image: bool = True) -> InlineKeyboardMarkup:
     """The buttons under a single result; a clip gets Reroll, Original and Info only."""
     if not image:
-        return InlineKeyboardMarkup([[press_button("🔄 Reroll", Button.reroll, job_id),
-                                      press_button("📄 Original", Button.original, job_id, index),
-                                      press_button("ℹ️ Info", Button.info, job_id)]])
-    return InlineKeyboardMarkup([
-        [press_button(text, button, job_id, _index(button, index)) for button, text in row]
-        for row in RESULT_ROWS
-    ])
+        return InlineKeyboardMarkup(
+            [
+                [
+                    press_button("🔄 Reroll", Button.reroll, job_id),
+                    press_button("📄 Original", Button.original, job_id, index),
+                    press_button("ℹ️ Info", Button.info, job_id),
+                ]
+            ]
+        )
+    return InlineKeyboardMarkup(
+        [[press_button(text, button, job_id, _index(button, index)) for button, text in row] for row in RESULT_ROWS]
+    )
 
 
 def album_keyboard(job_id: str, indexes: list[int]) -> InlineKeyboardMarkup:
     """The keyboard message that follows an album: Reroll all, then a row per image."""
-    rows = [[press_button("🔄 Reroll all", Button.reroll, job_id),
-             press_button("ℹ️ Info", Button.info, job_id)]]
+    rows = [[press_button("🔄 Reroll all", Button.reroll, job_id), press_button("ℹ️ Info", Button.info, job_id)]]
     for index in indexes:
-        rows.append([press_button(f"{icon} {index + 1}", button, job_id, index)
-                     for button, icon in PER_IMAGE])
+        rows.append([press_button(f"{icon} {index + 1}", button, job_id, index) for button, icon in PER_IMAGE])
     return InlineKeyboardMarkup(rows)
 
 
@@ -69,14 +79,18 @@ def settings_keyboard(defaults: Defaults, models: Models, max_n: int) -> InlineK
     def choice(text: str, data: str, chosen: bool) -> InlineKeyboardButton:
         return InlineKeyboardButton(("✓ " if chosen else "") + text, callback_data=data)
 
-    names = [name for name in models.names() if len(f"set:model:{name}".encode()) <= MAX_CALLBACK_DATA
-             and SETTING_PATTERN.match(f"set:model:{name}")]
-    model_rows = [names[i:i + 3] for i in range(0, len(names), 3)]
+    names = [
+        name
+        for name in models.names()
+        if len(f"set:model:{name}".encode()) <= MAX_CALLBACK_DATA and SETTING_PATTERN.match(f"set:model:{name}")
+    ]
+    model_rows = [names[i : i + 3] for i in range(0, len(names), 3)]
     rows = [[choice(name, f"set:model:{name}", name == defaults.model) for name in row] for row in model_rows]
-    rows.append([choice(number(s), f"set:strength:{number(s)}", defaults.strength == s) for s in STRENGTHS]
-                + [choice("auto", f"set:strength:{DEFAULT_STRENGTH}", defaults.strength is None)])
-    rows.append([choice(f"n={n}", f"set:n:{n}", defaults.num_images_per_prompt == n)
-                 for n in range(1, max_n + 1)])
+    rows.append(
+        [choice(number(s), f"set:strength:{number(s)}", defaults.strength == s) for s in STRENGTHS]
+        + [choice("auto", f"set:strength:{DEFAULT_STRENGTH}", defaults.strength is None)]
+    )
+    rows.append([choice(f"n={n}", f"set:n:{n}", defaults.num_images_per_prompt == n) for n in range(1, max_n + 1)])
     return InlineKeyboardMarkup(rows)
 
 

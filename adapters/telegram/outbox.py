@@ -22,20 +22,42 @@ def reply_to(message_id: int | str | None) -> ReplyParameters | None:
     return ReplyParameters(message_id=int(message_id), allow_sending_without_reply=True)
 
 
-async def reply(bot: Bot, chat_id: int | str, message_id: int | str | None, text: str, *,
-                markup: InlineKeyboardMarkup | None = None, html: bool = False) -> Message:
+async def reply(
+    bot: Bot,
+    chat_id: int | str,
+    message_id: int | str | None,
+    text: str,
+    *,
+    markup: InlineKeyboardMarkup | None = None,
+    html: bool = False,
+) -> Message:
     return await bot.send_message(
-        chat_id=int(chat_id), text=text, reply_parameters=reply_to(message_id), reply_markup=markup,
+        chat_id=int(chat_id),
+        text=text,
+        reply_parameters=reply_to(message_id),
+        reply_markup=markup,
         parse_mode=ParseMode.HTML if html else None,
     )
 
 
-async def edit(bot: Bot, chat_id: int, message_id: int, text: str, *,
-               markup: InlineKeyboardMarkup | None = None, html: bool = False) -> bool:
+async def edit(
+    bot: Bot,
+    chat_id: int,
+    message_id: int,
+    text: str,
+    *,
+    markup: InlineKeyboardMarkup | None = None,
+    html: bool = False,
+) -> bool:
     """Edit a message's text. False when it is gone (deleted, too old to edit)."""
     try:
-        await bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup,
-                                    parse_mode=ParseMode.HTML if html else None)
+        await bot.edit_message_text(
+            text=text,
+            chat_id=chat_id,
+            message_id=message_id,
+            reply_markup=markup,
+            parse_mode=ParseMode.HTML if html else None,
+        )
     except BadRequest as error:
         if not_modified(error):
             return True

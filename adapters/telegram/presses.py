@@ -59,8 +59,7 @@ class Toast:
 
 
 class Presses:
-    def __init__(self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery,
-                 commands: Commands):
+    def __init__(self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery, commands: Commands):
         self._bot = bot
         self._service = service
         self._board = board
@@ -94,12 +93,10 @@ class Presses:
         elif press.button is Button.source:  # a picture, not a job: never through service.act
             sheet = await self._service.before_after(record.id, press.index)
             await toast("↔️ Before / after")
-            await self._delivery.send_before_after(record, press.index, message.chat.id, message.message_id,
-                                                   sheet)
+            await self._delivery.send_before_after(record, press.index, message.chat.id, message.message_id, sheet)
         elif press.button is Button.info:
             await toast()
-            await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record),
-                               html=True)
+            await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record), html=True)
         elif press.button is Button.cancel:
             cancelled = await self._service.cancel(origin, press.job_id)
             await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
@@ -119,8 +116,7 @@ class Presses:
                 raise Refusal(f"{name} is not available on this server: {reason}")
         ticket = await self._service.act(origin, press)
         self._board.expect(ticket)
-        await toast(f"{name}: queued — position {ticket.position}" if ticket.position > 1
-                    else f"{name}: on it!")
+        await toast(f"{name}: queued — position {ticket.position}" if ticket.position > 1 else f"{name}: on it!")
         await self._board.announce(ticket, query.message.chat.id, query.message.message_id)
 
     async def setting(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -140,10 +136,13 @@ class Presses:
             defaults = await self._service.change_settings(origin, **change)
             await toast(f"Saved: {key} {value}")
             await outbox.edit(
-                self._bot, query.message.chat.id, query.message.message_id,
+                self._bot,
+                query.message.chat.id,
+                query.message.message_id,
                 render.settings_text(defaults, self._service.models, user_name(query.from_user)),
-                markup=settings_keyboard(defaults, self._service.models,
-                                         min(self._service.settings.limits.max_num_images, 8)),
+                markup=settings_keyboard(
+                    defaults, self._service.models, min(self._service.settings.limits.max_num_images, 8)
+                ),
             )
         except Refusal as refusal:
             await toast(str(refusal), alert=True)
@@ -159,8 +158,7 @@ class Presses:
                 raise Refusal("Your history is private; send /history in our own chat.")
             page = int(HISTORY_PATTERN.match(query.data or "")["page"])
             await toast()
-            await self._commands.send_history(origin_of(query.message, query.from_user), page,
-                                              query.message.message_id)
+            await self._commands.send_history(origin_of(query.message, query.from_user), page, query.message.message_id)
         except Refusal as refusal:
             await toast(str(refusal), alert=True)
         finally:

@@ -22,8 +22,11 @@ def fits(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bool:
     """True when Telegram takes ``data`` as a photo as it is (size, sides, aspect ratio)."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-    return (len(data) <= max_bytes and width + height <= PHOTO_MAX_SIDES
-            and max(width, height) <= PHOTO_MAX_RATIO * max(1, min(width, height)))
+    return (
+        len(data) <= max_bytes
+        and width + height <= PHOTO_MAX_SIDES
+        and max(width, height) <= PHOTO_MAX_RATIO * max(1, min(width, height))
+    )
 
 
 def preview(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bytes:

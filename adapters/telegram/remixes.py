@@ -65,8 +65,9 @@ class Remixes:
         message = update.effective_message
         caption = (message.caption or "").strip()
         if not caption or caption.startswith("/"):
-            await outbox.reply(self._bot, message.chat.id, message.message_id,
-                               render.PRIVATE_HINT if not caption else render.HOWTO)
+            await outbox.reply(
+                self._bot, message.chat.id, message.message_id, render.PRIVATE_HINT if not caption else render.HOWTO
+            )
             return
         await self.remix(message, update.effective_user, caption, [picture_in(message)])
 
@@ -103,19 +104,30 @@ class Remixes:
 
     # the common path -------------------------------------------------------------------------
 
-    async def remix(self, message: Message, user: User | None, text: str, pictures: list[Picture | None],
-                    parent: tuple[str, int] | None = None) -> None:
+    async def remix(
+        self,
+        message: Message,
+        user: User | None,
+        text: str,
+        pictures: list[Picture | None],
+        parent: tuple[str, int] | None = None,
+    ) -> None:
         """Fetch the pictures, submit, and answer at once with a status message per job."""
         origin = origin_of(message, user)
         try:
             if not pictures or pictures[0] is None:
                 raise Refusal(render.NO_PICTURE)
             image, parent = await self._source(pictures[0], parent)
-            references = tuple([await download(self._bot, picture, self._limit)
-                                for picture in pictures[1:] if picture is not None])
+            references = tuple(
+                [await download(self._bot, picture, self._limit) for picture in pictures[1:] if picture is not None]
+            )
             ticket = await self._service.submit(
-                origin, text, image, references,
-                parent_job=parent[0] if parent else None, parent_output=parent[1] if parent else None,
+                origin,
+                text,
+                image,
+                references,
+                parent_job=parent[0] if parent else None,
+                parent_output=parent[1] if parent else None,
             )
         except Refusal as refusal:
             await outbox.reply(self._bot, message.chat.id, message.message_id, f"⚠️ {refusal}")
@@ -123,12 +135,14 @@ class Remixes:
         self._board.expect(ticket)  # before any await: the job's events wait for its status message
         await self._board.announce(ticket, message.chat.id, message.message_id)
         if ticket.offer:
-            await outbox.reply(self._bot, message.chat.id, message.message_id,
-                               "💡 This picture carries its own settings. To reuse them, reply to it with:\n"
-                               f"/remix {ticket.offer}")
+            await outbox.reply(
+                self._bot,
+                message.chat.id,
+                message.message_id,
+                f"💡 This picture carries its own settings. To reuse them, reply to it with:\n/remix {ticket.offer}",
+            )
 
-    async def _source(self, picture: Picture,
-                      parent: tuple[str, int] | None) -> tuple[bytes, tuple[str, int] | None]:
+    async def _source(self, picture: Picture, parent: tuple[str, int] | None) -> tuple[bytes, tuple[str, int] | None]:
         """The source image: a result's lossless file from the history, else the download."""
         if parent is not None:
             record = await self._service.job(parent[0])

@@ -54,12 +54,16 @@ Commands: /models · /settings · /history · /cancel · /info <job>
 Options:
 """
 
-HOWTO = ("To remix, send a photo with the caption /remix and what you want, e.g.\n"
-         "/remix watercolor --strength 0.6\n"
-         "or reply /remix <prompt> to a picture. /help lists every option.")
+HOWTO = (
+    "To remix, send a photo with the caption /remix and what you want, e.g.\n"
+    "/remix watercolor --strength 0.6\n"
+    "or reply /remix <prompt> to a picture. /help lists every option."
+)
 
-PRIVATE_HINT = ("Nice picture! Add a caption saying how to remix it, e.g. “watercolor --strength 0.6”, "
-                "or reply to it with /remix <prompt>.")
+PRIVATE_HINT = (
+    "Nice picture! Add a caption saying how to remix it, e.g. “watercolor --strength 0.6”, "
+    "or reply to it with /remix <prompt>."
+)
 
 NO_PICTURE = "That message has no picture. Reply /remix <prompt> to a photo or an image file."
 
@@ -143,11 +147,14 @@ def info_text(record: JobRecord) -> str:
     lines.append(f"Model: {r.model} · strength {number(r.strength)} · seed {r.seed}")
     image_cfg = f" · image cfg {number(r.image_guidance_scale)}" if r.image_guidance_scale is not None else ""
     lines.append(f"Steps: {r.num_inference_steps} · cfg {number(r.guidance_scale)}{image_cfg}")
-    lines.append(f"Images: {r.num_images_per_prompt} · size: {r.size or 'model default'}"
-                 + (f" · scale ×{r.scale}" if r.scale else ""))
+    lines.append(
+        f"Images: {r.num_images_per_prompt} · size: {r.size or 'model default'}"
+        + (f" · scale ×{r.scale}" if r.scale else "")
+    )
     if record.outputs:
-        lines.append("Outputs: " + ", ".join(f"#{o.index + 1} {o.width}×{o.height} seed {o.seed}"
-                                            for o in record.outputs))
+        lines.append(
+            "Outputs: " + ", ".join(f"#{o.index + 1} {o.width}×{o.height} seed {o.seed}" for o in record.outputs)
+        )
     if record.parent_job:
         which = f" #{record.parent_output + 1}" if record.parent_output is not None else ""
         lines.append(f"From: job <code>{record.parent_job}</code>{which}")
@@ -174,12 +181,17 @@ def models_text(models: Models, availability: dict[str, str | None]) -> str:
 
 def settings_text(defaults: Defaults, models: Models, name: str = "") -> str:
     model_strength = models[defaults.model].strength if defaults.model in models else None
-    strength = (number(defaults.strength) if defaults.strength is not None
-                else f"the model's default ({number(model_strength)})")
+    strength = (
+        number(defaults.strength)
+        if defaults.strength is not None
+        else f"the model's default ({number(model_strength)})"
+    )
     whose = f"{name}'s defaults" if name else "Your defaults"
-    return (f"{whose}:\n• model: {defaults.model}\n• strength: {strength}\n"
-            f"• images per request: {defaults.num_images_per_prompt}\n"
-            "Tap to change; flags in a request (--model, --strength, --n) still win.")
+    return (
+        f"{whose}:\n• model: {defaults.model}\n• strength: {strength}\n"
+        f"• images per request: {defaults.num_images_per_prompt}\n"
+        "Tap to change; flags in a request (--model, --strength, --n) still win."
+    )
 
 
 def history_line(number_: int, record: JobRecord) -> str:
@@ -187,8 +199,10 @@ def history_line(number_: int, record: JobRecord) -> str:
     prompt = record.request.prompt or "(no prompt)"
     if len(prompt) > 40:
         prompt = prompt[:39] + "…"
-    return (f"{number_}. {mark} {record.action.value} · {record.request.model} — {html.escape(prompt)}"
-            f" · <code>{record.id}</code>")
+    return (
+        f"{number_}. {mark} {record.action.value} · {record.request.model} — {html.escape(prompt)}"
+        f" · <code>{record.id}</code>"
+    )
 
 
 def history_text(records: list[JobRecord], page: int) -> str:
@@ -197,8 +211,10 @@ def history_text(records: list[JobRecord], page: int) -> str:
 
 
 def too_big(size: int, limit: int) -> str:
-    return (f"That file is too big ({mb(size)}); I can fetch up to {mb(limit)} from Telegram. "
-            "Send a smaller one, or send it as a photo.")
+    return (
+        f"That file is too big ({mb(size)}); I can fetch up to {mb(limit)} from Telegram. "
+        "Send a smaller one, or send it as a photo."
+    )
 
 
 def mb(count: int) -> str:

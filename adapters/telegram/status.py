@@ -82,8 +82,7 @@ class StatusBoard:
         for job in ticket.jobs:
             await self._announce(job, chat_id, reply_to, ticket.position if job is ticket.job else 0, compare)
 
-    async def _announce(self, job: Job, chat_id: int, reply_to: int | None, position: int,
-                        compare: bool) -> None:
+    async def _announce(self, job: Job, chat_id: int, reply_to: int | None, position: int, compare: bool) -> None:
         prefix = render.LABELS.get(job.action, "")
         if compare:
             prefix = f"{prefix} {job.request.model}".strip()
@@ -149,7 +148,7 @@ class StatusBoard:
             self._finished.popitem(last=False)
 
     async def chat_action(self, record: JobRecord) -> None:
-        """"sending a photo…" in the chat while a job renders (it shows for 5 s; resent every few)."""
+        """ "sending a photo…" in the chat while a job renders (it shows for 5 s; resent every few)."""
         now = time.monotonic()
         if now - self._last_action.get(record.id, -1e9) < self._options.action_interval:
             return

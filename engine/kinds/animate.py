@@ -108,13 +108,21 @@ class VideoModel:
             progress(done + min(i + 1, steps), total)  # raises JobCancelled: it propagates out of the pipe
             return kwargs
 
-        kwargs = dict(image=image, height=image.height, width=image.width, num_frames=frames,
-                      num_inference_steps=steps, output_type="np", callback_on_step_end=on_step_end)
+        kwargs = dict(
+            image=image,
+            height=image.height,
+            width=image.width,
+            num_frames=frames,
+            num_inference_steps=steps,
+            output_type="np",
+            callback_on_step_end=on_step_end,
+        )
         motion = request.motion
         if self.name == SVD:
             options = entry.options
             kwargs.update(
-                fps=fps, motion_bucket_id=_MOTION_BUCKETS.get(motion or "", 127),
+                fps=fps,
+                motion_bucket_id=_MOTION_BUCKETS.get(motion or "", 127),
                 noise_aug_strength=float(options.get("noise_aug_strength", 0.02)),
                 decode_chunk_size=int(options.get("decode_chunk_size", 4)),
                 min_guidance_scale=float(options.get("min_guidance_scale", 1.0)),
@@ -122,15 +130,18 @@ class VideoModel:
             )
         else:
             words = (request.prompt, _MOTION_WORDS.get(motion or "", ""))
-            kwargs.update(prompt=", ".join(word for word in words if word),
-                          negative_prompt=request.negative_prompt or None, guidance_scale=guidance)
+            kwargs.update(
+                prompt=", ".join(word for word in words if word),
+                negative_prompt=request.negative_prompt or None,
+                guidance_scale=guidance,
+            )
             if self.name == "LTXImageToVideoPipeline":
                 kwargs["frame_rate"] = fps
         outputs: list[Clip] = []
         for generator in pretrained.generators(self.device, work.seeds):  # a clip at a time: bounded memory
             video = np.asarray(self.pipe(generator=generator, **kwargs).frames[0])  # (frames, H, W, 3), 0..1
             if np.isnan(video).any():
-                log.warning("%s produced NaNs: a float16 overflow? try dtype = \"bfloat16\"", self.label)
+                log.warning('%s produced NaNs: a float16 overflow? try dtype = "bfloat16"', self.label)
                 raise BlankOutput("the model produced a blank clip; try again with another seed")
             done += steps
             frames_u8 = [np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8) for frame in video]

@@ -220,14 +220,19 @@ def _kuwahara(img: np.ndarray, radius: float) -> np.ndarray:
     lum = _luma(img)
     pad = int(np.ceil(radius)) + 1
     # one blur per plane (r, g, b, luma, luma²); the eight windows are shifted views of it
-    planes = [cv2.GaussianBlur(cv2.copyMakeBorder(np.ascontiguousarray(plane), pad, pad, pad, pad,
-                                                  cv2.BORDER_REFLECT), (0, 0), radius / 2.0)
-              for plane in (img[..., 0], img[..., 1], img[..., 2], lum, lum * lum)]
+    planes = [
+        cv2.GaussianBlur(
+            cv2.copyMakeBorder(np.ascontiguousarray(plane), pad, pad, pad, pad, cv2.BORDER_REFLECT),
+            (0, 0),
+            radius / 2.0,
+        )
+        for plane in (img[..., 0], img[..., 1], img[..., 2], lum, lum * lum)
+    ]
     total = np.zeros((3, h, w), np.float32)
     weights = np.zeros((h, w), np.float32)
     for angle in np.arange(8) * (np.pi / 4):
         dy, dx = round(radius * 0.6 * np.sin(angle)), round(radius * 0.6 * np.cos(angle))
-        r, g, b, mean, square = (plane[pad + dy:pad + dy + h, pad + dx:pad + dx + w] for plane in planes)
+        r, g, b, mean, square = (plane[pad + dy : pad + dy + h, pad + dx : pad + dx + w] for plane in planes)
         weight = np.maximum(square - mean * mean, 0.0)
         weight *= 1e4
         weight += 1.0
@@ -249,8 +254,7 @@ def _palette(img: np.ndarray, colors: int, rng: np.random.Generator) -> np.ndarr
     centres = [sample[rng.integers(len(sample))]]
     for _ in range(colors - 1):  # k-means++: spread the starting colours out
         nearest = ((sample[:, None, :] - np.array(centres)[None]) ** 2).sum(axis=2).min(axis=1)
-        centres.append(sample[rng.choice(len(sample), p=nearest / nearest.sum())] if nearest.sum() > 0
-                       else sample[0])
+        centres.append(sample[rng.choice(len(sample), p=nearest / nearest.sum())] if nearest.sum() > 0 else sample[0])
     centres = np.array(centres)
     for _ in range(8):
         labels = ((sample[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
@@ -264,7 +268,7 @@ def _palette(img: np.ndarray, colors: int, rng: np.random.Generator) -> np.ndarr
 def _nearest_colors(img: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """For each pixel of uint8 ``img``, the index of the nearest colour of ``palette`` (n, 3), through
     a lookup table on 5 bits per channel."""
-    levels = (np.arange(32, dtype=np.float32) * 8 + 4)
+    levels = np.arange(32, dtype=np.float32) * 8 + 4
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
     colors = palette.astype(np.float32)
     table = ((grid[:, None, :] - colors[None]) ** 2).sum(axis=2).argmin(axis=1)
@@ -329,9 +333,7 @@ def noir(img: np.ndarray, ctx: _Context) -> np.ndarray:
 
 def vintage(img: np.ndarray, ctx: _Context) -> np.ndarray:
     k = ctx.jitter(0.8, 1.2)
-    sepia = np.array(
-        [[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32
-    ).T
+    sepia = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32).T
     toned = img @ sepia
     toned /= max(float(toned.max()), 1.0)
     out = img + (toned - img) * min(1.0, 0.75 * k)
@@ -425,8 +427,9 @@ def cartoon(img: np.ndarray, ctx: _Context) -> np.ndarray:
     # ink: adaptive threshold on the smoothed grey, kept near strong edges only (not wood grain)
     gray = cv2.medianBlur(cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY), 5)
     block = max(3, 2 * round(ctx.px(9) / 2) + 1)
-    ink = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block,
-                                int(ctx.rng.integers(4, 7)))
+    ink = cv2.adaptiveThreshold(
+        gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, int(ctx.rng.integers(4, 7))
+    )
     edges = cv2.Canny(gray, 50, 120)
     edges = cv2.dilate(edges, np.ones((3, 3), np.uint8), iterations=max(1, round(2 * ctx.scale)))
     ink = (ink > 0) & (edges > 0)
@@ -500,15 +503,17 @@ _STYLES: dict[str, _Style] = {
     "noir": _Style(noir, ("noir", "monochrome", "mono", "grayscale", "greyscale", "bw")),
     "vintage": _Style(vintage, ("vintage", "sepia", "retro", "antique", "nostalgic")),
     "vivid": _Style(vivid, ("vivid", "saturated", "vibrant", "colorful", "colourful", "punchy")),
-    "sketch": _Style(sketch, ("sketch", "pencil", "charcoal", "graphite", "sketched"),
-                     weak=("drawing", "drawn"), stylisation=True),
-    "watercolor": _Style(watercolor, ("watercolor", "watercolour", "aquarelle", "watercolors",
-                                      "watercolours"), stylisation=True),
-    "cartoon": _Style(cartoon, ("cartoon", "comic", "comics", "toon", "anime", "cartoonish"),
-                      stylisation=True),
+    "sketch": _Style(
+        sketch, ("sketch", "pencil", "charcoal", "graphite", "sketched"), weak=("drawing", "drawn"), stylisation=True
+    ),
+    "watercolor": _Style(
+        watercolor, ("watercolor", "watercolour", "aquarelle", "watercolors", "watercolours"), stylisation=True
+    ),
+    "cartoon": _Style(cartoon, ("cartoon", "comic", "comics", "toon", "anime", "cartoonish"), stylisation=True),
     "oil": _Style(oil, ("oil", "impasto", "oils"), weak=("painting", "painted", "paint"), stylisation=True),
-    "detail": _Style(detail, ("detail", "detailed", "sharp", "sharpen", "sharper", "enhance",
-                              "enhanced", "crisp", "hdr", "clarity")),
+    "detail": _Style(
+        detail, ("detail", "detailed", "sharp", "sharpen", "sharper", "enhance", "enhanced", "crisp", "hdr", "clarity")
+    ),
 }
 
 DEFAULT_STYLE = "polish"  # what a prompt with no keyword gets
@@ -516,8 +521,7 @@ DEFAULT_STYLE = "polish"  # what a prompt with no keyword gets
 # The keywords, as the /models help lists them, and the other words that pick the same effect.
 KEYWORDS: tuple[str, ...] = tuple(_STYLES)
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    name: tuple(word for word in (*style.words, *style.weak) if word != name)
-    for name, style in _STYLES.items()
+    name: tuple(word for word in (*style.words, *style.weak) if word != name) for name, style in _STYLES.items()
 }
 
 _WORD_TO_STYLE = {word: name for name, style in _STYLES.items() for word in style.words}
@@ -565,8 +569,7 @@ def effects_for(prompt: str, negative_prompt: str = "") -> list[str]:
 def _wants_grain(prompt: str, negative_prompt: str) -> bool:
     """False for "--no grain" or "no grain" in the prompt: film grain and paper noise left out."""
     words = _words(prompt)
-    negated = any(word in _GRAIN_WORDS and i > 0 and words[i - 1] in _NEGATIONS
-                  for i, word in enumerate(words))
+    negated = any(word in _GRAIN_WORDS and i > 0 and words[i - 1] in _NEGATIONS for i, word in enumerate(words))
     return not negated and not _GRAIN_WORDS & set(_words(negative_prompt))
 
 
@@ -667,8 +670,10 @@ def _reference_tones(work: Work, rgb: np.ndarray) -> np.ndarray:
     for channel, weight in enumerate((0.5, 1.0, 1.0)):  # L, a, b
         values = lab[..., channel]
         own = np.cumsum(np.bincount(values.ravel(), minlength=256)) / values.size
-        wanted = np.cumsum(sum(np.bincount(ref[..., channel].ravel(), minlength=256) / ref[..., channel].size
-                               for ref in references) / len(references))
+        wanted = np.cumsum(
+            sum(np.bincount(ref[..., channel].ravel(), minlength=256) / ref[..., channel].size for ref in references)
+            / len(references)
+        )
         table = np.interp(own, wanted, levels)  # quantile mapping: own CDF → the references' CDF
         table = levels + (table - levels) * weight
         matched[..., channel] = np.clip(np.rint(table), 0, 255).astype(np.uint8)[values]
@@ -739,12 +744,15 @@ def _camera_frame(still: np.ndarray, t: float, end_zoom: float, pan: np.ndarray)
     room = np.array([width, height]) * (1.0 - 1.0 / end_zoom) / 2.0
     centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0]) + pan * room * eased
     # output pixel p shows source point centre + (p - middle) / zoom
-    matrix = np.array([
-        [1.0 / zoom, 0.0, centre[0] - (width - 1) / 2.0 / zoom],
-        [0.0, 1.0 / zoom, centre[1] - (height - 1) / 2.0 / zoom],
-    ])
-    return cv2.warpAffine(still, matrix, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REFLECT)
+    matrix = np.array(
+        [
+            [1.0 / zoom, 0.0, centre[0] - (width - 1) / 2.0 / zoom],
+            [0.0, 1.0 / zoom, centre[1] - (height - 1) / 2.0 / zoom],
+        ]
+    )
+    return cv2.warpAffine(
+        still, matrix, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 _ACTIONS: dict[Action, Callable[[Work, Progress], list[Image.Image] | list[Clip]]] = {

@@ -30,8 +30,10 @@ PIPELINES = {
     "flux-kontext": "FluxKontextPipeline",
 }
 DEFAULT_IMAGE_GUIDANCE = 1.5
-_KONTEXT_HINT = (" (a gated repo: accept its licence on huggingface.co first; about 24 GB in bfloat16: "
-                 "a 24 GB+ GPU, or cpu_offload = true)")
+_KONTEXT_HINT = (
+    " (a gated repo: accept its licence on huggingface.co first; about 24 GB in bfloat16: "
+    "a 24 GB+ GPU, or cpu_offload = true)"
+)
 
 
 def check(entry: ModelEntry) -> str | None:
@@ -69,9 +71,13 @@ class EditModel:
             return kwargs
 
         kwargs: dict[str, Any] = dict(
-            prompt=[request.prompt] * count, image=[work.image] * count, num_inference_steps=steps,
-            guidance_scale=guidance, generator=pretrained.generators(self.device, work.seeds),
-            output_type="np", callback_on_step_end=on_step_end,
+            prompt=[request.prompt] * count,
+            image=[work.image] * count,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=pretrained.generators(self.device, work.seeds),
+            output_type="np",
+            callback_on_step_end=on_step_end,
         )
         if self.kind == "instruct-pix2pix":
             image_guidance = request.image_guidance_scale

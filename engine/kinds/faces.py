@@ -82,8 +82,11 @@ def find_faces(image: Image.Image, yunet: str = "") -> list[Face]:
 
     rgb = image.convert("RGB")
     scale = min(1.0, DETECT_SIDE / max(rgb.size))
-    small = rgb if scale == 1.0 else rgb.resize((round(rgb.width * scale), round(rgb.height * scale)),
-                                                Image.Resampling.BILINEAR)
+    small = (
+        rgb
+        if scale == 1.0
+        else rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
+    )
     pixels = np.asarray(small)
     if yunet:
         try:
@@ -104,8 +107,12 @@ def find_faces(image: Image.Image, yunet: str = "") -> list[Face]:
     for x, y, w, h in sorted(rects, key=lambda r: -r[2] * r[3]):
         side = max(w, h) / scale  # a square around the detection, back at full size
         cx, cy = (x + w / 2) / scale, (y + h / 2) / scale
-        box = (max(0, round(cx - side / 2)), max(0, round(cy - side / 2)),
-               min(rgb.width, round(cx + side / 2)), min(rgb.height, round(cy + side / 2)))
+        box = (
+            max(0, round(cx - side / 2)),
+            max(0, round(cy - side / 2)),
+            min(rgb.width, round(cx + side / 2)),
+            min(rgb.height, round(cy + side / 2)),
+        )
         big_enough = box[2] - box[0] >= 8 and box[3] - box[1] >= 8
         if big_enough and not any(_overlap(box, kept) > 0.3 for kept in boxes):
             boxes.append(box)
@@ -151,7 +158,7 @@ def paste(pixels: np.ndarray, face: Face, restored: np.ndarray) -> None:
     cx0, cy0 = face.crop[:2]
     mask = feather_mask(face, width, height)[..., None]
     old = pixels[ry0:ry1, rx0:rx1].astype(np.float32)
-    new = restored[ry0 - cy0:ry1 - cy0, rx0 - cx0:rx1 - cx0].astype(np.float32)
+    new = restored[ry0 - cy0 : ry1 - cy0, rx0 - cx0 : rx1 - cx0].astype(np.float32)
     pixels[ry0:ry1, rx0:rx1] = np.clip(np.rint(old + (new - old) * mask), 0, 255).astype(np.uint8)
 
 
@@ -168,6 +175,7 @@ def fix(work: Work, progress: Progress, restore: Restore, method: str = "") -> l
     for s, seed in enumerate(work.seeds):
         pixels = np.array(source)
         for k, face in enumerate(faces):
+
             def step(i: int, n: int, k: int = k, s: int = s) -> None:
                 per_seed = len(faces) * n
                 progress(s * per_seed + k * n + i, len(work.seeds) * per_seed)
@@ -231,23 +239,41 @@ class FaceModel:
         if work.load_model is None:  # an engine that cannot hand over another model
             from engine.kinds.classic import retouch_face
 
-            log.warning("%s: the engine passed no model loader; %s cannot be used, retouching instead",
-                        self.entry.name, name)
+            log.warning(
+                "%s: the engine passed no model loader; %s cannot be used, retouching instead", self.entry.name, name
+            )
             return fix(work, progress, retouch_face, f"classic retouch: {name} is not available here")
         entry, model = work.load_model(name)
         size = int(self.entry.options.get("face_size", FACE_SIZE))
         denoise = float(self.entry.options.get("denoise", DENOISE))
         request = work.request
-        prompt = str(self.entry.options.get("prompt") or
-                     (f"{request.prompt}, detailed face" if request.prompt.strip() else "a detailed face"))
+        prompt = str(
+            self.entry.options.get("prompt")
+            or (f"{request.prompt}, detailed face" if request.prompt.strip() else "a detailed face")
+        )
 
         def redraw(crop: np.ndarray, seed: int, step: Progress) -> np.ndarray:
             small = images.fit(Image.fromarray(crop), size, entry.multiple)
-            face_request = replace(request, prompt=prompt, model=entry.name, strength=denoise, seed=seed,
-                                   size=None, num_images_per_prompt=1, num_inference_steps=None,
-                                   guidance_scale=None)
-            face_work = Work(action=Action.remix, request=face_request, entry=entry, image=small,
-                             references=(), seeds=(seed,), device=work.device)
+            face_request = replace(
+                request,
+                prompt=prompt,
+                model=entry.name,
+                strength=denoise,
+                seed=seed,
+                size=None,
+                num_images_per_prompt=1,
+                num_inference_steps=None,
+                guidance_scale=None,
+            )
+            face_work = Work(
+                action=Action.remix,
+                request=face_request,
+                entry=entry,
+                image=small,
+                references=(),
+                seeds=(seed,),
+                device=work.device,
+            )
             [image] = model.run(face_work, step)
             return resized(np.asarray(image.convert("RGB")), crop.shape[1], crop.shape[0])
 
@@ -260,8 +286,9 @@ def _options_problem(entry: ModelEntry) -> str | None:
         return f"needs weights: {Path(yunet).expanduser()} not found (the YuNet face detector)"
     for key, low, high in (("fidelity", 0.0, 1.0), ("denoise", 0.01, 1.0)):
         value = entry.options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not low <= value <= high):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high
+        ):
             return f"misconfigured: {key} = {value!r} for {entry.name} (a number from {low:g} to {high:g})"
     try:
         weights.int_option(entry, "face_size", FACE_SIZE, 64, 2048)
@@ -278,8 +305,10 @@ def check(entry: ModelEntry) -> str | None:
     if entry.source.strip():
         return weights.dtype_problem(entry) or weights.weights_problem(entry)
     if not str(entry.options.get("inpaint_model") or "").strip():
-        return (f"misconfigured: {entry.name} needs source = \"<a face model .pth>\" or "
-                "inpaint_model = \"<a diffusers-img2img model name>\" in models.toml")
+        return (
+            f'misconfigured: {entry.name} needs source = "<a face model .pth>" or '
+            'inpaint_model = "<a diffusers-img2img model name>" in models.toml'
+        )
     return None
 
 

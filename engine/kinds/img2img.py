@@ -68,10 +68,20 @@ _TRUE = {"1", "true", "yes", "on"}
 
 # models.toml ``architecture`` -> diffusers' model type (its key for the default config repo).
 _ARCHITECTURES = {
-    "sd1": "v1", "sd15": "v1", "sd1.5": "v1", "v1": "v1",
-    "sd2": "v2", "sd21": "v2", "sd2.1": "v2", "v2": "v2",
-    "sdxl": "xl_base", "xl": "xl_base", "xl_base": "xl_base",
-    "sdxl-refiner": "xl_refiner", "sdxl_refiner": "xl_refiner", "xl_refiner": "xl_refiner",
+    "sd1": "v1",
+    "sd15": "v1",
+    "sd1.5": "v1",
+    "v1": "v1",
+    "sd2": "v2",
+    "sd21": "v2",
+    "sd2.1": "v2",
+    "v2": "v2",
+    "sdxl": "xl_base",
+    "xl": "xl_base",
+    "xl_base": "xl_base",
+    "sdxl-refiner": "xl_refiner",
+    "sdxl_refiner": "xl_refiner",
+    "xl_refiner": "xl_refiner",
 }
 # Mirrors diffusers.loaders.single_file_utils.DIFFUSERS_DEFAULT_PIPELINE_PATHS, so check() needs no torch.
 _DEFAULT_CONFIG_REPOS = {
@@ -87,9 +97,13 @@ _COMPILE = {None: None, False: None, True: "regional", "regional": "regional", "
 VAE_TILING = 1280  # default: decode in tiles above this longest side (px)
 BATCHES = True  # Img2ImgModel.run_batch: the runner may run several jobs as one batch
 _DTYPES = {
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float32": "float32", "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
 }
 
 
@@ -154,7 +168,10 @@ def _classify(source: str) -> tuple[str, Any]:
     if path.is_file():
         return "file", path
     looks_like_path = (
-        path.is_absolute() or source.startswith((".", "~")) or "\\" in source or source.count("/") > 1
+        path.is_absolute()
+        or source.startswith((".", "~"))
+        or "\\" in source
+        or source.count("/") > 1
         or source.lower().endswith(_PATH_SUFFIXES)
     )
     if looks_like_path or not _HUB_ID.match(source):
@@ -187,10 +204,12 @@ def _check_single_file_config(entry: ModelEntry, checkpoint: Path) -> str | None
     if not entry.options.get("config"):
         model_type = _model_type(entry, checkpoint)
         if model_type is not None and model_type not in _SUPPORTED_TYPES:
-            return (f"misconfigured: {checkpoint.name} is an unsupported ({model_type}) checkpoint, "
-                    "not an SD 1.x/2.x/SDXL one")
+            return (
+                f"misconfigured: {checkpoint.name} is an unsupported ({model_type}) checkpoint, "
+                "not an SD 1.x/2.x/SDXL one"
+            )
     config = _single_file_config(entry, checkpoint)
-    hint = "set config = \"<a local diffusers folder>\" for this model in models.toml"
+    hint = 'set config = "<a local diffusers folder>" for this model in models.toml'
     if config is None:
         return f"needs weights: cannot tell which model {checkpoint.name} is; {hint}"
     if Path(config).expanduser().is_dir():
@@ -210,11 +229,9 @@ def _check_options(entry: ModelEntry) -> str | None:
     for option in ("dtype", "cpu_dtype"):
         dtype = entry.options.get(option)
         if dtype is not None and str(dtype).lower() not in _DTYPES:
-            return (f"misconfigured: unknown {option} {dtype!r} for {entry.name} "
-                    "(float16, bfloat16 or float32)")
+            return f"misconfigured: unknown {option} {dtype!r} for {entry.name} (float16, bfloat16 or float32)"
     if entry.options.get("compile") not in _COMPILE:
-        return (f"misconfigured: compile = {entry.options['compile']!r} for {entry.name} "
-                "(false, regional or full)")
+        return f"misconfigured: compile = {entry.options['compile']!r} for {entry.name} (false, regional or full)"
     tiling = entry.options.get("vae_tiling", 0)
     if isinstance(tiling, bool) or not isinstance(tiling, int) or tiling < 0:
         return f"misconfigured: vae_tiling = {tiling!r} for {entry.name} (a longest side in pixels, 0: never)"
@@ -405,7 +422,8 @@ class Img2ImgModel:
             if _is_blank(array):
                 log.warning(
                     "%s produced a blank image (NaN or all black): a float16 overflow? try dtype = "
-                    "\"bfloat16\" or a fixed VAE", self.label,
+                    '"bfloat16" or a fixed VAE',
+                    self.label,
                 )
                 return BlankOutput("the model produced a blank image; try again with another seed")
         return [image.convert("RGB") for image in _to_pil(arrays)]
@@ -505,8 +523,12 @@ def load(entry: ModelEntry, device: str) -> Img2ImgModel:
     ip_adapter.attach(pipe, entry)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    model = Img2ImgModel(pipe=pipe, device=device, label=f"diffusers {type(pipe).__name__}",
-                         vae_tiling=int(entry.options.get("vae_tiling", VAE_TILING)))
+    model = Img2ImgModel(
+        pipe=pipe,
+        device=device,
+        label=f"diffusers {type(pipe).__name__}",
+        vae_tiling=int(entry.options.get("vae_tiling", VAE_TILING)),
+    )
     model.speed = _speed_up(model, entry)
     return model
 
@@ -553,8 +575,9 @@ def _use_sdpa(pipe: Any) -> bool:
         if not processors:
             continue
         if any(type(p) is AttnProcessor for p in processors.values()):
-            module.set_attn_processor({name: AttnProcessor2_0() if type(p) is AttnProcessor else p
-                                       for name, p in processors.items()})
+            module.set_attn_processor(
+                {name: AttnProcessor2_0() if type(p) is AttnProcessor else p for name, p in processors.items()}
+            )
         every = every and all(type(p) is AttnProcessor2_0 for p in module.attn_processors.values())
     return every
 
@@ -599,11 +622,19 @@ def _warm_up(model: Img2ImgModel, entry: ModelEntry, side: int) -> None:
 
     side = max(entry.multiple, side - side % entry.multiple)
     image = Image.new("RGB", (side, side), (128, 128, 128))
-    request = Request(prompt="warm-up", model=entry.name, strength=1.0, num_inference_steps=2,
-                      guidance_scale=entry.guidance_scale)
+    request = Request(
+        prompt="warm-up", model=entry.name, strength=1.0, num_inference_steps=2, guidance_scale=entry.guidance_scale
+    )
     for seeds in ((0,), (0, 1)):
-        work = Work(action=Action.remix, request=request, entry=entry, image=image, references=(),
-                    seeds=seeds, device=model.device)
+        work = Work(
+            action=Action.remix,
+            request=request,
+            entry=entry,
+            image=image,
+            references=(),
+            seeds=seeds,
+            device=model.device,
+        )
         model.run_batch([work], lambda step, total: None)
     log.info("%s: compiled and warmed up at %d px", entry.name, side)
 

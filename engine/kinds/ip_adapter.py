@@ -45,8 +45,9 @@ def check(entry: ModelEntry) -> str | None:
         return None
     repo, subfolder, weight, encoder = _files(entry)
     if not weight:
-        return (f"misconfigured: {entry.name}: ip_adapter needs ip_adapter_weight_name "
-                "(e.g. \"ip-adapter_sd15.safetensors\")")
+        return (
+            f'misconfigured: {entry.name}: ip_adapter needs ip_adapter_weight_name (e.g. "ip-adapter_sd15.safetensors")'
+        )
     wanted = [str(PurePosixPath(subfolder, weight)) if subfolder else weight, f"{encoder}/config.json"]
     kind, where = img2img._classify(repo)
     if kind == "folder":
@@ -73,8 +74,9 @@ def attach(pipe: Any, entry: ModelEntry) -> None:
     kwargs: dict[str, Any] = {"local_files_only": img2img._offline(entry)}
     if kind == "hub":
         kwargs["cache_dir"] = img2img._hub_cache_dir(entry)
-    pipe.load_ip_adapter(str(where), subfolder=subfolder or "", weight_name=weight,
-                         image_encoder_folder=encoder, **kwargs)
+    pipe.load_ip_adapter(
+        str(where), subfolder=subfolder or "", weight_name=weight, image_encoder_folder=encoder, **kwargs
+    )
 
 
 def batch_key(work: Work) -> tuple:

@@ -44,7 +44,8 @@ def load(entry: ModelEntry, device: str, cls: type) -> Any:
     if kind not in ("folder", "hub"):
         raise MissingWeights(f"needs weights: {where} not found")
     kwargs: dict[str, Any] = {
-        img2img._dtype_kwarg(): img2img._dtype(entry, device), "local_files_only": img2img._offline(entry),
+        img2img._dtype_kwarg(): img2img._dtype(entry, device),
+        "local_files_only": img2img._offline(entry),
     }
     if kind == "hub":
         kwargs["cache_dir"] = img2img._hub_cache_dir(entry)

@@ -55,8 +55,10 @@ def output_size(size: tuple[int, int], factor: int, max_side: int) -> tuple[int,
     width, height = size[0] * factor, size[1] * factor
     if max(width, height) > max_side:
         side, word = (width, "wide") if width >= height else (height, "tall")
-        raise UserFacingError(f"That would be {side} px {word}; the limit is {max_side} px. "
-                              "Upscale a smaller image, or ask for less (--scale 2).")
+        raise UserFacingError(
+            f"That would be {side} px {word}; the limit is {max_side} px. "
+            "Upscale a smaller image, or ask for less (--scale 2)."
+        )
     return width, height
 
 
@@ -69,8 +71,9 @@ def spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def upscale(descriptor: Any, pixels: np.ndarray, factor: int, tile: int, overlap: int,
-            progress: Progress) -> Image.Image:
+def upscale(
+    descriptor: Any, pixels: np.ndarray, factor: int, tile: int, overlap: int, progress: Progress
+) -> Image.Image:
     """uint8 RGB (H, W, 3) upscaled by ``factor`` with the model, tile by tile, straight into the
     output image (no second full-size buffer). ``progress(done, tiles)`` after every tile."""
     import torch
@@ -90,7 +93,7 @@ def upscale(descriptor: Any, pixels: np.ndarray, factor: int, tile: int, overlap
                 if native != factor:
                     size = ((cx1 - cx0) * factor, (cy1 - cy0) * factor)
                     piece = np.asarray(Image.fromarray(piece).resize(size, Image.Resampling.LANCZOS))
-                core = piece[(y0 - cy0) * factor:(y1 - cy0) * factor, (x0 - cx0) * factor:(x1 - cx0) * factor]
+                core = piece[(y0 - cy0) * factor : (y1 - cy0) * factor, (x0 - cx0) * factor : (x1 - cx0) * factor]
                 out.paste(Image.fromarray(np.ascontiguousarray(core)), (x0 * factor, y0 * factor))
                 done += 1
                 progress(done, total)
@@ -139,8 +142,10 @@ def options(entry: ModelEntry) -> tuple[int, int, int]:
     tile = weights.int_option(entry, "tile", TILE, 64, 4096)
     overlap = weights.int_option(entry, "overlap", OVERLAP, 0, 512)
     if tile - 2 * overlap < 16:
-        raise ValueError(f"misconfigured: overlap = {overlap} leaves no room in tile = {tile} for "
-                         f"{entry.name} (keep overlap under a third of tile)")
+        raise ValueError(
+            f"misconfigured: overlap = {overlap} leaves no room in tile = {tile} for "
+            f"{entry.name} (keep overlap under a third of tile)"
+        )
     max_side = weights.int_option(entry, "max_side", MAX_SIDE, 64, 65536)
     return tile, overlap, max_side
 
@@ -159,7 +164,13 @@ def load(entry: ModelEntry, device: str) -> UpscaleModel:
     descriptor = weights.load_descriptor(entry, device)
     name = weights.architecture(descriptor)
     if descriptor.purpose == "FaceSR":
-        raise UserFacingError(f"misconfigured: {entry.name} is a face model ({name}): "
-                              "use it with kind = \"face-restore\"")
-    return UpscaleModel(descriptor=descriptor, label=f"spandrel {name} ×{descriptor.scale}", tile=tile,
-                        overlap=overlap, max_side=max_side)
+        raise UserFacingError(
+            f'misconfigured: {entry.name} is a face model ({name}): use it with kind = "face-restore"'
+        )
+    return UpscaleModel(
+        descriptor=descriptor,
+        label=f"spandrel {name} ×{descriptor.scale}",
+        tile=tile,
+        overlap=overlap,
+        max_side=max_side,
+    )

@@ -24,15 +24,22 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ENGINE_EXTRA = "needs the engine extra: pip install 'remixbot[engine]' (spandrel missing)"
-_DTYPES = {"float16": "float16", "fp16": "float16", "half": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16", "float32": "float32", "fp32": "float32"}
+_DTYPES = {
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
+}
 
 
 def weights_problem(entry: ModelEntry) -> str | None:
     """Why ``entry.source`` cannot be loaded here (user-safe), or None. Reads no file."""
     source = entry.source.strip()
     if not source:
-        return f"misconfigured: {entry.name} needs source = \"<a .pth or .safetensors file>\" in models.toml"
+        return f'misconfigured: {entry.name} needs source = "<a .pth or .safetensors file>" in models.toml'
     path = Path(source).expanduser()
     if not path.is_file():
         return f"needs weights: {path} not found"
@@ -47,8 +54,7 @@ def int_option(entry: ModelEntry, key: str, default: int, low: int, high: int) -
     """An integer option of the entry within [low, high]; ValueError (user-safe text) otherwise."""
     value = entry.options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"misconfigured: {key} = {value!r} for {entry.name} "
-                         f"(a whole number from {low} to {high})")
+        raise ValueError(f"misconfigured: {key} = {value!r} for {entry.name} (a whole number from {low} to {high})")
     return value
 
 
@@ -88,8 +94,10 @@ def load_descriptor(entry: ModelEntry, device: str) -> Any:
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise UserFacingError(f"misconfigured: {path.name} is an inpainting model, not an image-to-image one")
     if descriptor.input_channels not in (1, 3) or descriptor.output_channels not in (1, 3):
-        raise UserFacingError(f"misconfigured: {path.name} takes {descriptor.input_channels}-channel images; "
-                              "only RGB and greyscale models are supported")
+        raise UserFacingError(
+            f"misconfigured: {path.name} takes {descriptor.input_channels}-channel images; "
+            "only RGB and greyscale models are supported"
+        )
     descriptor.eval()
     name = _DTYPES.get(str(entry.options.get("dtype", "float16")).lower(), "float32")
     if device.startswith("cuda"):

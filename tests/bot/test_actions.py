@@ -15,8 +15,16 @@ def test_every_button_id_round_trips_and_fits_telegram_callback_data():
 
 
 def test_foreign_or_malformed_ids_are_not_ours():
-    for text in ["", "reroll", "reroll:XYZ", f"explode:{JOB}", f"reroll:{JOB}:1:2", f"set:model:{JOB}",
-                 f"reroll:{JOB}x", f"upscale:{JOB}:123"]:
+    for text in [
+        "",
+        "reroll",
+        "reroll:XYZ",
+        f"explode:{JOB}",
+        f"reroll:{JOB}:1:2",
+        f"set:model:{JOB}",
+        f"reroll:{JOB}x",
+        f"upscale:{JOB}:123",
+    ]:
         assert parse_button(text) is None, text
         assert BUTTON_PATTERN.match(text) is None
 
@@ -29,20 +37,28 @@ def test_buttons_that_make_jobs_map_to_actions():
 
 
 def test_derive_request_keeps_settings_and_changes_only_what_the_button_means():
-    parent = Request(prompt="harbor", model="fast", strength=0.5, negative_prompt="blurry", seed=1,
-                     num_images_per_prompt=4, compare=("realism",), show_source=True)
-    reroll = derive_request(Press(Button.reroll, JOB), parent, seed=99, model=None, vary_subtle=0.3,
-                            vary_strong=0.7)
+    parent = Request(
+        prompt="harbor",
+        model="fast",
+        strength=0.5,
+        negative_prompt="blurry",
+        seed=1,
+        num_images_per_prompt=4,
+        compare=("realism",),
+        show_source=True,
+    )
+    reroll = derive_request(Press(Button.reroll, JOB), parent, seed=99, model=None, vary_subtle=0.3, vary_strong=0.7)
     assert reroll.seed == 99 and reroll.strength == 0.5 and reroll.prompt == "harbor"
     assert reroll.negative_prompt == "blurry" and reroll.num_images_per_prompt == 4
     assert reroll.compare == () and reroll.show_source is False  # a reroll is one job, not a comparison
 
-    subtle = derive_request(Press(Button.vary, JOB, 1), parent, seed=5, model=None, vary_subtle=0.3,
-                            vary_strong=0.7)
-    strong = derive_request(Press(Button.varystrong, JOB, 1), parent, seed=5, model=None, vary_subtle=0.3,
-                            vary_strong=0.7)
+    subtle = derive_request(Press(Button.vary, JOB, 1), parent, seed=5, model=None, vary_subtle=0.3, vary_strong=0.7)
+    strong = derive_request(
+        Press(Button.varystrong, JOB, 1), parent, seed=5, model=None, vary_subtle=0.3, vary_strong=0.7
+    )
     assert (subtle.strength, strong.strength) == (0.3, 0.7)
 
-    upscale = derive_request(Press(Button.upscale, JOB, 2), parent, seed=7, model="classic",
-                             vary_subtle=0.3, vary_strong=0.7)
+    upscale = derive_request(
+        Press(Button.upscale, JOB, 2), parent, seed=7, model="classic", vary_subtle=0.3, vary_strong=0.7
+    )
     assert upscale.model == "classic" and upscale.num_images_per_prompt == 1 and upscale.seed == 7

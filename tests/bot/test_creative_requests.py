@@ -32,15 +32,18 @@ def test_animation_and_reference_flags_fill_the_request_and_read_back():
     assert "--motion" not in format_request(plain)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("x --motion wild", "motion must be low or high, got wild"),
-    ("x --frames 500", "frames must be between 2 and 120, got 500"),
-    ("x --frames 1", "frames must be between 2 and 120, got 1"),
-    ("x --fps 0", "fps must be between 1 and 60, got 0"),
-    ("x --ref-scale 2", "ref-scale must be between 0 and 1, got 2"),
-    ("x --motion", "--motion needs a value, e.g. --motion high"),
-    ("x --frame 24", "did you mean --frames?"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("x --motion wild", "motion must be low or high, got wild"),
+        ("x --frames 500", "frames must be between 2 and 120, got 500"),
+        ("x --frames 1", "frames must be between 2 and 120, got 1"),
+        ("x --fps 0", "fps must be between 1 and 60, got 0"),
+        ("x --ref-scale 2", "ref-scale must be between 0 and 1, got 2"),
+        ("x --motion", "--motion needs a value, e.g. --motion high"),
+        ("x --frame 24", "did you mean --frames?"),
+    ],
+)
 def test_bad_values_are_friendly_one_liners(text, message):
     with pytest.raises(RequestError) as caught:
         parse(text)

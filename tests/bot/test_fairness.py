@@ -32,8 +32,7 @@ GATE = person("gatekeeper", chat="elsewhere")
 
 
 def job(job_id: str, origin: Origin, model: str = "classic") -> Job:
-    request = Request(prompt="warm", model=model, strength=0.5, seed=1, num_inference_steps=1,
-                      guidance_scale=0.0)
+    request = Request(prompt="warm", model=model, strength=0.5, seed=1, num_inference_steps=1, guidance_scale=0.0)
     return Job(id=job_id, action=Action.remix, request=request, image=TINY, origin=origin, group="classic")
 
 
@@ -114,8 +113,7 @@ async def test_one_users_twenty_jobs_do_not_starve_anothers_single_job(models, r
 
 
 async def test_users_of_a_chat_take_turns(models, redis_url):
-    jobs = ([job(f"j{i:02}", ALICE) for i in range(1, 5)] + [job("j05", BOB), job("j06", BOB)]
-            + [job("j07", CAROL)])
+    jobs = [job(f"j{i:02}", ALICE) for i in range(1, 5)] + [job("j05", BOB), job("j06", BOB)] + [job("j07", CAROL)]
     order = await both_orders(models, redis_url, jobs)
     first_round = order[:3]
     assert set(first_round) == {"j01", "j05", "j07"}, "everyone's first job before anyone's second"
@@ -132,8 +130,12 @@ async def test_servers_share_by_weight_not_by_how_many_users_they_have(models, r
     # by users alone the loner would get 3 of the first 12; by servers, about half
     assert sum(job_id.startswith("k") for job_id in first) >= 5, first
 
-    weighted = await both_orders(models, redis_url, [job(f"m{i:02}", crowd[0]) for i in range(6)]
-                                 + [job(f"n{i:02}", loner) for i in range(6)], weights={"discord:big": 2})
+    weighted = await both_orders(
+        models,
+        redis_url,
+        [job(f"m{i:02}", crowd[0]) for i in range(6)] + [job(f"n{i:02}", loner) for i in range(6)],
+        weights={"discord:big": 2},
+    )
     assert [job_id[0] for job_id in weighted[:6]].count("m") == 4, f"weight 2 gets two in three: {weighted}"
 
 

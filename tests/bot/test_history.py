@@ -10,9 +10,15 @@ BOB = Origin(platform="discord", user_id="1", chat_id="20", user_name="bob")
 
 
 def make_job(origin=ALICE, parent=None, references=()) -> Job:
-    return Job(id=new_job_id(), action=Action.remix if parent is None else Action.reroll,
-               request=Request(prompt="harbor", model="classic", strength=0.5, seed=7), image=b"source-bytes",
-               origin=origin, references=references, parent_job=parent)
+    return Job(
+        id=new_job_id(),
+        action=Action.remix if parent is None else Action.reroll,
+        request=Request(prompt="harbor", model="classic", strength=0.5, seed=7),
+        image=b"source-bytes",
+        origin=origin,
+        references=references,
+        parent_job=parent,
+    )
 
 
 @pytest.fixture
@@ -59,8 +65,12 @@ async def test_finish_stores_outputs_once(history):
     job = make_job()
     await history.add_job(job, user.id)
     assert await history.mark_running(job.id)
-    result = Result(job_id=job.id, status=Status.done, engine="classic",
-                    outputs=(Output(0, 7, b"png0", width=8, height=8), Output(1, 8, b"png1", width=8, height=8)))
+    result = Result(
+        job_id=job.id,
+        status=Status.done,
+        engine="classic",
+        outputs=(Output(0, 7, b"png0", width=8, height=8), Output(1, 8, b"png1", width=8, height=8)),
+    )
     assert await history.finish(result) is True
     assert await history.finish(result) is False  # a duplicate completion is not delivered again
     record = await history.job(job.id)

@@ -18,15 +18,20 @@ def make_v1_database(path) -> None:
     with sqlite3.connect(path / "remixbot.sqlite3") as db:
         db.executescript(MIGRATIONS[0])
         db.execute("PRAGMA user_version = 1")
-        db.execute("INSERT INTO users (platform, platform_user_id, name, created_at) VALUES "
-                   "('telegram', '1', 'alice', 1.0)")
+        db.execute(
+            "INSERT INTO users (platform, platform_user_id, name, created_at) VALUES ('telegram', '1', 'alice', 1.0)"
+        )
         request = {"prompt": "harbor", "model": "classic", "strength": 0.5, "seed": 7, "compare": []}
-        db.execute("INSERT INTO jobs (id, user_id, action, request, origin, queue_group, status, created_at,"
-                   " finished_at, engine) VALUES ('0123456789ab', 1, 'remix', ?, ?, 'classic', 'done', 2.0,"
-                   " 3.0, 'classic')",
-                   (json.dumps(request), json.dumps({"platform": "telegram", "user_id": "1"})))
-        db.execute("INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height) VALUES "
-                   "('0123456789ab', 0, 7, '/data/outputs/0123456789ab-0.png', 'image/png', 600, 400)")
+        db.execute(
+            "INSERT INTO jobs (id, user_id, action, request, origin, queue_group, status, created_at,"
+            " finished_at, engine) VALUES ('0123456789ab', 1, 'remix', ?, ?, 'classic', 'done', 2.0,"
+            " 3.0, 'classic')",
+            (json.dumps(request), json.dumps({"platform": "telegram", "user_id": "1"})),
+        )
+        db.execute(
+            "INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height) VALUES "
+            "('0123456789ab', 0, 7, '/data/outputs/0123456789ab-0.png', 'image/png', 600, 400)"
+        )
 
 
 async def test_a_v1_database_migrates_to_the_latest_version_and_keeps_its_rows(tmp_path):
@@ -41,10 +46,21 @@ async def test_a_v1_database_migrates_to_the_latest_version_and_keeps_its_rows(t
         assert old.compare_of is None and old.engine == "classic"
         assert [(o.index, o.width, o.path.name) for o in old.outputs] == [(0, 600, "0123456789ab-0.png")]
 
-        first = Job(id=new_job_id(), action=Action.remix, image=b"png", origin=ALICE, created_at=time.time(),
-                    request=Request(prompt="x", model="classic", strength=0.5, compare=("fast",)))
-        second = Job(id=new_job_id(), action=Action.remix, image=b"png", origin=ALICE,
-                     request=Request(prompt="x", model="fast", strength=0.5, compare=("fast",)))
+        first = Job(
+            id=new_job_id(),
+            action=Action.remix,
+            image=b"png",
+            origin=ALICE,
+            created_at=time.time(),
+            request=Request(prompt="x", model="classic", strength=0.5, compare=("fast",)),
+        )
+        second = Job(
+            id=new_job_id(),
+            action=Action.remix,
+            image=b"png",
+            origin=ALICE,
+            request=Request(prompt="x", model="fast", strength=0.5, compare=("fast",)),
+        )
         await history.add_job(first, user.id, compare_of=first.id)
         await history.add_job(second, user.id, compare_of=first.id)
         assert [r.id for r in await history.compared(first.id)] == [first.id, second.id]

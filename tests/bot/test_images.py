@@ -327,8 +327,14 @@ def test_read_parameters_from_exif_user_comment(raw: bytes, text: str, fmt: str)
 
 REQUEST = Request(prompt="a watercolor painting of the harbor", model="fast", strength=0.55)
 SETTINGS = {
-    "seed": 42, "width": 512, "height": 768, "steps": 30, "guidance_scale": 7.0, "sampler": "Euler a",
-    "model": "fast", "strength": 0.55,
+    "seed": 42,
+    "width": 512,
+    "height": 768,
+    "steps": 30,
+    "guidance_scale": 7.0,
+    "sampler": "Euler a",
+    "model": "fast",
+    "strength": 0.55,
 }
 
 
@@ -343,7 +349,10 @@ def test_format_parameters_matches_a1111() -> None:
 
 def test_format_parameters_with_negative_and_image_cfg() -> None:
     request = Request(
-        prompt="make it snow", model="edit", strength=1.0, negative_prompt="blurry, text",
+        prompt="make it snow",
+        model="edit",
+        strength=1.0,
+        negative_prompt="blurry, text",
         image_guidance_scale=1.5,
     )
     text = format_parameters(request, **{**SETTINGS, "model": "edit", "strength": 1.0, "guidance_scale": 7})
@@ -396,14 +405,21 @@ def test_parse_parameters_is_tolerant() -> None:
     parsed = parse_parameters("a cat\r\nsteps: many, Seed: 7, Size: big, cfg scale: 5")
     assert parsed == {"prompt": "a cat", "seed": 7, "guidance_scale": 5.0}
     assert parse_parameters("Steps: 10, Seed: 1, Size: 64x64") == {
-        "prompt": "", "num_inference_steps": 10, "seed": 1, "width": 64, "height": 64,
+        "prompt": "",
+        "num_inference_steps": 10,
+        "seed": 1,
+        "width": 64,
+        "height": 64,
     }
 
 
 def test_parameters_round_trip_through_a_png() -> None:
     request = Request(
-        prompt="a harbor, at dusk\nwith boats", model="fast", strength=0.55,
-        negative_prompt="blurry, text: none", image_guidance_scale=1.25,
+        prompt="a harbor, at dusk\nwith boats",
+        model="fast",
+        strength=0.55,
+        negative_prompt="blurry, text: none",
+        image_guidance_scale=1.25,
     )
     text = format_parameters(request, **{**SETTINGS, "guidance_scale": 6.5})
     data = encode_png(Image.new("RGB", (64, 96), "navy"), text)

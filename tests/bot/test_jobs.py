@@ -6,10 +6,14 @@ from bot.jobs import Action, Event, Job, Origin, Output, Request, Result, Status
 
 def make_job() -> Job:
     return Job(
-        id=new_job_id(), action=Action.vary,
+        id=new_job_id(),
+        action=Action.vary,
         request=Request(prompt="p", model="classic", strength=0.4, seed=3, compare=("fast",)),
-        image=b"\x89PNG...", origin=Origin(platform="telegram", user_id="42", chat_id="-100"),
-        references=(b"a", b"b"), parent_job="0123456789ab", parent_output=1,
+        image=b"\x89PNG...",
+        origin=Origin(platform="telegram", user_id="42", chat_id="-100"),
+        references=(b"a", b"b"),
+        parent_job="0123456789ab",
+        parent_output=1,
     )
 
 
@@ -22,8 +26,12 @@ def test_job_crosses_the_queue_as_plain_data_and_comes_back_equal():
 
 
 def test_result_and_event_round_trip():
-    result = Result(job_id="abc", status=Status.done, outputs=(Output(index=0, seed=1, data=b"x", width=2, height=3),),
-                    engine="classic")
+    result = Result(
+        job_id="abc",
+        status=Status.done,
+        outputs=(Output(index=0, seed=1, data=b"x", width=2, height=3),),
+        engine="classic",
+    )
     assert Result.from_data(result.to_data()) == result
     event = Event(job_id="abc", status=Status.running, step=2, total=4)
     assert Event.from_data(json.loads(json.dumps(event.to_data()))) == event

@@ -43,17 +43,22 @@ def test_only_the_bootstrap_adapter_knows_the_engine():
 
 
 def test_importing_every_core_and_adapter_module_never_loads_torch():
-    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for package in ("bot", "adapters")
-               for p in (ROOT / package).rglob("*.py")]
+    modules = [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for package in ("bot", "adapters")
+        for p in (ROOT / package).rglob("*.py")
+    ]
     modules += ["engine.runner", "engine.registry", "engine.worker", "engine.kinds.classic"]
-    code = ("import importlib, sys\n"
-            f"for name in {modules!r}:\n"
-            "    try:\n        importlib.import_module(name)\n"
-            "    except ImportError as error:\n"
-            "        if error.name in ('discord', 'telegram'):\n            continue\n        raise\n"
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
-            f"{sorted(TORCH)!r})\n"
-            "print(','.join(loaded))\n")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    try:\n        importlib.import_module(name)\n"
+        "    except ImportError as error:\n"
+        "        if error.name in ('discord', 'telegram'):\n            continue\n        raise\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{sorted(TORCH)!r})\n"
+        "print(','.join(loaded))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"torch-family modules loaded: {out.stdout}"

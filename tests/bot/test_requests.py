@@ -63,9 +63,15 @@ def test_the_example_from_the_help(models: Models) -> None:
         models,
     )
     assert request == Request(
-        prompt="a watercolor painting of the harbor", model="fast", strength=0.55,
-        negative_prompt="blurry, text", seed=42, num_images_per_prompt=4, size=1024,
-        num_inference_steps=30, guidance_scale=6.0,
+        prompt="a watercolor painting of the harbor",
+        model="fast",
+        strength=0.55,
+        negative_prompt="blurry, text",
+        seed=42,
+        num_images_per_prompt=4,
+        size=1024,
+        num_inference_steps=30,
+        guidance_scale=6.0,
     )
 
 
@@ -127,9 +133,7 @@ def test_unknown_model_lists_the_names_and_suggests(models: Models) -> None:
     assert error("--model fsat", models) == (
         "There's no model called 'fsat' (did you mean fast?). Models: fast, edit, sdxl, classic."
     )
-    assert error("--model banana", models) == (
-        "There's no model called 'banana'. Models: fast, edit, sdxl, classic."
-    )
+    assert error("--model banana", models) == ("There's no model called 'banana'. Models: fast, edit, sdxl, classic.")
 
 
 def test_seed(models: Models) -> None:
@@ -208,7 +212,10 @@ def test_compare(models: Models) -> None:
     assert parse("--compare fast", models).compare == ("fast",)
     assert parse("--compare fast,edit,sdxl", models).compare == ("fast", "edit", "sdxl")
     assert parse("--compare fast, edit a cat", models) == Request(
-        prompt="a cat", model="classic", strength=0.6, compare=("fast", "edit"),
+        prompt="a cat",
+        model="classic",
+        strength=0.6,
+        compare=("fast", "edit"),
     )
     assert parse("--compare=fast,Fast,edit,fast", models).compare == ("fast", "edit")  # duplicates dropped
     assert parse("--model fast --compare fast,classic", models).compare == ("classic",)  # not the main model
@@ -218,9 +225,7 @@ def test_compare_errors(models: Models) -> None:
     assert error("--compare fast,nope", models) == (
         "There's no model called 'nope'. Models: fast, edit, sdxl, classic."
     )
-    assert error("--model fast --compare fast", models) == (
-        "--compare needs at least one model other than fast."
-    )
+    assert error("--model fast --compare fast", models) == ("--compare needs at least one model other than fast.")
 
 
 def test_compare_allows_three_other_models_at_most(models: Models) -> None:
@@ -235,9 +240,7 @@ def test_show_source_is_a_bare_switch(models: Models) -> None:
     assert parse("a cat", models).show_source is False
     assert parse("--show_source", models).show_source is True
     assert parse("--show-source=no", models).show_source is False
-    assert error("--show-source=maybe", models) == (
-        "--show-source is a switch; use it without a value, got 'maybe'"
-    )
+    assert error("--show-source=maybe", models) == ("--show-source is a switch; use it without a value, got 'maybe'")
 
 
 # --- flag syntax --------------------------------------------------------------------------------------
@@ -259,19 +262,13 @@ def test_equals_form(models: Models) -> None:
 
 
 def test_unknown_flag_suggests_the_closest(models: Models) -> None:
-    assert error("a cat --strenght 0.5", models) == (
-        "I don't know the option --strenght; did you mean --strength?"
-    )
+    assert error("a cat --strenght 0.5", models) == ("I don't know the option --strenght; did you mean --strength?")
     assert error("a cat --sed 4", models) == "I don't know the option --sed; did you mean --seed?"
-    assert error("a cat —negativ blur", models) == (
-        "I don't know the option --negativ; did you mean --negative?"
-    )
+    assert error("a cat —negativ blur", models) == ("I don't know the option --negativ; did you mean --negative?")
 
 
 def test_unknown_flag_without_a_close_match(models: Models) -> None:
-    assert error("a cat --banana 3", models) == (
-        "I don't know the option --banana; send /help to see the options."
-    )
+    assert error("a cat --banana 3", models) == ("I don't know the option --banana; send /help to see the options.")
 
 
 def test_a_flag_given_twice_is_an_error(models: Models) -> None:
@@ -309,7 +306,9 @@ def test_prompt_length_limit(models: Models) -> None:
 
 def test_quoted_flag_like_text_stays_in_the_prompt(models: Models) -> None:
     assert parse('a sign that says "--seed 4"', models) == Request(
-        prompt='a sign that says "--seed 4"', model="classic", strength=0.6,
+        prompt='a sign that says "--seed 4"',
+        model="classic",
+        strength=0.6,
     )
 
 
@@ -319,7 +318,10 @@ def test_quoted_flag_like_text_stays_in_the_prompt(models: Models) -> None:
 def test_user_defaults_apply(models: Models) -> None:
     defaults = Defaults(model="fast", strength=0.42, num_images_per_prompt=2)
     assert parse("a cat", models, defaults) == Request(
-        prompt="a cat", model="fast", strength=0.42, num_images_per_prompt=2,
+        prompt="a cat",
+        model="fast",
+        strength=0.42,
+        num_images_per_prompt=2,
     )
 
 
@@ -380,12 +382,18 @@ def test_format_round_trips_hand_made_requests(models: Models, request_: Request
 
 def test_format_request_text(models: Models) -> None:
     request = Request(
-        prompt="a harbor", model="fast", strength=0.55, negative_prompt="blurry, text", seed=42,
-        num_images_per_prompt=4, size=1024, num_inference_steps=30, guidance_scale=6.0,
+        prompt="a harbor",
+        model="fast",
+        strength=0.55,
+        negative_prompt="blurry, text",
+        seed=42,
+        num_images_per_prompt=4,
+        size=1024,
+        num_inference_steps=30,
+        guidance_scale=6.0,
     )
     assert format_request(request) == (
-        "a harbor --model fast --strength 0.55 --seed 42 --n 4 --size 1024 --steps 30 --cfg 6 "
-        "--no blurry, text"
+        "a harbor --model fast --strength 0.55 --seed 42 --n 4 --size 1024 --steps 30 --cfg 6 --no blurry, text"
     )
     bare = Request(prompt="", model="classic", strength=0.6)
     assert format_request(bare) == "--model classic --strength 0.6"
@@ -404,22 +412,43 @@ def test_request_from_a1111_parameters(models: Models) -> None:
     params = images.parse_parameters(A1111_TEXT)
     request = request_from_parameters(params, defaults=Defaults(model="fast"), models=models)
     assert request == Request(
-        prompt="a castle on a hill", model="fast", strength=0.45, negative_prompt="watermark",
-        seed=3922188181, size=1216, num_inference_steps=28, guidance_scale=6.5,
+        prompt="a castle on a hill",
+        model="fast",
+        strength=0.45,
+        negative_prompt="watermark",
+        seed=3922188181,
+        size=1216,
+        num_inference_steps=28,
+        guidance_scale=6.5,
     )
 
 
 def test_request_from_our_own_parameters_keeps_the_model(models: Models) -> None:
     original = Request(
-        prompt="a cat", model="sdxl", strength=0.3, negative_prompt="dog", image_guidance_scale=1.5,
+        prompt="a cat",
+        model="sdxl",
+        strength=0.3,
+        negative_prompt="dog",
+        image_guidance_scale=1.5,
     )
     text = images.format_parameters(
-        original, seed=7, width=768, height=512, steps=25, guidance_scale=5.0, sampler="Euler a",
-        model="sdxl", strength=0.3,
+        original,
+        seed=7,
+        width=768,
+        height=512,
+        steps=25,
+        guidance_scale=5.0,
+        sampler="Euler a",
+        model="sdxl",
+        strength=0.3,
     )
     request = request_from_parameters(images.parse_parameters(text), defaults=DEFAULTS, models=models)
     assert request == dataclasses.replace(
-        original, seed=7, size=768, num_inference_steps=25, guidance_scale=5.0,
+        original,
+        seed=7,
+        size=768,
+        num_inference_steps=25,
+        guidance_scale=5.0,
     )
 
 
@@ -435,8 +464,14 @@ def test_request_from_parameters_uses_defaults_for_what_is_missing(models: Model
 
 def test_request_from_parameters_stays_within_limits(models: Models) -> None:
     params = {
-        "prompt": "x" * 2000, "seed": 2**40, "num_inference_steps": 150, "guidance_scale": 50.0,
-        "width": 4096, "height": 2048, "strength": 1.5, "image_guidance_scale": 20.0,
+        "prompt": "x" * 2000,
+        "seed": 2**40,
+        "num_inference_steps": 150,
+        "guidance_scale": 50.0,
+        "width": 4096,
+        "height": 2048,
+        "strength": 1.5,
+        "image_guidance_scale": 20.0,
     }
     request = request_from_parameters(params, defaults=DEFAULTS, models=models)
     assert len(request.prompt) == LIMITS.max_prompt_length

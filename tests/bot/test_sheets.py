@@ -23,8 +23,11 @@ def text_pixels(region: np.ndarray, colour) -> int:
 
 def test_columns_side_by_side_at_one_height_with_labels_and_a_failure_in_place():
     coffee, rocket = photo("coffee.png"), photo("rocket.jpg")  # 600x400 and a portrait
-    columns = [sheets.Column("classic", (coffee,)), sheets.Column("fast", (rocket,)),
-               sheets.Column("realism", note="failed: needs weights: download sdxl first")]
+    columns = [
+        sheets.Column("classic", (coffee,)),
+        sheets.Column("fast", (rocket,)),
+        sheets.Column("realism", note="failed: needs weights: download sdxl first"),
+    ]
     sheet = np.asarray(sheets.sheet(columns, max_height=300))
     tile, gap = 300, sheets.GAP
     widths = [450, round(rocket.width * tile / rocket.height), round(tile * 0.75)]
@@ -33,11 +36,11 @@ def test_columns_side_by_side_at_one_height_with_labels_and_a_failure_in_place()
     for column, width in zip(columns, widths, strict=True):
         if column.pictures:
             expected = np.asarray(column.pictures[0].resize((width, tile), Image.Resampling.LANCZOS))
-            pasted = sheet[gap:gap + tile, x:x + width]
+            pasted = sheet[gap : gap + tile, x : x + width]
             assert np.abs(pasted.astype(int) - expected).mean() < 1
         else:
-            assert text_pixels(sheet[gap:gap + tile, x:x + width], sheets.MUTED) > 30  # the reason, in place
-        label = sheet[gap + tile + gap:, x:x + width]
+            assert text_pixels(sheet[gap : gap + tile, x : x + width], sheets.MUTED) > 30  # the reason, in place
+        label = sheet[gap + tile + gap :, x : x + width]
         assert text_pixels(label, sheets.TEXT) > 40  # the model's name under its picture
         x += width + gap
 

@@ -32,11 +32,24 @@ def still(name: str = "astronaut.png", side: int = 768) -> Image.Image:
 
 
 def animate_work(image: Image.Image, entry: ModelEntry = CLASSIC, seed: int = 1, **request) -> Work:
-    fields = dict(prompt="", model=entry.name, strength=0.6, seed=seed,
-                  num_inference_steps=entry.num_inference_steps, guidance_scale=entry.guidance_scale)
+    fields = dict(
+        prompt="",
+        model=entry.name,
+        strength=0.6,
+        seed=seed,
+        num_inference_steps=entry.num_inference_steps,
+        guidance_scale=entry.guidance_scale,
+    )
     fields.update(request)
-    return Work(action=Action.animate, request=Request(**fields), entry=entry, image=image, references=(),
-                seeds=(seed,), device="cpu")
+    return Work(
+        action=Action.animate,
+        request=Request(**fields),
+        entry=entry,
+        image=image,
+        references=(),
+        seeds=(seed,),
+        device="cpu",
+    )
 
 
 def decode(clip: Clip, tmp_path: Path) -> tuple[dict, list[np.ndarray]]:
@@ -112,8 +125,7 @@ def test_cancelling_stops_the_clip():
 
 def test_a_gif_when_the_entry_asks_for_one_stays_under_its_cap():
     entry = ModelEntry(name="classic", kind="classic", options={"clip_format": "gif"})
-    (clip,) = classic.load(entry, "cpu").run(animate_work(still(side=600), entry, num_frames=24),
-                                             lambda s, t: None)
+    (clip,) = classic.load(entry, "cpu").run(animate_work(still(side=600), entry, num_frames=24), lambda s, t: None)
     assert clip.media_type == "image/gif" and len(clip.data) <= clips.GIF_MAX_BYTES
     with Image.open(io.BytesIO(clip.data)) as gif:  # 24 fps thinned to 12: every other frame
         assert gif.n_frames == 12 and max(gif.size) == clips.GIF_MAX_SIDE and gif.info["loop"] == 0
@@ -155,8 +167,15 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def svd(tiny_svd):
-    entry = ModelEntry(name="svd", kind="image-to-video", source=str(tiny_svd), size=32, multiple=8,
-                       num_inference_steps=2, guidance_scale=2.5)
+    entry = ModelEntry(
+        name="svd",
+        kind="image-to-video",
+        source=str(tiny_svd),
+        size=32,
+        multiple=8,
+        num_inference_steps=2,
+        guidance_scale=2.5,
+    )
     return entry, registry.kind_module(entry).load(entry, "cpu")
 
 
@@ -194,8 +213,12 @@ def test_video_entries_say_what_they_need(tmp_path, monkeypatch):
     repo = "stabilityai/stable-video-diffusion-img2vid-xt"
     svd_hub = ModelEntry(name="svd", kind="image-to-video", source=repo)
     assert registry.check(svd_hub) == f"needs weights: download {repo} first (hf download {repo})"
-    wan = ModelEntry(name="wan", kind="image-to-video", source="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-                     options={"pipeline": "WanImageToVideoPipeline"})
+    wan = ModelEntry(
+        name="wan",
+        kind="image-to-video",
+        source="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        options={"pipeline": "WanImageToVideoPipeline"},
+    )
     reason = registry.check(wan)
     assert reason.startswith("needs weights: download Wan-AI/") and "24 GB" in reason
     odd = ModelEntry(name="odd", kind="image-to-video", source=str(tmp_path), options={"pipeline": "sora"})

@@ -49,7 +49,8 @@ def alone(models):
 def close_enough(batched: list[np.ndarray], reference: list[np.ndarray]) -> bool:
     """Equal within 1/255 per pixel and channel."""
     return len(batched) == len(reference) and all(
-        a.shape == b.shape and np.abs(a - b).max() <= 1 for a, b in zip(batched, reference, strict=True))
+        a.shape == b.shape and np.abs(a - b).max() <= 1 for a, b in zip(batched, reference, strict=True)
+    )
 
 
 async def test_concurrent_jobs_run_as_one_batch_and_match_their_unbatched_pixels(engine, models, alone):
@@ -83,8 +84,12 @@ async def test_only_compatible_jobs_share_a_batch(models):
     tiny = models["tiny"]
     engine = Engine(models, "cpu", batch_size=2, batch_window=0.3)
     try:
-        jobs = [make_job(tiny, seed=1), make_job(tiny, seed=2, num_inference_steps=6), make_job(tiny, seed=3),
-                make_job(tiny, seed=4, image="astronaut.png")]
+        jobs = [
+            make_job(tiny, seed=1),
+            make_job(tiny, seed=2, num_inference_steps=6),
+            make_job(tiny, seed=3),
+            make_job(tiny, seed=4, image="astronaut.png"),
+        ]
         runs = [Run(engine, job) for job in jobs]
         results = [await run.result() for run in runs]
         assert all(r.status is Status.done for r in results)

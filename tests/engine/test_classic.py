@@ -31,12 +31,28 @@ def photo(name: str) -> Image.Image:
         return image.convert("RGB")
 
 
-def make_work(image: Image.Image, prompt: str = "", *, strength: float = 1.0, seeds=(1,),
-              action: Action = Action.remix, negative_prompt: str = "", scale: int | None = None) -> Work:
-    request = Request(prompt=prompt, model="classic", strength=strength, negative_prompt=negative_prompt,
-                      seed=seeds[0], num_images_per_prompt=len(seeds), scale=scale)
-    return Work(action=action, request=request, entry=ENTRY, image=image, references=(), seeds=tuple(seeds),
-                device="cpu")
+def make_work(
+    image: Image.Image,
+    prompt: str = "",
+    *,
+    strength: float = 1.0,
+    seeds=(1,),
+    action: Action = Action.remix,
+    negative_prompt: str = "",
+    scale: int | None = None,
+) -> Work:
+    request = Request(
+        prompt=prompt,
+        model="classic",
+        strength=strength,
+        negative_prompt=negative_prompt,
+        seed=seeds[0],
+        num_images_per_prompt=len(seeds),
+        scale=scale,
+    )
+    return Work(
+        action=action, request=request, entry=ENTRY, image=image, references=(), seeds=tuple(seeds), device="cpu"
+    )
 
 
 def run(work: Work, progress=None) -> list[Image.Image]:
@@ -53,8 +69,7 @@ def _result(name: str, prompt: str, strength: float, seed: int, negative_prompt:
     return array
 
 
-def result(name: str, prompt: str, *, strength: float = 1.0, seed: int = 1,
-           negative_prompt: str = "") -> np.ndarray:
+def result(name: str, prompt: str, *, strength: float = 1.0, seed: int = 1, negative_prompt: str = "") -> np.ndarray:
     """The output as uint8 (H, W, 3), cached: several tests look at the same runs."""
     return _result(name, prompt, strength, seed, negative_prompt)
 
@@ -111,8 +126,19 @@ def test_check_and_load():
 
 
 def test_keywords_are_public_and_documented():
-    assert set(classic.KEYWORDS) >= {"warm", "cool", "cinematic", "noir", "vintage", "vivid", "sketch",
-                                     "watercolor", "cartoon", "oil", "detail"}
+    assert set(classic.KEYWORDS) >= {
+        "warm",
+        "cool",
+        "cinematic",
+        "noir",
+        "vintage",
+        "vivid",
+        "sketch",
+        "watercolor",
+        "cartoon",
+        "oil",
+        "detail",
+    }
     for keyword in classic.KEYWORDS:
         assert keyword in classic.__doc__
     assert "cold" in classic.SYNONYMS["cool"]
@@ -159,32 +185,35 @@ def test_other_modes_are_converted():
 # --- the prompt ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("prompt", "negative", "expected"), [
-    ("warm cinematic watercolor", "", ["warm", "cinematic", "watercolor"]),
-    ("Watercolor, WARM", "", ["watercolor", "warm"]),
-    ("a cold morning", "", ["cool"]),
-    ("sepia portrait", "", ["vintage"]),
-    ("black and white photo", "", ["noir"]),
-    ("b&w", "", ["noir"]),
-    ("teal and orange", "", ["cinematic"]),
-    ("pencil sketch", "", ["sketch"]),
-    ("a pencil drawing", "", ["sketch"]),
-    ("a cartoon drawing", "", ["cartoon"]),
-    ("comic book style", "", ["cartoon"]),
-    ("water colour", "", ["watercolor"]),
-    ("an oil painting", "", ["oil"]),
-    ("a painting", "", ["oil"]),
-    ("a watercolor painting of a cat", "", ["watercolor"]),
-    ("sharp and vivid", "", ["detail", "vivid"]),
-    ("warm warm warm", "", ["warm"]),
-    ("a cat on a sofa", "", ["polish"]),
-    ("", "", ["polish"]),
-    ("warm vintage", "sepia", ["warm"]),
-    ("warm vintage", "blurry, lowres, retro", ["warm"]),
-    ("vintage look, no sepia", "", ["polish"]),
-    ("noir without grain", "", ["noir"]),
-    ("warm", "warm", ["polish"]),
-])
+@pytest.mark.parametrize(
+    ("prompt", "negative", "expected"),
+    [
+        ("warm cinematic watercolor", "", ["warm", "cinematic", "watercolor"]),
+        ("Watercolor, WARM", "", ["watercolor", "warm"]),
+        ("a cold morning", "", ["cool"]),
+        ("sepia portrait", "", ["vintage"]),
+        ("black and white photo", "", ["noir"]),
+        ("b&w", "", ["noir"]),
+        ("teal and orange", "", ["cinematic"]),
+        ("pencil sketch", "", ["sketch"]),
+        ("a pencil drawing", "", ["sketch"]),
+        ("a cartoon drawing", "", ["cartoon"]),
+        ("comic book style", "", ["cartoon"]),
+        ("water colour", "", ["watercolor"]),
+        ("an oil painting", "", ["oil"]),
+        ("a painting", "", ["oil"]),
+        ("a watercolor painting of a cat", "", ["watercolor"]),
+        ("sharp and vivid", "", ["detail", "vivid"]),
+        ("warm warm warm", "", ["warm"]),
+        ("a cat on a sofa", "", ["polish"]),
+        ("", "", ["polish"]),
+        ("warm vintage", "sepia", ["warm"]),
+        ("warm vintage", "blurry, lowres, retro", ["warm"]),
+        ("vintage look, no sepia", "", ["polish"]),
+        ("noir without grain", "", ["noir"]),
+        ("warm", "warm", ["polish"]),
+    ],
+)
 def test_effects_for(prompt, negative, expected):
     assert classic.effects_for(prompt, negative) == expected
 
@@ -194,8 +223,7 @@ def test_prompt_keywords_are_case_insensitive():
 
 
 def test_negative_prompt_removes_an_effect():
-    assert np.array_equal(result("coffee.png", "warm vintage", negative_prompt="sepia"),
-                          result("coffee.png", "warm"))
+    assert np.array_equal(result("coffee.png", "warm vintage", negative_prompt="sepia"), result("coffee.png", "warm"))
 
 
 def test_no_grain_drops_the_grain():
@@ -374,8 +402,10 @@ def test_does_not_touch_the_global_random_state():
 
 def test_progress_counts_every_stage_of_every_seed():
     calls = []
-    run(make_work(photo("coffee.png"), "warm cinematic watercolor", seeds=(1, 2)),
-        lambda step, total: calls.append((step, total)))
+    run(
+        make_work(photo("coffee.png"), "warm cinematic watercolor", seeds=(1, 2)),
+        lambda step, total: calls.append((step, total)),
+    )
     totals = {total for _, total in calls}
     assert totals == {(3 + 1) * 2}  # three effects and the blend, for each of two seeds
     assert [step for step, _ in calls] == list(range(1, 9))
@@ -421,8 +451,10 @@ def test_reroll_and_vary_remix_too(action):
 def test_upscale(scale, factor):
     small = photo("astronaut.png").resize((128, 96))
     calls = []
-    out = run(make_work(small, "ignored", seeds=(1, 2), action=Action.upscale, scale=scale),
-              lambda step, total: calls.append((step, total)))
+    out = run(
+        make_work(small, "ignored", seeds=(1, 2), action=Action.upscale, scale=scale),
+        lambda step, total: calls.append((step, total)),
+    )
     assert len(out) == 2
     assert out[0].size == (128 * factor, 96 * factor)
     assert out[0].mode == "RGB"
@@ -476,7 +508,8 @@ def test_runs_without_importing_torch():
         print("ok")
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

@@ -34,8 +34,15 @@ def entry(tmp_path_factory) -> ModelEntry:
     from tests.engine.tiny_pipelines import build_tiny_pix2pix
 
     folder = build_tiny_pix2pix(tmp_path_factory.mktemp("tiny") / "pix2pix")
-    return ModelEntry(name="edit", kind="instruct-pix2pix", source=str(folder), num_inference_steps=4,
-                      guidance_scale=6.0, size=64, options={"image_guidance_scale": 1.5})
+    return ModelEntry(
+        name="edit",
+        kind="instruct-pix2pix",
+        source=str(folder),
+        num_inference_steps=4,
+        guidance_scale=6.0,
+        size=64,
+        options={"image_guidance_scale": 1.5},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +57,25 @@ def source() -> Image.Image:
 
 
 def edit(model, entry, image, seeds=(5,), progress=None, **request) -> list[np.ndarray]:
-    fields = dict(prompt="make the jacket red", model=entry.name, strength=1.0, seed=seeds[0],
-                  num_inference_steps=entry.num_inference_steps, guidance_scale=entry.guidance_scale,
-                  num_images_per_prompt=len(seeds))
+    fields = dict(
+        prompt="make the jacket red",
+        model=entry.name,
+        strength=1.0,
+        seed=seeds[0],
+        num_inference_steps=entry.num_inference_steps,
+        guidance_scale=entry.guidance_scale,
+        num_images_per_prompt=len(seeds),
+    )
     fields.update(request)
-    work = Work(action=Action.remix, request=Request(**fields), entry=entry, image=image, references=(),
-                seeds=tuple(seeds), device="cpu")
+    work = Work(
+        action=Action.remix,
+        request=Request(**fields),
+        entry=entry,
+        image=image,
+        references=(),
+        seeds=tuple(seeds),
+        device="cpu",
+    )
     return [np.asarray(out).astype(int) for out in model.run(work, progress or (lambda step, total: None))]
 
 
@@ -97,8 +117,9 @@ def test_kontext_and_a_missing_edit_model_say_what_they_need(tmp_path, monkeypat
     assert reason.startswith("needs weights: download black-forest-labs/FLUX.1-Kontext-dev first")
     assert "gated" in reason and "24 GB" in reason
     pix2pix = ModelEntry(name="edit", kind="instruct-pix2pix", source="timbrooks/instruct-pix2pix")
-    assert registry.check(pix2pix) == ("needs weights: download timbrooks/instruct-pix2pix first "
-                                       "(hf download timbrooks/instruct-pix2pix)")
+    assert registry.check(pix2pix) == (
+        "needs weights: download timbrooks/instruct-pix2pix first (hf download timbrooks/instruct-pix2pix)"
+    )
     file = tmp_path / "model.safetensors"
     file.write_bytes(b"")
     single = ModelEntry(name="single", kind="instruct-pix2pix", source=str(file))

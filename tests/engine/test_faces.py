@@ -40,8 +40,9 @@ def weights_dir(tmp_path_factory) -> Path:
 
 def work_for(entry: ModelEntry, image: Image.Image, seeds: tuple[int, ...] = (5,)) -> Work:
     request = Request(prompt="a portrait", model=entry.name, strength=0.5)
-    return Work(action=Action.fixface, request=request, entry=entry, image=image, references=(), seeds=seeds,
-                device="cpu")
+    return Work(
+        action=Action.fixface, request=request, entry=entry, image=image, references=(), seeds=seeds, device="cpu"
+    )
 
 
 def outside(image: Image.Image, found: list[faces.Face]) -> np.ndarray:
@@ -115,8 +116,7 @@ work = Work(action=Action.fixface, request=Request(prompt="", model="classic", s
 classic.load(entry, "cpu").run(work, lambda step, total: None)
 print(work.notes, "torch" in sys.modules)
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "['1 face fixed (classic retouch)'] False"
 
 
@@ -207,8 +207,9 @@ denoise = 0.6
     assert steps[-1].step == steps[-1].total == 3  # int(5 steps × 0.6): the inpaint model's own progress
 
 
-async def test_upscale_and_fix_face_pressed_on_a_result_run_on_a_worker(settings, redis_url, env, tmp_path,
-                                                                      weights_dir):
+async def test_upscale_and_fix_face_pressed_on_a_result_run_on_a_worker(
+    settings, redis_url, env, tmp_path, weights_dir
+):
     x4 = build_compact(weights_dir / "realesr-tiny-x4.pth")
     restorer = build_compact(weights_dir / "restore-1x-arq.pth", scale=1, seed=1)
     models = tmp_path / "models.toml"

@@ -46,8 +46,14 @@ def tiny_single_file(tiny_sd, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def entry(tiny_sd) -> ModelEntry:
     return ModelEntry(
-        name="tiny", kind="diffusers-img2img", source=str(tiny_sd), strength=STRENGTH,
-        num_inference_steps=STEPS, guidance_scale=7.0, size=SIDE, multiple=8,
+        name="tiny",
+        kind="diffusers-img2img",
+        source=str(tiny_sd),
+        strength=STRENGTH,
+        num_inference_steps=STEPS,
+        guidance_scale=7.0,
+        size=SIDE,
+        multiple=8,
     )
 
 
@@ -73,12 +79,24 @@ def empty_hub(monkeypatch, tmp_path) -> Path:
 
 
 def work_for(entry: ModelEntry, image: Image.Image, seeds=(1, 2), **request) -> Work:
-    fields = dict(prompt="a watercolor cup of coffee", model=entry.name, strength=entry.strength,
-                  num_inference_steps=entry.num_inference_steps, guidance_scale=entry.guidance_scale,
-                  seed=seeds[0])
+    fields = dict(
+        prompt="a watercolor cup of coffee",
+        model=entry.name,
+        strength=entry.strength,
+        num_inference_steps=entry.num_inference_steps,
+        guidance_scale=entry.guidance_scale,
+        seed=seeds[0],
+    )
     fields.update(request)
-    return Work(action=Action.remix, request=Request(**fields), entry=entry, image=image, references=(),
-                seeds=tuple(seeds), device="cpu")
+    return Work(
+        action=Action.remix,
+        request=Request(**fields),
+        entry=entry,
+        image=image,
+        references=(),
+        seeds=tuple(seeds),
+        device="cpu",
+    )
 
 
 def pixels(images) -> list[np.ndarray]:
@@ -115,8 +133,9 @@ def test_check_an_uncached_hub_id_asks_for_a_download(entry, empty_hub):
 
 def test_check_without_the_engine_extra(entry, monkeypatch):
     real = img2img.importlib.util.find_spec
-    monkeypatch.setattr(img2img.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "diffusers" else real(name, *a))
+    monkeypatch.setattr(
+        img2img.importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a)
+    )
     assert img2img.check(entry) == "needs the engine extra: pip install 'remixbot[engine]'"
 
 
@@ -131,8 +150,9 @@ def test_check_a_single_file_needs_its_configs(entry, tiny_single_file, tiny_sd,
     single = replace(entry, source=str(tiny_single_file))
     # Read from the header: an SD 1.x checkpoint, so diffusers would want SD 1.5's configs from the hub.
     reason = img2img.check(single)
-    assert reason.startswith("needs weights: tiny-sd15.safetensors needs the configs of "
-                             "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert reason.startswith(
+        "needs weights: tiny-sd15.safetensors needs the configs of stable-diffusion-v1-5/stable-diffusion-v1-5"
+    )
     assert img2img.check(replace(single, options={"config": str(tiny_sd)})) is None
     assert "unknown architecture" in img2img.check(replace(single, options={"architecture": "sd9"}))
 
@@ -289,8 +309,7 @@ def test_tiny_pipeline_is_what_the_tests_think(tiny_sd):
     assert index.get("safety_checker") in (None, [None, None])
 
 
-def test_a_hub_file_link_is_looked_up_in_the_cache(entry, tiny_single_file, tiny_sd, empty_hub, source,
-                                                   model):
+def test_a_hub_file_link_is_looked_up_in_the_cache(entry, tiny_single_file, tiny_sd, empty_hub, source, model):
     link = "https://huggingface.co/remixbot-tests/tiny-single/blob/main/tiny-sd15.safetensors"
     linked = replace(entry, source=link, options={"config": str(tiny_sd)})
     assert img2img.check(linked) == (
@@ -316,5 +335,6 @@ def test_check_rejects_an_inpainting_single_file(entry, tmp_path):
     path = tmp_path / "inpaint.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 9, 3, 3)}, str(path))
     reason = img2img.check(replace(entry, source=str(path)))
-    assert reason == ("misconfigured: inpaint.safetensors is an unsupported (inpainting) checkpoint, "
-                      "not an SD 1.x/2.x/SDXL one")
+    assert reason == (
+        "misconfigured: inpaint.safetensors is an unsupported (inpainting) checkpoint, not an SD 1.x/2.x/SDXL one"
+    )

@@ -32,11 +32,24 @@ def photo(name: str, side: int | None = None) -> Image.Image:
 
 
 def remix_work(image, references=(), entry=CLASSIC, prompt="", seeds=(1,), action=Action.remix, **request):
-    fields = dict(prompt=prompt, model=entry.name, strength=1.0, seed=seeds[0],
-                  num_inference_steps=entry.num_inference_steps, guidance_scale=entry.guidance_scale)
+    fields = dict(
+        prompt=prompt,
+        model=entry.name,
+        strength=1.0,
+        seed=seeds[0],
+        num_inference_steps=entry.num_inference_steps,
+        guidance_scale=entry.guidance_scale,
+    )
     fields.update(request)
-    return Work(action=action, request=Request(**fields), entry=entry, image=image,
-                references=tuple(references), seeds=tuple(seeds), device="cpu")
+    return Work(
+        action=action,
+        request=Request(**fields),
+        entry=entry,
+        image=image,
+        references=tuple(references),
+        seeds=tuple(seeds),
+        device="cpu",
+    )
 
 
 def mean_lab(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -130,13 +143,25 @@ def one_torch_thread():
 
 
 def sd_entry(source: Path | str, **options) -> ModelEntry:
-    return ModelEntry(name="ref", kind="diffusers-img2img", source=str(source), strength=0.6,
-                      num_inference_steps=5, guidance_scale=5.0, size=64, options=options)
+    return ModelEntry(
+        name="ref",
+        kind="diffusers-img2img",
+        source=str(source),
+        strength=0.6,
+        num_inference_steps=5,
+        guidance_scale=5.0,
+        size=64,
+        options=options,
+    )
 
 
 def test_real_ip_adapter_weights_are_asked_for_by_name(tiny, empty_hub):
-    hub = sd_entry(tiny["sd"], ip_adapter="h94/IP-Adapter", ip_adapter_subfolder="models",
-                   ip_adapter_weight_name="ip-adapter_sd15.safetensors")
+    hub = sd_entry(
+        tiny["sd"],
+        ip_adapter="h94/IP-Adapter",
+        ip_adapter_subfolder="models",
+        ip_adapter_weight_name="ip-adapter_sd15.safetensors",
+    )
     reason = registry.check(hub)
     assert reason == (
         "needs weights: ip-adapter h94/IP-Adapter: models/ip-adapter_sd15.safetensors, "
@@ -163,8 +188,9 @@ def test_a_tiny_ip_adapter_steers_the_remix_with_several_references(tiny, coffee
     source = coffee.resize((64, 40))
 
     def remix(entry, model, refs=(), **request) -> np.ndarray:
-        (out,) = model.run(remix_work(source, refs, entry, prompt="a cup", strength=0.6, **request),
-                           lambda step, total: None)
+        (out,) = model.run(
+            remix_work(source, refs, entry, prompt="a cup", strength=0.6, **request), lambda step, total: None
+        )
         return np.asarray(out).astype(int)
 
     both = remix(steered, model, references)

@@ -36,7 +36,7 @@ size = 64
 
 [models.missing]
 kind = "diffusers-img2img"
-source = "{tmp_path / 'nowhere'}"
+source = "{tmp_path / "nowhere"}"
 
 [models.weird]
 kind = "no-such-kind"

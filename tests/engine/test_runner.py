@@ -130,8 +130,9 @@ async def test_a_model_that_cannot_load_fails_its_job_and_is_not_kept(engines, t
 
 
 def test_settings_reach_the_engine(models):
-    settings = load_settings({"REMIXBOT_MEMORY_BUDGET": "12GiB", "REMIXBOT_BATCH_SIZE": "8",
-                              "REMIXBOT_BATCH_WINDOW": "0.05"})
+    settings = load_settings(
+        {"REMIXBOT_MEMORY_BUDGET": "12GiB", "REMIXBOT_BATCH_SIZE": "8", "REMIXBOT_BATCH_WINDOW": "0.05"}
+    )
     engine = Engine.from_settings(models, settings)
     assert engine.residency.budget == 12 * 1024**3
     assert (engine.batch_size(models["tiny-a"]), engine.batch_window) == (8, 0.05)

@@ -32,8 +32,7 @@ def entry(tmp_path_factory):
 def work(entry, side: int = 64) -> Work:
     request = Request(prompt="a cup", model=entry.name, strength=0.6, seed=1)
     image = Image.new("RGB", (side, side), (180, 90, 40))
-    return Work(action=Action.remix, request=request, entry=entry, image=image, references=(), seeds=(1,),
-                device="cpu")
+    return Work(action=Action.remix, request=request, entry=entry, image=image, references=(), seeds=(1,), device="cpu")
 
 
 def processors(module) -> set[type]:
@@ -42,8 +41,13 @@ def processors(module) -> set[type]:
 
 def test_the_cpu_defaults(entry):
     model = img2img.load(entry, "cpu")
-    assert model.speed == {"dtype": "float32", "sdpa": True, "vae_slicing": True, "host_sigmas": True,
-                           "vae_tiling": img2img.VAE_TILING}
+    assert model.speed == {
+        "dtype": "float32",
+        "sdpa": True,
+        "vae_slicing": True,
+        "host_sigmas": True,
+        "vae_tiling": img2img.VAE_TILING,
+    }
     assert processors(model.pipe.unet) == processors(model.pipe.vae) == {AttnProcessor2_0}
     weight = model.pipe.unet.conv_in.weight
     assert not weight.is_contiguous(memory_format=torch.channels_last) and model.pipe.vae.use_slicing
@@ -88,12 +92,15 @@ def test_sigmas_stay_on_the_host_and_the_signature_diffusers_reads_is_kept(entry
     assert not hasattr(scheduler.set_timesteps.__wrapped__, "keeps_sigmas_on_host")
 
 
-@pytest.mark.parametrize("options, reason", [
-    ({"compile": "fast"}, "compile = 'fast'"),
-    ({"vae_tiling": -1}, "vae_tiling = -1"),
-    ({"vae_tiling": "big"}, "vae_tiling = 'big'"),
-    ({"cpu_dtype": "int8"}, "unknown cpu_dtype 'int8'"),
-])
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"compile": "fast"}, "compile = 'fast'"),
+        ({"vae_tiling": -1}, "vae_tiling = -1"),
+        ({"vae_tiling": "big"}, "vae_tiling = 'big'"),
+        ({"cpu_dtype": "int8"}, "unknown cpu_dtype 'int8'"),
+    ],
+)
 def test_check_names_a_bad_speed_option(entry, options, reason):
     assert reason in img2img.check(replace(entry, options=options))
     assert img2img.check(replace(entry, options={"compile": "regional", "vae_tiling": 1024})) is None

@@ -43,8 +43,9 @@ def entry_for(path: Path, **options) -> ModelEntry:
 
 def work_for(entry: ModelEntry, image: Image.Image, scale: int | None) -> Work:
     request = Request(prompt="", model=entry.name, strength=0.5, scale=scale)
-    return Work(action=Action.upscale, request=request, entry=entry, image=image, references=(), seeds=(3,),
-                device="cpu")
+    return Work(
+        action=Action.upscale, request=request, entry=entry, image=image, references=(), seeds=(3,), device="cpu"
+    )
 
 
 def upscaled(entry: ModelEntry, image: Image.Image, scale: int | None) -> tuple[np.ndarray, list, Work]:
@@ -118,21 +119,20 @@ def entry(kind, **options):
     source = options.pop("source", "")
     return ModelEntry(name="m", kind=kind, source=source, options=options)
 print(json.dumps([
-    upscale.check(entry("upscale-spandrel", source="{tmp_path / 'RealESRGAN_x4plus.pth'}")),
+    upscale.check(entry("upscale-spandrel", source="{tmp_path / "RealESRGAN_x4plus.pth"}")),
     upscale.check(entry("upscale-spandrel")),
     upscale.check(entry("upscale-spandrel", source="{compact}", tile=100, overlap=45)),
     upscale.check(entry("upscale-spandrel", source="{compact}", dtype="int8")),
     upscale.check(entry("upscale-spandrel", source="{compact}")),
     faces.check(entry("face-restore")),
-    faces.check(entry("face-restore", source="{tmp_path / 'GFPGANv1.4.pth'}")),
-    faces.check(entry("face-restore", inpaint_model="fast", yunet="{tmp_path / 'yunet.onnx'}")),
+    faces.check(entry("face-restore", source="{tmp_path / "GFPGANv1.4.pth"}")),
+    faces.check(entry("face-restore", inpaint_model="fast", yunet="{tmp_path / "yunet.onnx"}")),
     faces.check(entry("face-restore", inpaint_model="fast", denoise=3)),
     faces.check(entry("face-restore", inpaint_model="fast")),
 ]))
 print("torch" in sys.modules)
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     lines = done.stdout.strip().splitlines()
     reasons = json.loads(lines[0])
     assert reasons[0] == f"needs weights: {tmp_path / 'RealESRGAN_x4plus.pth'} not found"
@@ -161,16 +161,28 @@ async def test_the_classic_upscale_is_labelled_classic(settings, images_dir):
         await close_service(service)
     assert record.status is Status.done, record.error
     assert record.engine == "classic" and record.note == "classic ×2: Lanczos resize and sharpening"
-    assert (record.outputs[0].width, record.outputs[0].height) == (2 * parent.outputs[0].width,
-                                                                   2 * parent.outputs[0].height)
+    assert (record.outputs[0].width, record.outputs[0].height) == (
+        2 * parent.outputs[0].width,
+        2 * parent.outputs[0].height,
+    )
 
 
 def test_a_tiled_1024px_x4_upscale_stays_within_its_memory_bound(compact):
     """The figure in the report: peak RSS a tiled 1024² ×4 upscale adds, in a fresh process."""
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux /proc to reset the peak RSS")
-    command = [sys.executable, str(ROOT / "benchmarks" / "upscale_memory.py"), "--child", "tiled",
-               "--model", str(compact), "--size", "1024", "--scale", "4"]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "upscale_memory.py"),
+        "--child",
+        "tiled",
+        "--model",
+        str(compact),
+        "--size",
+        "1024",
+        "--scale",
+        "4",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert row["output"] == "4096x4096"

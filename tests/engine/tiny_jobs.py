@@ -21,7 +21,8 @@ SIDE = 64  # the tiny entries' working size: coffee.png and rocket.jpg both fit 
 
 def tiny_models(folder: Path, names: tuple[str, ...] = ("tiny-a", "tiny-b")) -> Models:
     """A registry with the classic kind and tiny diffusers entries (one folder, loaded once per name)."""
-    text = "".join(f"""
+    text = "".join(
+        f"""
 [models.{name}]
 kind = "diffusers-img2img"
 source = "{folder}"
@@ -29,7 +30,9 @@ strength = 0.6
 num_inference_steps = 5
 guidance_scale = 5.0
 size = {SIDE}
-""" for name in names)
+"""
+        for name in names
+    )
     return parse_models(text)
 
 
@@ -40,13 +43,25 @@ def photo(name: str = "coffee.png") -> bytes:
         return buffer.getvalue()
 
 
-def make_job(entry: ModelEntry, prompt: str = "a watercolor cup", *, seed: int = 1, n: int = 1,
-             image: str = "coffee.png", **request) -> Job:
-    fields = dict(prompt=prompt, model=entry.name, strength=entry.strength, seed=seed,
-                  num_images_per_prompt=n)
+def make_job(
+    entry: ModelEntry,
+    prompt: str = "a watercolor cup",
+    *,
+    seed: int = 1,
+    n: int = 1,
+    image: str = "coffee.png",
+    **request,
+) -> Job:
+    fields = dict(prompt=prompt, model=entry.name, strength=entry.strength, seed=seed, num_images_per_prompt=n)
     fields.update(request)
-    return Job(id=new_job_id(), action=Action.remix, request=Request(**fields), image=photo(image),
-               origin=ALICE, group=entry.queue_group)
+    return Job(
+        id=new_job_id(),
+        action=Action.remix,
+        request=Request(**fields),
+        image=photo(image),
+        origin=ALICE,
+        group=entry.queue_group,
+    )
 
 
 class Run:
@@ -73,8 +88,7 @@ class Run:
 
 def pixels(result: Result) -> list[np.ndarray]:
     """Every output of a result as int arrays (H, W, 3)."""
-    return [np.asarray(Image.open(io.BytesIO(output.data)).convert("RGB")).astype(int)
-            for output in result.outputs]
+    return [np.asarray(Image.open(io.BytesIO(output.data)).convert("RGB")).astype(int) for output in result.outputs]
 
 
 async def until(condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -19,8 +19,19 @@ from pathlib import Path
 _VOCAB_SIZE = 1000
 # A few merges so that the BPE does some real work on ordinary prompts.
 _MERGES = [
-    ("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("o", "n</w>"), ("e", "r"), ("c", "o"),
-    ("co", "f"), ("cof", "f"), ("coff", "e"), ("coffe", "e</w>"), ("a", "t</w>"), ("s", "t"),
+    ("t", "h"),
+    ("th", "e</w>"),
+    ("a", "n"),
+    ("i", "n"),
+    ("o", "n</w>"),
+    ("e", "r"),
+    ("c", "o"),
+    ("co", "f"),
+    ("cof", "f"),
+    ("coff", "e"),
+    ("coffe", "e</w>"),
+    ("a", "t</w>"),
+    ("s", "t"),
 ]
 
 
@@ -133,29 +144,40 @@ def build_tiny_sd(path: Path) -> Path:
 # SD 1.x layout, parametrised by the folder's configs (the tiny model has 2 blocks, 1 layer each).
 
 _RESNET_TO_LDM = [
-    ("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
-    ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"),
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("conv_shortcut", "skip_connection"),
 ]
 _UNET_TOP_TO_LDM = {
-    "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-    "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
 }
 _VAE_ATTN_TO_LDM = [
-    ("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."), ("to_out.0.", "proj_out."),
+    ("group_norm.", "norm."),
+    ("to_q.", "q."),
+    ("to_k.", "k."),
+    ("to_v.", "v."),
+    ("to_out.0.", "proj_out."),
 ]
 
 
 def _replace_prefix(key: str, table: dict[str, str]) -> str | None:
     for old, new in table.items():
         if key == old or key.startswith(old + "."):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return None
 
 
 def _resnet_to_ldm(rest: str) -> str:
     for old, new in _RESNET_TO_LDM:
         if rest.startswith(old + "."):
-            return new + rest[len(old):]
+            return new + rest[len(old) :]
     raise KeyError(rest)
 
 
@@ -211,7 +233,7 @@ def _unet_to_ldm(state: dict, config: dict) -> dict:
 def _vae_attention_to_ldm(rest: str, value):
     for old, new in _VAE_ATTN_TO_LDM:
         if rest.startswith(old):
-            rest = new + rest[len(old):]
+            rest = new + rest[len(old) :]
             break
     if rest.endswith("weight") and not rest.startswith("norm.") and value.ndim == 2:
         value = value[:, :, None, None]  # the original attention uses 1x1 convolutions
@@ -225,10 +247,14 @@ def _vae_resnet_to_ldm(rest: str) -> str:
 def _vae_to_ldm(state: dict, config: dict) -> dict:
     blocks = len(config["up_block_types"])
     top = {
-        "encoder.conv_norm_out": "encoder.norm_out", "decoder.conv_norm_out": "decoder.norm_out",
-        "encoder.conv_in": "encoder.conv_in", "encoder.conv_out": "encoder.conv_out",
-        "decoder.conv_in": "decoder.conv_in", "decoder.conv_out": "decoder.conv_out",
-        "quant_conv": "quant_conv", "post_quant_conv": "post_quant_conv",
+        "encoder.conv_norm_out": "encoder.norm_out",
+        "decoder.conv_norm_out": "decoder.norm_out",
+        "encoder.conv_in": "encoder.conv_in",
+        "encoder.conv_out": "encoder.conv_out",
+        "decoder.conv_in": "decoder.conv_in",
+        "decoder.conv_out": "decoder.conv_out",
+        "quant_conv": "quant_conv",
+        "post_quant_conv": "post_quant_conv",
     }
     out: dict = {}
     for key, value in state.items():

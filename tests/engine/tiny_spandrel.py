@@ -31,11 +31,19 @@ def build_gfpgan(path: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     # spandrel's GFPGAN loader builds exactly this (GFPGANv1Clean as in GFPGANv1.3/1.4)
-    model = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
-                   fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
-                   sft_half=True)
-    state = {key: value.half() if value.is_floating_point() else value
-             for key, value in model.state_dict().items()}
+    model = GFPGAN(
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
+    )
+    state = {key: value.half() if value.is_floating_point() else value for key, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"params_ema": state}, path)
     return path

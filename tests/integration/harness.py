@@ -54,8 +54,7 @@ def start_worker(redis_url: str, env: dict[str, str], *groups: str) -> subproces
     args = [sys.executable, "-m", "adapters.cli", "worker"]
     if groups:
         args += ["--groups", ",".join(groups)]
-    return subprocess.Popen(args, cwd=ROOT, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(args, cwd=ROOT, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_for_worker(redis_url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -98,7 +97,7 @@ def noop_models(directory: Path, **entries: dict) -> Path:
     """
     lines = [(ROOT / "config" / "models.toml").read_text(encoding="utf-8")]
     for name, options in entries.items():
-        lines.append(f"\n[models.{name}]\nkind = \"noop\"")
+        lines.append(f'\n[models.{name}]\nkind = "noop"')
         for key, value in {"group": "classic", **options}.items():
             lines.append(f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"')
     path = directory / "models.toml"
@@ -152,5 +151,8 @@ def scrape(port: int, timeout: float = 30.0) -> dict[tuple[str, tuple[tuple[str,
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

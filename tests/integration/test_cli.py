@@ -13,13 +13,31 @@ from tests.integration.harness import ROOT
 
 
 def remixbot(env, *args, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adapters.cli", *args], cwd=ROOT, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "adapters.cli", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_remix_writes_a_png_with_its_parameters(env, images_dir, tmp_path):
-    out = remixbot(env, "remix", str(images_dir / "coffee.png"), "warm", "cinematic", "--strength", "0.7",
-                   "--seed", "1", "-o", str(tmp_path / "out"))
+    out = remixbot(
+        env,
+        "remix",
+        str(images_dir / "coffee.png"),
+        "warm",
+        "cinematic",
+        "--strength",
+        "0.7",
+        "--seed",
+        "1",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert out.returncode == 0, out.stderr
     paths = out.stdout.split()
     assert len(paths) == 1 and paths[0].endswith(".png")
@@ -58,12 +76,17 @@ def test_history_lists_jobs_with_their_outputs(env, images_dir, tmp_path):
 
 
 def test_chat_remixes_and_acts_by_name(env, images_dir):
-    script = "\n".join([
-        f"{images_dir / 'coffee.png'} sketch --seed 4 --strength 0.9",
-        "models",
-        "settings n=1",
-        "history",
-    ]) + "\n"
+    script = (
+        "\n".join(
+            [
+                f"{images_dir / 'coffee.png'} sketch --seed 4 --strength 0.9",
+                "models",
+                "settings n=1",
+                "history",
+            ]
+        )
+        + "\n"
+    )
     out = remixbot(env, "chat", stdin=script)
     assert out.returncode == 0, out.stderr
     assert "queued" in out.stdout and " done: " in out.stdout and "actions: reroll" in out.stdout
@@ -93,8 +116,15 @@ def test_worker_needs_redis(env):
 
 def test_a_killed_embedded_process_finishes_its_queued_jobs_on_restart(env, images_dir):
     photo = images_dir / "astronaut.png"
-    chat = subprocess.Popen([sys.executable, "-m", "adapters.cli", "chat"], cwd=ROOT, env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "chat"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     for style in ("watercolor", "oil", "cartoon", "sketch"):
         chat.stdin.write(f"{photo} {style} --n 4 --size 1536\n")
     chat.stdin.flush()

@@ -75,8 +75,9 @@ def columns_of(sheet: np.ndarray, widths: list[int], height: int) -> list[tuple[
     """(picture, label strip) of each column of a sheet whose pictures are ``height`` px high."""
     found, x = [], sheets.GAP
     for width in widths:
-        found.append((sheet[sheets.GAP:sheets.GAP + height, x:x + width],
-                      sheet[2 * sheets.GAP + height:, x:x + width]))
+        found.append(
+            (sheet[sheets.GAP : sheets.GAP + height, x : x + width], sheet[2 * sheets.GAP + height :, x : x + width])
+        )
         x += width + sheets.GAP
     return found
 
@@ -108,7 +109,8 @@ async def test_a_comparison_gives_one_labelled_sheet_to_exactly_one_completion(s
     # the 600x400 and 480x320 results at the smaller one's height, then a failure tile
     assert sheet.shape[1] == 480 + 480 + 240 + 4 * sheets.GAP
     (classic, classic_label), (painterly, painterly_label), (failed, failed_label) = columns_of(
-        sheet, [480, 480, 240], 320)
+        sheet, [480, 480, 240], 320
+    )
     assert np.abs(classic - png(records[0].outputs[0].path.read_bytes(), (480, 320))).mean() < 2
     assert np.abs(painterly - png(records[1].outputs[0].path.read_bytes())).mean() < 1
     assert has_label(classic_label) and has_label(painterly_label) and has_label(failed_label)
@@ -153,8 +155,7 @@ async def test_the_console_prints_the_sheets_and_answers_source(service, images_
     assert "source 1" in text  # offered with every result
     first = text.split("queued ")[1].split()[0]
     out = io.StringIO()
-    await Console(service, user="alice", stdin=io.StringIO(f"source 1 {first}\nsource 3 {first}\n"),
-                  stdout=out).run()
+    await Console(service, user="alice", stdin=io.StringIO(f"source 1 {first}\nsource 3 {first}\n"), stdout=out).run()
     written = service.history.data_dir / "outputs" / f"{first}-0-before-after.png"
     assert f"before/after: {written}" in out.getvalue() and written.is_file()
     assert "sorry: That result isn't ready (or has no such image)." in out.getvalue()
@@ -163,10 +164,26 @@ async def test_the_console_prints_the_sheets_and_answers_source(service, images_
 def test_remixbot_remix_compare_writes_a_labelled_sheet_next_to_the_outputs(env, images_dir, tmp_path):
     models = write_models(tmp_path)
     out = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "remix", str(images_dir / "coffee.png"), "warm", "--seed", "5",
-         "--compare", "painterly", "--show-source", "-o", str(tmp_path / "out")],
-        cwd=ROOT, env=dict(env, REMIXBOT_MODELS=str(models), REMIXBOT_DEVICE="cpu"), capture_output=True,
-        text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "remix",
+            str(images_dir / "coffee.png"),
+            "warm",
+            "--seed",
+            "5",
+            "--compare",
+            "painterly",
+            "--show-source",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=dict(env, REMIXBOT_MODELS=str(models), REMIXBOT_DEVICE="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     paths = [Path(line) for line in out.stdout.split()]

@@ -73,14 +73,29 @@ def redis_db():
 @pytest.fixture(scope="module")
 def worker(redis_db, models_toml, tmp_path_factory):
     folder = tmp_path_factory.mktemp("worker")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REMIXBOT_", "TELEGRAM_", "DISCORD_")) and k != "REDIS_URL"}
-    env.update(REDIS_URL=redis_db, REMIXBOT_MODELS=str(models_toml), REMIXBOT_DATA_DIR=str(folder / "data"),
-               REMIXBOT_DEVICE="cpu", REMIXBOT_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="1")  # tiny models on a shared runner: one torch thread is fastest
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REMIXBOT_", "TELEGRAM_", "DISCORD_")) and k != "REDIS_URL"
+    }
+    env.update(
+        REDIS_URL=redis_db,
+        REMIXBOT_MODELS=str(models_toml),
+        REMIXBOT_DATA_DIR=str(folder / "data"),
+        REMIXBOT_DEVICE="cpu",
+        REMIXBOT_LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+    )  # tiny models on a shared runner: one torch thread is fastest
     log = open(folder / "worker.log", "w+")  # noqa: SIM115 - read back when the test fails
-    process = subprocess.Popen([sys.executable, "-m", "adapters.cli", "worker"], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_worker(redis_db, process)
         yield process
@@ -115,8 +130,9 @@ def rgb(path: Path) -> np.ndarray:
 
 
 async def test_animate_over_redis_returns_a_playable_mp4(service, events, images_dir, tmp_path):
-    still = await events.done((await service.submit(ALICE, "vivid --seed 4 --fps 12 --frames 30",
-                                                     read("coffee.png", images_dir))).job.id)
+    still = await events.done(
+        (await service.submit(ALICE, "vivid --seed 4 --fps 12 --frames 30", read("coffee.png", images_dir))).job.id
+    )
     ticket = await service.act(ALICE, Press(Button.animate, still.id, 0))
     clip = await events.done(ticket.job.id)
     assert clip.status is Status.done, clip.error
@@ -175,8 +191,9 @@ async def test_compare_and_before_after_over_redis(service, images_dir):
         await events(record, event)
 
     service.listen("console", adapter)
-    ticket = await service.submit(ALICE, "watercolor --seed 2 --compare painterly --show-source",
-                                  read("coffee.png", images_dir))
+    ticket = await service.submit(
+        ALICE, "watercolor --seed 2 --compare painterly --show-source", read("coffee.png", images_dir)
+    )
     records = [await events.done(job.id) for job in ticket.jobs]
     assert [r.status for r in records] == [Status.done, Status.done]
     assert len(sheets) == 1

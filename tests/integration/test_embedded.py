@@ -81,13 +81,16 @@ async def test_reroll_vary_and_upscale_are_jobs_with_lineage(service, events, co
     assert [r.id for r in await service.history.lineage(upscaled.id)] == [upscaled.id, first.id]
 
 
-@pytest.mark.parametrize("name, message", [
-    ("empty.png", "empty"),
-    ("not_an_image.png", "isn't an image"),
-    ("truncated.jpg", ""),
-    ("bomb_20000x20000.png", ""),
-    ("tiny_4x4.png", "too small"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("empty.png", "empty"),
+        ("not_an_image.png", "isn't an image"),
+        ("truncated.jpg", ""),
+        ("bomb_20000x20000.png", ""),
+        ("tiny_4x4.png", "too small"),
+    ],
+)
 async def test_bad_images_are_refused_with_a_clear_line_and_no_job(service, bad_images_dir, name, message):
     with pytest.raises(Refusal) as refused:
         await service.submit(ALICE, "warm", (bad_images_dir / name).read_bytes())

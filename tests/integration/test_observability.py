@@ -22,8 +22,7 @@ CLASSIC = (("group", "classic"), ("model", "classic"))
 
 async def test_a_worker_serves_job_metrics_and_logs_json_lines_with_the_job_id(settings, redis_url, env):
     port = free_port()
-    process = start_worker(redis_url, dict(env, REMIXBOT_METRICS_PORT=str(port), REMIXBOT_LOG_FORMAT="json"),
-                           "classic")
+    process = start_worker(redis_url, dict(env, REMIXBOT_METRICS_PORT=str(port), REMIXBOT_LOG_FORMAT="json"), "classic")
     try:
         wait_for_heartbeat(redis_url, process)
         assert ("remixbot_jobs_total", (*CLASSIC, ("outcome", "done"))) not in scrape(port)

@@ -21,8 +21,9 @@ def test_the_run_command_remixes_the_sample_with_its_parameters(env, tmp_path):
     remix = shlex.split(line.split(".venv/bin/remixbot ", 1)[1])
     assert remix[0] == "remix"
     remix[remix.index("-o") + 1] = str(tmp_path / "remixes")
-    out = subprocess.run([sys.executable, "-m", "adapters.cli", *remix], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", *remix], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     (path,) = out.stdout.split()
     params = images.parse_parameters(images.read_parameters(open(path, "rb").read()))
@@ -30,8 +31,13 @@ def test_the_run_command_remixes_the_sample_with_its_parameters(env, tmp_path):
 
 
 def test_ci_runs_the_readme_test_command():
-    extracted = subprocess.run(["sed", "-n", "/<!-- test-command -->/{n;n;p;}", "README.md"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+    extracted = subprocess.run(
+        ["sed", "-n", "/<!-- test-command -->/{n;n;p;}", "README.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert extracted == command("test-command")
     assert "pytest" in extracted and "config/constraints.txt" in extracted
     assert "README.md" in (ROOT / ".ci" / "run").read_text()

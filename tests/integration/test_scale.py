@@ -27,9 +27,13 @@ TINY = images.encode_png(Image.new("RGB", (64, 64), (40, 90, 160)))
 
 @pytest.fixture
 def models_path(tmp_path):
-    return noop_models(tmp_path, gate={"seconds": 3.0, "steps": 30}, quick={"seconds": 0.15, "steps": 3},
-                       slow={"seconds": 2.0, "steps": 40},
-                       stuck={"seconds": 20.0, "steps": 200, "timeout": 0.5})
+    return noop_models(
+        tmp_path,
+        gate={"seconds": 3.0, "steps": 30},
+        quick={"seconds": 0.15, "steps": 3},
+        slow={"seconds": 2.0, "steps": 40},
+        stuck={"seconds": 20.0, "steps": 200, "timeout": 0.5},
+    )
 
 
 @pytest.fixture

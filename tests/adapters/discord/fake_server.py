@@ -217,9 +217,7 @@ class Interaction:
 
 
 class FakeDiscord:
-    def __init__(
-        self, *, token: str, attachment_size_limit: int = 10 * 1024 * 1024, response_deadline: float = 3.0
-    ):
+    def __init__(self, *, token: str, attachment_size_limit: int = 10 * 1024 * 1024, response_deadline: float = 3.0):
         self.token = token
         self.attachment_size_limit = attachment_size_limit
         self.response_deadline = response_deadline
@@ -308,18 +306,14 @@ class FakeDiscord:
         self.channels[channel.id] = channel
         return channel
 
-    def upload(
-        self, data: bytes | Path, filename: str | None = None, content_type: str | None = None
-    ) -> dict:
+    def upload(self, data: bytes | Path, filename: str | None = None, content_type: str | None = None) -> dict:
         """An attachment a user uploaded (served by the fake CDN)."""
         if isinstance(data, Path):
             filename = filename or data.name
             data = data.read_bytes()
         return self._attachment(filename or "file.bin", data, content_type)
 
-    async def until(
-        self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "a condition"
-    ) -> Any:
+    async def until(self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "a condition") -> Any:
         """Wait until ``predicate()`` is truthy (re-checked on every change the bot makes)."""
         deadline = time.monotonic() + timeout
         async with self._changed:
@@ -367,9 +361,7 @@ class FakeDiscord:
 
     # acting as users ---------------------------------------------------------------------------
 
-    async def slash(
-        self, name: str, user: User, channel: Channel | None = None, **options: Any
-    ) -> Interaction:
+    async def slash(self, name: str, user: User, channel: Channel | None = None, **options: Any) -> Interaction:
         data = self._command_data(name, 1, channel or self.general, options)
         return await self._interact(2, data, user, channel or self.general)
 
@@ -397,9 +389,7 @@ class FakeDiscord:
                 "custom_id": inner["custom_id"],
                 "value": values.get(inner["custom_id"], ""),
             }
-            rows.append(
-                {"type": 1, "components": [filled]} if row["type"] == 1 else {"type": 18, "component": filled}
-            )
+            rows.append({"type": 1, "components": [filled]} if row["type"] == 1 else {"type": 18, "component": filled})
         channel = self.channels[int(opened_by.payload["channel_id"])]
         return await self._interact(5, {"custom_id": modal["custom_id"], "components": rows}, user, channel)
 
@@ -420,9 +410,7 @@ class FakeDiscord:
         reply_to: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A user posts a message (MESSAGE_CREATE), optionally as a reply."""
-        message = self._message(
-            channel, author, content=content, attachments=list(attachments), reference=reply_to
-        )
+        message = self._message(channel, author, content=content, attachments=list(attachments), reference=reply_to)
         if str(self.bot.id) in content:
             message["mentions"] = [self.bot.payload()]
         if channel.guild_id is not None:
@@ -679,9 +667,7 @@ class FakeDiscord:
             return error(401, 50027, "Invalid Webhook Token")
         body, files = await self._body(request)
         original = interaction.original
-        if original is not None and original.get(
-            "loading"
-        ):  # the first follow-up fills the "thinking" message
+        if original is not None and original.get("loading"):  # the first follow-up fills the "thinking" message
             original.pop("loading")
             self._edit(original, body, files)
             message = original
@@ -832,9 +818,7 @@ class FakeDiscord:
             }
         return message
 
-    def _edit(
-        self, message: dict[str, Any], body: dict[str, Any], files: dict[str, tuple[str, bytes]]
-    ) -> None:
+    def _edit(self, message: dict[str, Any], body: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> None:
         for key in ("content", "components", "embeds"):
             if key in body:
                 message[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
@@ -845,9 +829,7 @@ class FakeDiscord:
         message["edited_timestamp"] = now_iso()
         message["_edits"].append(time.monotonic())
 
-    def _new_attachments(
-        self, body: dict[str, Any], files: dict[str, tuple[str, bytes]]
-    ) -> list[dict[str, Any]]:
+    def _new_attachments(self, body: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> list[dict[str, Any]]:
         found = []
         for name, (filename, data) in files.items():
             index = re.fullmatch(r"files\[(\d+)\]", name)
@@ -985,9 +967,7 @@ class FakeDiscord:
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        c for row in message.get("components", []) for c in row.get("components", []) if c.get("type") == 2
-    ]
+    return [c for row in message.get("components", []) for c in row.get("components", []) if c.get("type") == 2]
 
 
 def custom_ids(message: dict[str, Any]) -> list[str]:
@@ -995,6 +975,4 @@ def custom_ids(message: dict[str, Any]) -> list[str]:
 
 
 def rows(message: dict[str, Any]) -> list[list[str]]:
-    return [
-        [c.get("custom_id", "") for c in row.get("components", [])] for row in message.get("components", [])
-    ]
+    return [[c.get("custom_id", "") for c in row.get("components", [])] for row in message.get("components", [])]

@@ -20,9 +20,7 @@ JOB_BUTTONS = {
 
 def answers_to(server, parent: dict) -> list[dict]:
     """Bot messages that reply to ``parent`` (the status messages of jobs made from it)."""
-    return [
-        m for m in server.bot_messages() if m.get("message_reference", {}).get("message_id") == parent["id"]
-    ]
+    return [m for m in server.bot_messages() if m.get("message_reference", {}).get("message_id") == parent["id"]]
 
 
 def job_of(message: dict) -> str:
@@ -67,9 +65,7 @@ async def test_every_button_works_after_a_restart(remixbot, fake_discord, images
         else:
             assert f"source:{child}:0" in custom_ids(message)
     made = await service.jobs(origin(bob), per_page=10)
-    assert sorted(r.request.strength for r in made if r.action is Action.vary) == [0.35, 0.7], (
-        "subtle and strong"
-    )
+    assert sorted(r.request.strength for r in made if r.action is Action.vary) == [0.35, 0.7], "subtle and strong"
     upscaled = next(r for r in made if r.action is Action.upscale)
     assert upscaled.outputs[0].width == 2 * (await service.job(first)).outputs[0].width
 
@@ -84,17 +80,13 @@ async def test_every_button_works_after_a_restart(remixbot, fake_discord, images
 
     deleted = await server.press(parent, f"delete:{first}", alice)
     await deleted.acknowledged()
-    await server.until(
-        lambda: int(parent["id"]) in server.deleted, what="the result deleted by its requester"
-    )
+    await server.until(lambda: int(parent["id"]) in server.deleted, what="the result deleted by its requester")
 
     _, other = await remix(server, alice, images_dir / "coffee.png")
     other_message = await result(server, service, other)
     by_admin = await server.press(other_message, f"delete:{other}", admin)
     await by_admin.acknowledged()
-    await server.until(
-        lambda: int(other_message["id"]) in server.deleted, what="the result deleted by an admin"
-    )
+    await server.until(lambda: int(other_message["id"]) in server.deleted, what="the result deleted by an admin")
 
 
 async def test_two_users_press_buttons_on_one_result_at_once(remixbot, fake_discord, images_dir):
@@ -131,9 +123,7 @@ async def test_a_button_whose_job_is_unknown(remixbot, fake_discord, images_dir)
         components=[
             {
                 "type": 1,
-                "components": [
-                    {"type": 2, "style": 2, "label": "Reroll", "custom_id": "reroll:0123456789ab"}
-                ],
+                "components": [{"type": 2, "style": 2, "label": "Reroll", "custom_id": "reroll:0123456789ab"}],
             }
         ],
     )

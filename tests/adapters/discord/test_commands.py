@@ -59,16 +59,12 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
     assert not fake_discord.guild_commands
 
 
-async def test_guild_ids_sync_commands_to_those_servers_at_once(
-    deploy, discord_settings, fake_discord, images_dir
-):
+async def test_guild_ids_sync_commands_to_those_servers_at_once(deploy, discord_settings, fake_discord, images_dir):
     await deploy(replace(discord_settings, discord_guild_ids=(GUILD_ID,)))
     server = fake_discord
     assert not server.global_commands
     assert {c["name"] for c in server.guild_commands[GUILD_ID]} >= {"remix", "Remix", "history"}
-    _, job_id = await remix(
-        server, server.user("gail"), images_dir / "coffee.png"
-    )  # dispatched as a guild command
+    _, job_id = await remix(server, server.user("gail"), images_dir / "coffee.png")  # dispatched as a guild command
     assert job_id
 
 
@@ -78,10 +74,7 @@ async def test_models_lists_every_model_and_whether_it_runs_here(remixbot, fake_
     assert reply["flags"] & 64
     fields = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}
     assert [name.split(" ")[0] for name in fields] == remixbot.service.models.names()
-    assert (
-        fields["classic (your default)"].startswith("No weights")
-        and "✅ ready" in fields["classic (your default)"]
-    )
+    assert fields["classic (your default)"].startswith("No weights") and "✅ ready" in fields["classic (your default)"]
     assert "⛔ needs" in fields["fast"]
     assert all(len(value) <= 1024 for value in fields.values())
     assert sum(len(f) + len(v) for f, v in fields.items()) < 6000, "within Discord's embed limit"
@@ -187,9 +180,7 @@ async def test_cancel_with_nothing_to_cancel(remixbot, fake_discord):
     assert "isn't one of your jobs" in await other.text()
 
 
-async def test_an_unexpected_failure_is_one_private_line_and_a_logged_traceback(
-    remixbot, fake_discord, caplog
-):
+async def test_an_unexpected_failure_is_one_private_line_and_a_logged_traceback(remixbot, fake_discord, caplog):
     await remixbot.service.history.close()  # the database goes away under the bot
     interaction = await fake_discord.slash("history", fake_discord.user("ora"))
     text = await interaction.text()

@@ -47,9 +47,7 @@ async def creative(deploy, discord_settings, tmp_path):
 
 
 def replies_to(server, message: dict) -> list[dict]:
-    return [
-        m for m in server.bot_messages() if m.get("message_reference", {}).get("message_id") == message["id"]
-    ]
+    return [m for m in server.bot_messages() if m.get("message_reference", {}).get("message_id") == message["id"]]
 
 
 async def test_compare_posts_each_result_then_one_sheet(creative, fake_discord, images_dir):
@@ -81,9 +79,7 @@ async def test_compare_posts_each_result_then_one_sheet(creative, fake_discord, 
     assert sheets() == [sheet], "exactly one sheet for the set"
 
 
-async def test_before_after_button_answers_only_the_presser_and_makes_no_job(
-    remixbot, fake_discord, images_dir
-):
+async def test_before_after_button_answers_only_the_presser_and_makes_no_job(remixbot, fake_discord, images_dir):
     server, service = fake_discord, remixbot.service
     bo, cy = server.user("bo"), server.user("cy")
     _, job_id = await remix(server, bo, images_dir / "coffee.png", prompt="sketch", count=2, size=256)
@@ -104,9 +100,7 @@ async def test_before_after_button_answers_only_the_presser_and_makes_no_job(
     record = await service.job(job_id)
     source = image_size((await service.history.load_job(job_id)).image)
     for attachment, output in zip(answer["attachments"], record.outputs, strict=True):
-        assert image_size(server.files[int(attachment["id"])]) == sheet_size(
-            [source], [(output.width, output.height)]
-        )
+        assert image_size(server.files[int(attachment["id"])]) == sheet_size([source], [(output.width, output.height)])
     assert len(server.bot_messages()) == posted, "nothing posted in the channel"
     assert len(await service.jobs(Origin("discord", str(cy.id)))) == 0, "not a job"
 
@@ -142,15 +136,11 @@ async def test_remix_options_show_source_gif_clips_and_a_big_upscale(creative, f
     assert shown["content"] == "↔️ Before / after · classic"
     (attachment,) = shown["attachments"]
     output = record.outputs[0]
-    assert image_size(server.files[int(attachment["id"])]) == sheet_size(
-        [(451, 300)], [(output.width, output.height)]
-    )
+    assert image_size(server.files[int(attachment["id"])]) == sheet_size([(451, 300)], [(output.width, output.height)])
 
     animate = await server.press(message, f"animate:{job_id}:0", di)
     await animate.acknowledged()
-    statuses = await server.until(
-        lambda: [m for m in replies_to(server, message) if m is not shown], what="a job"
-    )
+    statuses = await server.until(lambda: [m for m in replies_to(server, message) if m is not shown], what="a job")
     clip_id = custom_ids(statuses[0])[-1].split(":")[1]
     clip_message = await result(server, service, clip_id)
     clip = await service.job(clip_id)

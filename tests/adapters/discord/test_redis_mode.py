@@ -125,9 +125,7 @@ async def test_slow_jobs_land_in_their_status_message_after_the_token_expired(
     third_interaction, third = await remix(server, cleo, images_dir / "coffee.png", prompt="noir")
     third_status = await status_message(server, deployment.service, third)
     assert "Queued — position 2" in third_status["content"]
-    over = await server.slash(
-        "remix", cleo, image=server.upload(images_dir / "coffee.png"), prompt="one more"
-    )
+    over = await server.slash("remix", cleo, image=server.upload(images_dir / "coffee.png"), prompt="one more")
     assert "You already have 2 jobs waiting" in await over.text()
 
     cancel = await server.press(third_status, f"cancel:{third}", cleo)
@@ -148,9 +146,7 @@ async def test_slow_jobs_land_in_their_status_message_after_the_token_expired(
     delivered = await result(server, deployment.service, second)
     assert delivered["id"] == second_status["id"] and delivered["attachments"]
     assert not second_interaction.refused_calls
-    edits = [
-        c for c in server.calls if c.method == "PATCH" and c.path.endswith(f"/messages/{second_status['id']}")
-    ]
+    edits = [c for c in server.calls if c.method == "PATCH" and c.path.endswith(f"/messages/{second_status['id']}")]
     assert edits and all(c.authorized for c in edits), "edited as a channel message with the bot token"
 
 

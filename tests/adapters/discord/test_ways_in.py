@@ -227,17 +227,13 @@ async def test_apps_remix_with_a_bad_strength_explains(remixbot, fake_discord, i
     assert submitted.replies()[0]["flags"] & 64
 
 
-async def test_mentioning_the_bot_in_a_reply_remixes_the_image(
-    deploy, discord_settings, fake_discord, images_dir
-):
+async def test_mentioning_the_bot_in_a_reply_remixes_the_image(deploy, discord_settings, fake_discord, images_dir):
     deployment = await deploy(replace(discord_settings, discord_message_content=True))
     server, service = fake_discord, deployment.service
     assert server.identifies[-1]["intents"] & (1 << 15), "the Message Content intent is asked for"
     mia, ned = server.user("mia"), server.user("ned")
     photo = await server.say(server.general, mia, "", attachments=[server.upload(images_dir / "rocket.jpg")])
-    request = await server.say(
-        server.general, ned, f"{server.bot.mention} make it winter --seed 7", reply_to=photo
-    )
+    request = await server.say(server.general, ned, f"{server.bot.mention} make it winter --seed 7", reply_to=photo)
     status = await server.message(
         lambda m: m.get("message_reference", {}).get("message_id") == request["id"],
         what="the status message answering the mention",
@@ -262,9 +258,7 @@ async def test_mentions_are_ignored_without_the_message_content_setting(remixbot
     photo = await server.say(
         server.general, server.user("oli"), "", attachments=[server.upload(images_dir / "rocket.jpg")]
     )
-    await server.say(
-        server.general, server.user("pam"), f"{server.bot.mention} make it winter", reply_to=photo
-    )
+    await server.say(server.general, server.user("pam"), f"{server.bot.mention} make it winter", reply_to=photo)
     probe = await server.slash("models", server.user("pam"))  # the gateway delivers in order: a barrier
     await probe.reply(lambda m: bool(m["embeds"]))
     assert not server.bot_messages()
@@ -292,9 +286,7 @@ async def test_allowed_channels_per_server(deploy, discord_settings, fake_discor
     rosa = server.user("rosa")
     refused = await server.slash("remix", rosa, image=server.upload(images_dir / "coffee.png"), prompt="x")
     answer = await refused.acknowledged()
-    assert (
-        answer["type"] == 4 and answer["data"]["flags"] & 64 and "this channel" in answer["data"]["content"]
-    )
+    assert answer["type"] == 4 and answer["data"]["flags"] & 64 and "this channel" in answer["data"]["content"]
     for channel in (art, elsewhere, server.dm(rosa)):  # the listed channel, a server with none listed, DMs
         _, job_id = await remix(server, rosa, images_dir / "coffee.png", channel=channel)
         assert job_id
@@ -340,9 +332,7 @@ async def test_a_channel_the_bot_cannot_post_in(remixbot, fake_discord, images_d
     locked = server.channel("locked")
     server.forbidden_channels.add(locked.id)
     vic = server.user("vic")
-    interaction = await server.slash(
-        "remix", vic, locked, image=server.upload(images_dir / "coffee.png"), prompt="x"
-    )
+    interaction = await server.slash("remix", vic, locked, image=server.upload(images_dir / "coffee.png"), prompt="x")
     text = await interaction.text()
     assert "can't post in this channel" in text and interaction.replies()[0]["flags"] & 64
     [record] = await service.jobs(_origin(interaction))

@@ -22,8 +22,13 @@ async def fake():
 @pytest.fixture
 def tg_settings(settings, fake, tmp_path):
     """Settings for a bot whose Bot API server is the fake one, with the test model registry."""
-    return replace(settings, models_path=models_file(tmp_path), telegram_token=Secret(TOKEN),
-                   telegram_base_url=fake.base_url, telegram_base_file_url=fake.base_file_url)
+    return replace(
+        settings,
+        models_path=models_file(tmp_path),
+        telegram_token=Secret(TOKEN),
+        telegram_base_url=fake.base_url,
+        telegram_base_file_url=fake.base_file_url,
+    )
 
 
 @pytest.fixture

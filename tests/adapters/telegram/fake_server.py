@@ -25,20 +25,48 @@ from PIL import Image
 
 BOT_ID = 700000001
 BOT_USERNAME = "RemixTestBot"
-BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "Remix", "username": BOT_USERNAME,
-            "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+BOT_USER = {
+    "id": BOT_ID,
+    "is_bot": True,
+    "first_name": "Remix",
+    "username": BOT_USERNAME,
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 
 PHOTO_MAX_BYTES = 10 * 1024 * 1024  # sendPhoto: at most 10 MB, width + height ≤ 10000, ratio ≤ 20
 PHOTO_MAX_SIDES = 10000
 PHOTO_MAX_RATIO = 20
 # Parameters PTB sends JSON-encoded inside form fields.
-JSON_FIELDS = ("reply_markup", "reply_parameters", "media", "commands", "entities", "caption_entities",
-               "link_preview_options", "allowed_updates", "scope")
+JSON_FIELDS = (
+    "reply_markup",
+    "reply_parameters",
+    "media",
+    "commands",
+    "entities",
+    "caption_entities",
+    "link_preview_options",
+    "allowed_updates",
+    "scope",
+)
 # Methods a 429 storm hits (what Telegram rate-limits: sending and editing).
-LIMITED = ("sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendAnimation", "editMessageText",
-           "editMessageCaption", "editMessageReplyMarkup", "answerCallbackQuery", "sendChatAction")
-NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are "
-                "exactly the same as a current content and reply markup of the message")
+LIMITED = (
+    "sendMessage",
+    "sendPhoto",
+    "sendDocument",
+    "sendMediaGroup",
+    "sendAnimation",
+    "editMessageText",
+    "editMessageCaption",
+    "editMessageReplyMarkup",
+    "answerCallbackQuery",
+    "sendChatAction",
+)
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
 
 
 @dataclass
@@ -106,11 +134,20 @@ def _photo_sizes(data: bytes, file_ids: list[str]) -> list[dict]:
             width, height = image.size
     except Exception:  # not an image, or one too large to open: Telegram would still describe it
         width, height = 100, 100
-    sizes = [{"file_id": file_ids[-1], "file_unique_id": f"u{file_ids[-1]}", "width": width, "height": height,
-              "file_size": len(data)}]
+    sizes = [
+        {
+            "file_id": file_ids[-1],
+            "file_unique_id": f"u{file_ids[-1]}",
+            "width": width,
+            "height": height,
+            "file_size": len(data),
+        }
+    ]
     if len(file_ids) > 1:
-        sizes.insert(0, {"file_id": file_ids[0], "file_unique_id": f"u{file_ids[0]}", "width": 90,
-                         "height": 90, "file_size": 1000})
+        sizes.insert(
+            0,
+            {"file_id": file_ids[0], "file_unique_id": f"u{file_ids[0]}", "width": 90, "height": 90, "file_size": 1000},
+        )
     return sizes
 
 
@@ -191,11 +228,22 @@ class FakeTelegram:
         self.files[file_id] = data
         return file_id
 
-    def send(self, chat: dict, user: dict, *, text: str | None = None, caption: str | None = None,
-             photo: bytes | None = None, document: bytes | None = None, filename: str = "picture.png",
-             mime_type: str = "image/png", reply_to: ChatMessage | None = None,
-             media_group_id: str | None = None, file_size: int | None = None,
-             push: bool = True) -> ChatMessage:
+    def send(
+        self,
+        chat: dict,
+        user: dict,
+        *,
+        text: str | None = None,
+        caption: str | None = None,
+        photo: bytes | None = None,
+        document: bytes | None = None,
+        filename: str = "picture.png",
+        mime_type: str = "image/png",
+        reply_to: ChatMessage | None = None,
+        media_group_id: str | None = None,
+        file_size: int | None = None,
+        push: bool = True,
+    ) -> ChatMessage:
         """A user's message arrives (pushed as an update unless ``push`` is False)."""
         message_id = next(self._message_ids)
         raw: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": user}
@@ -216,30 +264,57 @@ class FakeTelegram:
         if document is not None:
             kind = "document"
             file_id = self.add_file(document)
-            raw["document"] = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": filename,
-                               "mime_type": mime_type, "file_size": file_size or len(document)}
+            raw["document"] = {
+                "file_id": file_id,
+                "file_unique_id": f"u{file_id}",
+                "file_name": filename,
+                "mime_type": mime_type,
+                "file_size": file_size or len(document),
+            }
         if media_group_id is not None:
             raw["media_group_id"] = media_group_id
         if reply_to is not None:
             raw["reply_to_message"] = reply_to.raw
-        message = ChatMessage(chat["id"], message_id, user["id"], kind, text or caption or "",
-                              reply_to=reply_to.message_id if reply_to else None,
-                              media_group_id=media_group_id, raw=raw)
+        message = ChatMessage(
+            chat["id"],
+            message_id,
+            user["id"],
+            kind,
+            text or caption or "",
+            reply_to=reply_to.message_id if reply_to else None,
+            media_group_id=media_group_id,
+            raw=raw,
+        )
         self.messages[(chat["id"], message_id)] = message
         if push:
             self.push({"message": raw})
         return message
 
-    def album(self, chat: dict, user: dict, pictures: list[bytes], caption: str, *, caption_on: int = 0,
-              as_documents: bool = False) -> list[ChatMessage]:
+    def album(
+        self,
+        chat: dict,
+        user: dict,
+        pictures: list[bytes],
+        caption: str,
+        *,
+        caption_on: int = 0,
+        as_documents: bool = False,
+    ) -> list[ChatMessage]:
         """An album: one message per picture, the caption on one of them, all in one getUpdates batch."""
         group_id = f"album{next(self._group_ids)}"
         messages = []
         for i, data in enumerate(pictures):
             kind = {"document": data} if as_documents else {"photo": data}
-            messages.append(self.send(chat, user, caption=caption if i == caption_on else None,
-                                      media_group_id=group_id,
-                                      push=False, **kind))
+            messages.append(
+                self.send(
+                    chat,
+                    user,
+                    caption=caption if i == caption_on else None,
+                    media_group_id=group_id,
+                    push=False,
+                    **kind,
+                )
+            )
         for message in messages:
             self.push({"message": message.raw})
         return messages
@@ -247,8 +322,17 @@ class FakeTelegram:
     def press(self, user: dict, message: ChatMessage, data: str) -> str:
         """A user taps a button (any data: a real client only sends what the keyboard has)."""
         query_id = f"q{next(self._query_ids)}"
-        self.push({"callback_query": {"id": query_id, "from": user, "chat_instance": "ci1", "data": data,
-                                      "message": message.raw}})
+        self.push(
+            {
+                "callback_query": {
+                    "id": query_id,
+                    "from": user,
+                    "chat_instance": "ci1",
+                    "data": data,
+                    "message": message.raw,
+                }
+            }
+        )
         return query_id
 
     def push(self, update: dict) -> None:
@@ -262,12 +346,16 @@ class FakeTelegram:
         return [call for call in self.calls if call.method == method and call.status == 200]
 
     def answer_to(self, query_id: str) -> Call | None:
-        return next((c for c in self.calls_of("answerCallbackQuery") if c.params.get("callback_query_id")
-                     == query_id), None)
+        return next(
+            (c for c in self.calls_of("answerCallbackQuery") if c.params.get("callback_query_id") == query_id), None
+        )
 
     def bot_messages(self, chat_id: int, kind: str | None = None) -> list[ChatMessage]:
-        return [m for (chat, _), m in sorted(self.messages.items()) if chat == chat_id and m.from_bot
-                and (kind is None or m.kind == kind)]
+        return [
+            m
+            for (chat, _), m in sorted(self.messages.items())
+            if chat == chat_id and m.from_bot and (kind is None or m.kind == kind)
+        ]
 
     def replies_to(self, message: ChatMessage, kind: str | None = None) -> list[ChatMessage]:
         return [m for m in self.bot_messages(message.chat_id, kind) if m.reply_to == message.message_id]
@@ -278,18 +366,22 @@ class FakeTelegram:
             try:
                 return await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
             except TimeoutError:
-                recent = [(c.method, c.status, c.params.get("text") or c.params.get("caption"))
-                          for c in self.calls[-15:]]
-                raise AssertionError(f"timed out waiting for {what or predicate}; last calls: {recent}") \
-                    from None
+                recent = [
+                    (c.method, c.status, c.params.get("text") or c.params.get("caption")) for c in self.calls[-15:]
+                ]
+                raise AssertionError(f"timed out waiting for {what or predicate}; last calls: {recent}") from None
 
-    def fail_next(self, method: str, count: int = 1, *, code: int = 429, retry_after: int = 1,
-                  description: str = "") -> None:
+    def fail_next(
+        self, method: str, count: int = 1, *, code: int = 429, retry_after: int = 1, description: str = ""
+    ) -> None:
         """The next ``count`` calls of ``method`` ("*": any sending or editing method) fail."""
         if code == 429:
-            failure = {"ok": False, "error_code": 429,
-                       "description": f"Too Many Requests: retry after {retry_after}",
-                       "parameters": {"retry_after": retry_after}}
+            failure = {
+                "ok": False,
+                "error_code": 429,
+                "description": f"Too Many Requests: retry after {retry_after}",
+                "parameters": {"retry_after": retry_after},
+            }
         else:
             failure = {"ok": False, "error_code": code, "description": description}
         self._failures.setdefault(method, deque()).extend([failure] * count)
@@ -367,8 +459,7 @@ class FakeTelegram:
         if not self._updates and timeout:
             async with self.changed:
                 try:
-                    await asyncio.wait_for(
-                        self.changed.wait_for(lambda: bool(self._updates) or self._closing), timeout)
+                    await asyncio.wait_for(self.changed.wait_for(lambda: bool(self._updates) or self._closing), timeout)
                 except TimeoutError:
                     pass
         return list(self._updates)
@@ -377,8 +468,12 @@ class FakeTelegram:
         file_id = params.get("file_id", "")
         if file_id not in self.files:
             raise ApiError(400, "Bad Request: invalid file_id")
-        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(self.files[file_id]),
-                "file_path": f"photos/{file_id}"}
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"photos/{file_id}",
+        }
 
     async def _m_getChatMember(self, params, files):
         user_id = int(params["user_id"])
@@ -414,8 +509,14 @@ class FakeTelegram:
         for item in params["media"]:
             data, filename = _file_of(item["media"], files, self.files)
             item_params = dict(params, caption=item.get("caption", ""), parse_mode=item.get("parse_mode"))
-            message = self._bot_message(item_params, item["type"], item.get("caption", ""), data=data,
-                                        filename=filename, media_group_id=group_id)
+            message = self._bot_message(
+                item_params,
+                item["type"],
+                item.get("caption", ""),
+                data=data,
+                filename=filename,
+                media_group_id=group_id,
+            )
             sent.append(message.raw)
         if not 2 <= len(sent) <= 10:
             raise ApiError(400, "Bad Request: media group must contain 2-10 items")
@@ -463,13 +564,20 @@ class FakeTelegram:
         data, filename = _file_of(params.get(kind), files, self.files, field_name=kind)
         return self._bot_message(params, kind, params.get("caption", ""), data=data, filename=filename)
 
-    def _bot_message(self, params: dict, kind: str, text: str, *, data: bytes | None = None,
-                     filename: str = "", media_group_id: str | None = None) -> ChatMessage:
+    def _bot_message(
+        self,
+        params: dict,
+        kind: str,
+        text: str,
+        *,
+        data: bytes | None = None,
+        filename: str = "",
+        media_group_id: str | None = None,
+    ) -> ChatMessage:
         chat_id = int(params["chat_id"])
         message_id = next(self._message_ids)
         chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "title": "x"}
-        raw: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat,
-                               "from": BOT_USER}
+        raw: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": BOT_USER}
         if kind == "text":
             raw["text"] = _plain(text, params.get("parse_mode"))
         elif text:
@@ -491,9 +599,19 @@ class FakeTelegram:
             raw["media_group_id"] = media_group_id
         reply = params.get("reply_parameters") or {}
         reply_to = reply.get("message_id") or params.get("reply_to_message_id")
-        message = ChatMessage(chat_id, message_id, BOT_ID, kind, raw.get("text") or raw.get("caption", ""),
-                              markup=markup, reply_to=int(reply_to) if reply_to else None, data=data,
-                              filename=filename, media_group_id=media_group_id, raw=raw)
+        message = ChatMessage(
+            chat_id,
+            message_id,
+            BOT_ID,
+            kind,
+            raw.get("text") or raw.get("caption", ""),
+            markup=markup,
+            reply_to=int(reply_to) if reply_to else None,
+            data=data,
+            filename=filename,
+            media_group_id=media_group_id,
+            raw=raw,
+        )
         self.messages[(chat_id, message_id)] = message
         return message
 
@@ -527,8 +645,9 @@ def _plain(text: str, parse_mode: str | None) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
-def _file_of(value: Any, files: dict[str, tuple[bytes, str]], known: dict[str, bytes],
-             field_name: str = "") -> tuple[bytes | None, str]:
+def _file_of(
+    value: Any, files: dict[str, tuple[bytes, str]], known: dict[str, bytes], field_name: str = ""
+) -> tuple[bytes | None, str]:
     """The bytes a media parameter refers to: an uploaded part (attach://name or the field itself)
     or the id of a file Telegram already has."""
     if isinstance(value, str) and value.startswith("attach://"):

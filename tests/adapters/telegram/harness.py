@@ -31,8 +31,15 @@ TOKEN = "424242:AAHs3cr3t-test-token-NEVER-SHOWN"
 
 # Fast and fully observable: no throttling, a short album window, no client-side rate limits
 # (429s from the server are still honoured and retried).
-FAST = Options(edit_interval=0.0, action_interval=0.0, album_wait=0.2, poll_timeout=5, overall_max_rate=0,
-               group_max_rate=0, max_retries=6)
+FAST = Options(
+    edit_interval=0.0,
+    action_interval=0.0,
+    album_wait=0.2,
+    poll_timeout=5,
+    overall_max_rate=0,
+    group_max_rate=0,
+    max_retries=6,
+)
 
 MODELS_TOML = """
 [defaults]
@@ -97,11 +104,9 @@ def picture(width: int = 160, height: int = 120, seed: int = 0, fmt: str = "PNG"
     pixels = image.load()
     for x in range(width):
         for y in range(height):
-            pixels[x, y] = ((x * 255 // width + seed * 40) % 256, (y * 255 // height) % 256,
-                            (x + y + seed * 9) % 256)
+            pixels[x, y] = ((x * 255 // width + seed * 40) % 256, (y * 255 // height) % 256, (x + y + seed * 9) % 256)
     draw = ImageDraw.Draw(image)
-    draw.ellipse((width // 4, height // 4, width * 3 // 4, height * 3 // 4),
-                 fill=(240, 200, 40 + seed * 30 % 200))
+    draw.ellipse((width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=(240, 200, 40 + seed * 30 % 200))
     out = io.BytesIO()
     image.save(out, format=fmt)
     return out.getvalue()
@@ -116,8 +121,12 @@ def models_file(directory: Path, text: str = MODELS_TOML, name: str = "models.to
 def sheet_size(*columns: list[tuple[int, int]]) -> tuple[int, int]:
     """The size of the core's labelled sheet (``bot.sheets``) of columns of pictures of these sizes;
     an empty column stands for a job with no picture (its note shows instead)."""
-    return sheets.sheet([sheets.Column(f"column {i}", tuple(Image.new("RGB", size) for size in sizes), "note")
-                         for i, sizes in enumerate(columns)]).size
+    return sheets.sheet(
+        [
+            sheets.Column(f"column {i}", tuple(Image.new("RGB", size) for size in sizes), "note")
+            for i, sizes in enumerate(columns)
+        ]
+    ).size
 
 
 def is_mp4(data: bytes | None) -> bool:
@@ -155,6 +164,7 @@ class Harness:
 
             async def availability():
                 return await asyncio.to_thread(registry.availability, models)
+
         self.service = Service(self.settings, models, history, queue, availability=availability)
         self.application = build_application(self.service, self.settings, self.options)
         await self.service.start()
@@ -199,8 +209,11 @@ def statuses(fake: FakeTelegram, asked: ChatMessage) -> list[ChatMessage]:
 
 async def new_jobs(fake: FakeTelegram, asked: ChatMessage, count: int = 1, timeout: float = 20) -> list[str]:
     """Wait for ``count`` status messages answering ``asked``; their job ids."""
-    found = await fake.wait_for(lambda: len(statuses(fake, asked)) >= count and statuses(fake, asked),
-                                timeout, f"{count} status message(s) answering message {asked.message_id}")
+    found = await fake.wait_for(
+        lambda: len(statuses(fake, asked)) >= count and statuses(fake, asked),
+        timeout,
+        f"{count} status message(s) answering message {asked.message_id}",
+    )
     return [job_of_status(m) for m in found]
 
 
@@ -208,8 +221,9 @@ def results(fake: FakeTelegram, chat_id: int, job_id: str) -> list[ChatMessage]:
     return [m for m in fake.bot_messages(chat_id, "photo") if f"job {job_id}" in m.text]
 
 
-async def wait_results(fake: FakeTelegram, chat_id: int, job_id: str, count: int = 1,
-                       timeout: float = 30) -> list[ChatMessage]:
+async def wait_results(
+    fake: FakeTelegram, chat_id: int, job_id: str, count: int = 1, timeout: float = 30
+) -> list[ChatMessage]:
     def enough():
         found = results(fake, chat_id, job_id)
         return found if len(found) >= count else None
@@ -223,10 +237,18 @@ def status_message(fake: FakeTelegram, chat_id: int, job_id: str) -> ChatMessage
 
 async def wait_final(fake: FakeTelegram, chat_id: int, job_id: str, timeout: float = 30) -> ChatMessage:
     """The job's status message once it shows a final state (done, failed, cancelled)."""
+
     def final():
         message = status_message(fake, chat_id, job_id)
-        return message if message.text.startswith(("✅", "⚠️", "✖️")) or " · ✅" in message.text \
-            or " · ⚠️" in message.text or " · ✖️" in message.text else None
+        return (
+            message
+            if message.text.startswith(("✅", "⚠️", "✖️"))
+            or " · ✅" in message.text
+            or " · ⚠️" in message.text
+            or " · ✖️" in message.text
+            else None
+        )
+
     return await fake.wait_for(final, timeout, f"the final status of job {job_id}")
 
 
@@ -238,8 +260,9 @@ def assert_edited_in_order(status: ChatMessage) -> None:
     assert len(finals) == 1 and status.edits[-1] == finals[0], status.edits
 
 
-async def remix(fake: FakeTelegram, chat: dict, user: dict, caption: str, data: bytes | None = None,
-                **kind) -> tuple[ChatMessage, str, ChatMessage]:
+async def remix(
+    fake: FakeTelegram, chat: dict, user: dict, caption: str, data: bytes | None = None, **kind
+) -> tuple[ChatMessage, str, ChatMessage]:
     """A photo captioned ``caption`` → (the user's message, the job id, the result photo)."""
     if not kind:
         kind = {"photo": data if data is not None else picture()}
@@ -256,7 +279,9 @@ async def press(fake: FakeTelegram, user: dict, message: ChatMessage, data: str)
     answer = await fake.wait_for(lambda: fake.answer_to(query), 20, f"an answer to {data}")
     jobs = await fake.wait_for(
         lambda: [j for j in (job_of_status(m) for m in statuses(fake, message)) if j not in before],
-        20, f"a job from {data}")
+        20,
+        f"a job from {data}",
+    )
     return answer.params.get("text", ""), jobs[0]
 
 
@@ -272,11 +297,22 @@ async def toast(fake: FakeTelegram, user: dict, message: ChatMessage, data: str)
 
 def start_worker(redis_url: str, settings: Settings) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REMIXBOT_", "TELEGRAM_", "DISCORD_"))}
-    env.update(REDIS_URL=redis_url, REMIXBOT_MODELS=str(settings.models_path), REMIXBOT_POLL_DELAY="0.02",
-               REMIXBOT_DATA_DIR=str(settings.data_dir.parent / "worker-data"), PYTHONUNBUFFERED="1",
-               REMIXBOT_LOG_LEVEL="INFO")
-    return subprocess.Popen([sys.executable, "-m", "adapters.cli", "worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update(
+        REDIS_URL=redis_url,
+        REMIXBOT_MODELS=str(settings.models_path),
+        REMIXBOT_POLL_DELAY="0.02",
+        REMIXBOT_DATA_DIR=str(settings.data_dir.parent / "worker-data"),
+        PYTHONUNBUFFERED="1",
+        REMIXBOT_LOG_LEVEL="INFO",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 async def wait_for_worker(redis_url: str, process: subprocess.Popen, timeout: float = 60) -> None:

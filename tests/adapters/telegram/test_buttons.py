@@ -79,7 +79,8 @@ async def test_variations_upscale_original_and_info(bot, fake, alice, tg_setting
 
     await toast(fake, alice, result, result.callback("info:"))
     info = await fake.wait_for(
-        lambda: [m.text for m in fake.replies_to(result, "text") if m.text.startswith("Job ")], what="info")
+        lambda: [m.text for m in fake.replies_to(result, "text") if m.text.startswith("Job ")], what="info"
+    )
     assert f"Job {job_id}" in info[0] and "strength 0.6" in info[0] and "/remix watercolor" in info[0]
 
 
@@ -132,8 +133,7 @@ async def test_before_after_is_a_picture_not_a_job(bot, fake, alice):
     assert len(fake.replies_to(result, "photo")) == 1
 
 
-async def test_an_action_whose_model_cant_run_here_is_refused_and_gif_clips_animate(fake, tg_settings,
-                                                                                    tmp_path, alice):
+async def test_an_action_whose_model_cant_run_here_is_refused_and_gif_clips_animate(fake, tg_settings, tmp_path, alice):
     models = models_file(tmp_path, OTHER_MODELS_TOML, name="other-models.toml")
     harness = Harness(fake, replace(tg_settings, models_path=models))
     await harness.start()
@@ -158,8 +158,7 @@ async def test_an_action_whose_model_cant_run_here_is_refused_and_gif_clips_anim
         await harness.stop()
 
 
-async def test_a_result_too_big_for_a_photo_comes_as_a_preview_and_its_file(fake, tg_settings, alice,
-                                                                            images_dir):
+async def test_a_result_too_big_for_a_photo_comes_as_a_preview_and_its_file(fake, tg_settings, alice, images_dir):
     """×4 of a 512 px picture is 2048 px: over this server's photo limit (lowered to 2 MB here, as
     if the upscale were over Telegram's 10 MB), so the photo is a preview and the PNG follows."""
     fake.photo_max_bytes = 2 * 1024 * 1024
@@ -168,8 +167,9 @@ async def test_a_result_too_big_for_a_photo_comes_as_a_preview_and_its_file(fake
     try:
         chat = fake.private(alice)
         source = (images_dir / "astronaut.png").read_bytes()
-        _, job_id, result = await remix(fake, chat, alice, "/remix warm --scale 4", document=source,
-                                        filename="astronaut.png")
+        _, job_id, result = await remix(
+            fake, chat, alice, "/remix warm --scale 4", document=source, filename="astronaut.png"
+        )
         _, upscale_id = await press(fake, alice, result, result.callback("upscale:"))
         (preview,) = await wait_results(fake, chat["id"], upscale_id)
         output = (await harness.service.job(upscale_id)).outputs[0]
@@ -195,7 +195,8 @@ async def test_several_images_come_as_an_album_then_one_keyboard(bot, fake, alic
     assert_edited_in_order(await wait_final(fake, chat["id"], job_id))
     assert [f"#{i}" in m.text for i, m in enumerate(album, 1)] == [True] * 3
     keyboard = await fake.wait_for(
-        lambda: [m for m in fake.replies_to(album[0], "text") if m.markup], what="the keyboard message")
+        lambda: [m for m in fake.replies_to(album[0], "text") if m.markup], what="the keyboard message"
+    )
     data = keyboard[0].callbacks
     assert data[:2] == [f"reroll:{job_id}", f"info:{job_id}"]
     for index in range(3):

@@ -22,7 +22,14 @@ async def said(fake, chat, user, text: str) -> str:
 async def test_command_menu_start_and_help(bot, fake, alice):
     (menu,) = fake.calls_of("setMyCommands")
     assert [c["command"] for c in menu.params["commands"]] == [
-        "remix", "help", "models", "settings", "history", "cancel", "info"]
+        "remix",
+        "help",
+        "models",
+        "settings",
+        "history",
+        "cancel",
+        "info",
+    ]
     chat = fake.private(alice)
     welcome = await said(fake, chat, alice, "/start")
     assert "/remix watercolor --strength 0.6" in welcome and "--seed 42" in welcome
@@ -82,19 +89,20 @@ async def test_history_pages_thumbnails_and_remix_again(bot, fake, alice, bob):
     await remix(fake, fake.private(bob), bob, "/remix bob's own")
 
     asked = fake.send(chat, alice, text="/history")
-    listing = await fake.wait_for(lambda: [m for m in fake.replies_to(asked, "text") if m.markup],
-                                  what="the history list")
+    listing = await fake.wait_for(
+        lambda: [m for m in fake.replies_to(asked, "text") if m.markup], what="the history list"
+    )
     thumbs = [m for m in fake.replies_to(asked, "photo")]
     assert len(thumbs) == 5 and len({m.media_group_id for m in thumbs}) == 1
     assert all(max(Image.open(io.BytesIO(m.data)).size) <= 320 for m in thumbs)
     text = listing[0].text
     assert "take 5" in text and "take 1" in text and "take 0" not in text and "bob" not in text
     assert [b["callback_data"] for b in listing[0].buttons] == (
-        [f"reroll:{j}" for j in reversed(jobs[1:])] + ["hist:1"])
+        [f"reroll:{j}" for j in reversed(jobs[1:])] + ["hist:1"]
+    )
 
     query = fake.press(alice, listing[0], "hist:1")
-    older = await fake.wait_for(
-        lambda: [m for m in fake.replies_to(listing[0], "text") if m.markup], what="page 2")
+    older = await fake.wait_for(lambda: [m for m in fake.replies_to(listing[0], "text") if m.markup], what="page 2")
     assert fake.answer_to(query) is not None
     assert "take 0" in older[0].text and "(page 2)" in older[0].text
     assert [b["callback_data"] for b in older[0].buttons] == [f"reroll:{jobs[0]}", "hist:0"]
@@ -119,8 +127,9 @@ async def test_history_stays_private_in_groups(bot, fake, alice):
     # the deep link opens the history in the private chat
     chat = fake.private(alice)
     start = fake.send(chat, alice, text="/start history")
-    listing = await fake.wait_for(lambda: [m for m in fake.replies_to(start, "text") if m.markup],
-                                  what="the history from the deep link")
+    listing = await fake.wait_for(
+        lambda: [m for m in fake.replies_to(start, "text") if m.markup], what="the history from the deep link"
+    )
     assert "warm" in listing[0].text
 
 

@@ -42,13 +42,11 @@ async def first_answer(fake, asked):
 
 
 @pytest.mark.parametrize("as_document", [False, True], ids=["photo", "document"])
-async def test_bad_pictures_get_one_friendly_line_and_odd_ones_work(bot, fake, alice, bad_images_dir,
-                                                                    as_document):
+async def test_bad_pictures_get_one_friendly_line_and_odd_ones_work(bot, fake, alice, bad_images_dir, as_document):
     chat = fake.private(alice)
     for name in sorted(UNREADABLE) + list(ODD_BUT_FINE):
         data = (bad_images_dir / name).read_bytes()
-        kind = ({"document": data, "filename": name, "mime_type": "image/png"} if as_document
-                else {"photo": data})
+        kind = {"document": data, "filename": name, "mime_type": "image/png"} if as_document else {"photo": data}
         asked = fake.send(chat, alice, caption="/remix warm", **kind)
         answer = await first_answer(fake, asked)
         if name in UNREADABLE:
@@ -80,10 +78,12 @@ async def test_two_users_at_once_each_get_their_own(bot, fake, alice, bob):
     group = fake.group()
     chats = {alice["id"]: fake.private(alice), bob["id"]: fake.private(bob)}
     # all four requests arrive in the same getUpdates batch
-    asks = [fake.send(chats[alice["id"]], alice, caption="/remix alice private", photo=picture(seed=1)),
-            fake.send(chats[bob["id"]], bob, caption="/remix bob private", photo=picture(seed=2)),
-            fake.send(group, alice, caption="/remix alice group", photo=picture(seed=3)),
-            fake.send(group, bob, caption="/remix bob group", photo=picture(seed=4))]
+    asks = [
+        fake.send(chats[alice["id"]], alice, caption="/remix alice private", photo=picture(seed=1)),
+        fake.send(chats[bob["id"]], bob, caption="/remix bob private", photo=picture(seed=2)),
+        fake.send(group, alice, caption="/remix alice group", photo=picture(seed=3)),
+        fake.send(group, bob, caption="/remix bob group", photo=picture(seed=4)),
+    ]
     jobs = await asyncio.gather(*(new_jobs(fake, asked) for asked in asks))
     for asked, (job_id,) in zip(asks, jobs, strict=True):
         (result,) = await wait_results(fake, asked.chat_id, job_id)

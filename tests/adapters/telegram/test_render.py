@@ -31,11 +31,25 @@ MB = 1024 * 1024
 def record(prompt: str = "watercolor", job_id: str = "3f9a0c1b2d4e") -> JobRecord:
     request = Request(prompt=prompt, model="classic", strength=0.6, seed=42)
     output = OutputRecord(job_id, 1, 43, Path("x.png"), "image/png", 64, 64)
-    return JobRecord(id=job_id, user_id=1, action=Action.remix, request=request,
-                     origin=Origin("telegram", "1", "1"), group="classic", status=Status.done,
-                     parent_job=None, parent_output=None, created_at=time.time(), started_at=None,
-                     finished_at=None, error="", engine="classic", note="", status_message="",
-                     outputs=(output,))
+    return JobRecord(
+        id=job_id,
+        user_id=1,
+        action=Action.remix,
+        request=request,
+        origin=Origin("telegram", "1", "1"),
+        group="classic",
+        status=Status.done,
+        parent_job=None,
+        parent_output=None,
+        created_at=time.time(),
+        started_at=None,
+        finished_at=None,
+        error="",
+        engine="classic",
+        note="",
+        status_message="",
+        outputs=(output,),
+    )
 
 
 def shown(caption: str) -> str:
@@ -56,8 +70,12 @@ def test_captions_fit_and_their_tag_reads_back_even_when_the_prompt_mentions_a_j
 
 def test_every_button_fits_in_64_bytes_and_matches_its_pattern():
     models = parse_models(f'[models.{"m" * 54}]\nkind = "classic"\n[models.{"n" * 60}]\nkind = "classic"')
-    markups = [result_keyboard("3f9a0c1b2d4e", 3), album_keyboard("3f9a0c1b2d4e", [0, 1, 2, 3]),
-               settings_keyboard(Defaults(), models, 4), history_keyboard([record()] * 5, 3, True)]
+    markups = [
+        result_keyboard("3f9a0c1b2d4e", 3),
+        album_keyboard("3f9a0c1b2d4e", [0, 1, 2, 3]),
+        settings_keyboard(Defaults(), models, 4),
+        history_keyboard([record()] * 5, 3, True),
+    ]
     data = [b.callback_data for markup in markups for row in markup.inline_keyboard for b in row]
     assert all(len(d.encode()) <= 64 for d in data)
     assert "set:model:" + "m" * 54 in data and not any("n" * 60 in d for d in data)

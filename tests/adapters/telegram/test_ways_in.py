@@ -21,8 +21,17 @@ from tests.adapters.telegram.harness import (
     wait_results,
 )
 
-RESULT_BUTTONS = ("reroll:{j}", "vary:{j}:0", "varystrong:{j}:0", "upscale:{j}:0", "fixface:{j}:0",
-                  "animate:{j}:0", "original:{j}:0", "source:{j}:0", "info:{j}")
+RESULT_BUTTONS = (
+    "reroll:{j}",
+    "vary:{j}:0",
+    "varystrong:{j}:0",
+    "upscale:{j}:0",
+    "fixface:{j}:0",
+    "animate:{j}:0",
+    "original:{j}:0",
+    "source:{j}:0",
+    "info:{j}",
+)
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -71,8 +80,9 @@ async def test_captioned_photo_comes_back_remixed_with_keyboard(bot, fake, alice
 async def test_image_sent_as_a_file_is_used_at_full_quality(bot, fake, alice, images_dir):
     chat = fake.private(alice)
     data = (images_dir / "rocket.jpg").read_bytes()
-    asked, job_id, result = await remix(fake, chat, alice, "/remix warm", document=data,
-                                        filename="rocket.jpg", mime_type="image/jpeg")
+    asked, job_id, result = await remix(
+        fake, chat, alice, "/remix warm", document=data, filename="rocket.jpg", mime_type="image/jpeg"
+    )
     assert size_of(bot.service.history.source_path(job_id).read_bytes()) == (640, 427)
     assert result.reply_to == asked.message_id
 
@@ -276,5 +286,6 @@ async def test_a_picture_with_settings_offers_to_reuse_them(bot, fake, alice):
     original = (await bot.service.job(job_id)).outputs[0].path.read_bytes()
     asked = fake.send(chat, alice, caption="/remix cool", document=original, filename="remix.png")
     offer = await fake.wait_for(
-        lambda: [m.text for m in fake.replies_to(asked, "text") if m.text.startswith("💡")], what="the offer")
+        lambda: [m.text for m in fake.replies_to(asked, "text") if m.text.startswith("💡")], what="the offer"
+    )
     assert "/remix watercolor --model classic --strength 0.45 --seed 11" in offer[0]
