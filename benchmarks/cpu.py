@@ -38,7 +38,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benchmarks":
     sys.path[0] = str(ROOT)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SOURCE = ROOT.parent / "shared" / "fixtures" / "images" / "astronaut.png"  # 512x512
+SOURCE = ROOT / "tests" / "fixtures" / "images" / "astronaut.png"  # 512x512
 PROMPT = "an astronaut riding a horse, watercolor"
 STEPS, STRENGTH, GUIDANCE, SIDE = 2, 0.5, 0.0, 512
 # What the engine runs on a CPU (see BENCHMARKS.md for the options that were measured).

@@ -40,7 +40,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benchmarks":
     sys.path[0] = str(ROOT)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SOURCE = ROOT.parent / "shared" / "fixtures" / "images" / "astronaut.png"
+SOURCE = ROOT / "tests" / "fixtures" / "images" / "astronaut.png"
 PROMPT = "an astronaut riding a horse on the moon, highly detailed, cinematic light"
 STEPS, STRENGTH, GUIDANCE = 30, 0.6, 7.5
 # architecture → (side, reference TFLOP of one guided UNet step at that side)

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import BAD_IMAGES, IMAGES
+
 # Never reach a model hub from a test.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
-IMAGES = FIXTURES / "images"
-BAD_IMAGES = FIXTURES / "bad_images"
+
 REDIS_URL = os.environ.get("REMIXBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

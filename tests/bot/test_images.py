@@ -23,6 +23,7 @@ from bot.images import (
     read_parameters,
 )
 from bot.jobs import Request
+from tests.fixtures import FIXTURES
 
 MB = 1024 * 1024
 LIMITS = {"max_bytes": 20 * MB, "max_pixels": 40_000_000}
@@ -30,7 +31,7 @@ LIMITS = {"max_bytes": 20 * MB, "max_pixels": 40_000_000}
 
 @pytest.fixture(scope="module")
 def fixtures() -> Path:
-    return Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+    return FIXTURES
 
 
 @pytest.fixture(scope="module")

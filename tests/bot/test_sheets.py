@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
 from bot import sheets
-
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
+from tests.fixtures import IMAGES  # noqa: E402
 
 
 def photo(name: str) -> Image.Image:

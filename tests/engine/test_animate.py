@@ -20,7 +20,8 @@ from engine.work import Clip, Work
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
+from tests.fixtures import IMAGES  # noqa: E402
+
 CLASSIC = ModelEntry(name="classic", kind="classic")
 
 

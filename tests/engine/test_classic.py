@@ -20,7 +20,8 @@ from engine.kinds import classic
 from engine.work import Work
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO.parent / "shared" / "fixtures" / "images"
+from tests.fixtures import IMAGES  # noqa: E402
+
 ENTRY = ModelEntry(name="classic", kind="classic")
 PHOTOS = ("coffee.png", "astronaut.png")
 

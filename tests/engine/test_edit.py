@@ -4,7 +4,6 @@ FLUX Kontext up to its weights boundary."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from engine.work import Work
 
 pytest.importorskip("diffusers")
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
+from tests.fixtures import IMAGES  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

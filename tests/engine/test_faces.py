@@ -21,8 +21,8 @@ from bot.jobs import Action, Origin, Request, Status  # noqa: E402
 from bot.models import ModelEntry  # noqa: E402
 from engine.kinds import classic, faces  # noqa: E402
 from engine.work import Work  # noqa: E402
-from tests.conftest import IMAGES  # noqa: E402
 from tests.engine.tiny_spandrel import build_compact, build_gfpgan  # noqa: E402
+from tests.fixtures import IMAGES  # noqa: E402
 from tests.integration.harness import ROOT, Events, start_worker, stop, wait_for_worker  # noqa: E402
 
 ALICE = Origin(platform="console", user_id="alice", chat_id="c1")

@@ -25,8 +25,8 @@ from bot.models import ModelEntry  # noqa: E402
 from engine.kinds import img2img  # noqa: E402
 from engine.work import Work  # noqa: E402
 from tests.engine.tiny_models import build_tiny_sd, build_tiny_sd_single_file  # noqa: E402
+from tests.fixtures import IMAGES  # noqa: E402
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
 SIDE = 64
 STEPS, STRENGTH = 5, 0.6  # 3 denoising steps
 PIPELINE = "diffusers StableDiffusionImg2ImgPipeline"

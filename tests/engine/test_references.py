@@ -16,8 +16,8 @@ from bot.models import ModelEntry
 from engine import registry
 from engine.kinds import classic
 from engine.work import Work
+from tests.fixtures import IMAGES  # noqa: E402
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
 CLASSIC = ModelEntry(name="classic", kind="classic")
 
 

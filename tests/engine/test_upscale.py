@@ -19,8 +19,8 @@ from bot.jobs import Action, JobCancelled, Origin, Request, Status  # noqa: E402
 from bot.models import ModelEntry  # noqa: E402
 from engine.kinds import classic, upscale  # noqa: E402
 from engine.work import UserFacingError, Work  # noqa: E402
-from tests.conftest import IMAGES  # noqa: E402
 from tests.engine.tiny_spandrel import build_compact  # noqa: E402
+from tests.fixtures import IMAGES  # noqa: E402
 from tests.integration.harness import ROOT, Events  # noqa: E402
 
 ALICE = Origin(platform="console", user_id="alice", chat_id="c1")

@@ -13,8 +13,8 @@ from PIL import Image
 
 from bot.jobs import Action, Job, Origin, Request, Result, new_job_id
 from bot.models import ModelEntry, Models, parse_models
+from tests.fixtures import IMAGES  # noqa: E402
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
 ALICE = Origin(platform="console", user_id="alice")
 SIDE = 64  # the tiny entries' working size: coffee.png and rocket.jpg both fit to 64x40
 
