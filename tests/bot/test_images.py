@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -85,20 +84,18 @@ def test_truncated_jpeg_is_refused_not_half_grey(bad: Path) -> None:
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
-def test_bomb_is_refused_quickly_without_decoding(bad: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bomb_is_refused_without_decoding(bad: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[object] = []
     original = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self) or original(self))
     data = (bad / "bomb_20000x20000.png").read_bytes()
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(ImageError, match=r"too large.*40 megapixels"):
             decode(data, **LIMITS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 1.0
     assert peak < 10 * MB  # 20000×20000 decoded would be 400 MB
     assert loads == []
 

@@ -70,13 +70,10 @@ def run_classic(work: Work, progress=None) -> list:
 # --- classic: Ken Burns -----------------------------------------------------------------------------
 
 
-def test_a_768px_still_becomes_a_3s_24fps_mp4_in_seconds_whose_first_frame_is_the_still(tmp_path):
+def test_a_768px_still_becomes_a_3s_24fps_mp4_whose_first_frame_is_the_still(tmp_path):
     image = still()
     steps = []
-    started = time.perf_counter()
     (clip,) = run_classic(animate_work(image), lambda step, total: steps.append((step, total)))
-    seconds = time.perf_counter() - started
-    assert seconds < 15, f"a 3 s clip took {seconds:.1f} s"  # ~2 s on an idle 2-core runner
     assert clip.media_type == "video/mp4" and (clip.width, clip.height) == image.size
     assert clip.data[4:8] == b"ftyp" and b"avc1" in clip.data[:4096]  # an MP4 with H.264, index up front
     meta, frames = decode(clip, tmp_path)
