@@ -18,7 +18,7 @@ import redis.asyncio
 import yarl
 
 from bot.jobs import Event, Status
-from bot.queue import WORKER_PREFIX, result_key
+from bot.queue.wire import WORKER_PREFIX, result_key
 from tests.adapters.discord.fake_server import custom_ids
 from tests.adapters.discord.steps import eventually, remix, result, status_message
 from tests.integration.harness import start_worker, stop
