@@ -53,7 +53,7 @@ from bot.logs import bind_job, job_context
 from bot.models import Models
 from bot.queue.pacing import ProgressGate
 from bot.queue.port import observe, resident
-from bot.queue.reconnect import REDIS_DOWN, Backoff, patiently
+from bot.queue.reconnect import REDIS_DOWN, Backoff, patiently, subscription
 from bot.queue.wire import (
     RUN_JOB,
     WORKER_PREFIX,
@@ -271,26 +271,15 @@ async def listen(ctx: dict[str, Any], workers: list[Worker]) -> None:
     by_queue = {worker.queue_name: worker for worker in workers}
     pubsub = ctx["redis"].pubsub()
     await pubsub.subscribe(ctx["cancel_channel"], ctx["queued_channel"])
-    backoff, lost = Backoff(), False
+
+    def back() -> None:
+        log.info("Redis is back")
+        ctx["beat_now"].set()
+        for worker in workers:  # jobs may have waited for the outage to end
+            _soon(take_waiting_jobs(worker))
+
     try:
-        while True:
-            try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except REDIS_DOWN as error:
-                if not lost:
-                    log.warning("lost Redis (%s); reconnecting", type(error).__name__)
-                lost = True
-                await backoff.wait()
-                continue
-            if lost:
-                lost = False
-                backoff.reset()
-                log.info("Redis is back")
-                ctx["beat_now"].set()
-                for worker in workers:  # jobs may have waited for the outage to end
-                    _soon(take_waiting_jobs(worker))
-            if message is None:
-                continue
+        async for message in subscription(pubsub, back):
             channel, data = (
                 part.decode(errors="replace") if isinstance(part, bytes) else str(part)
                 for part in (message["channel"], message["data"])

@@ -33,7 +33,7 @@ from bot.jobs import Event, Job, Result, Status
 from bot.models import ModelEntry
 from bot.queue.pacing import Announcements
 from bot.queue.port import Listener, QueueUnavailable, Reconnected, tell
-from bot.queue.reconnect import REDIS_DOWN, Backoff
+from bot.queue.reconnect import REDIS_DOWN, subscription
 from bot.queue.wire import (
     FAIR_STATE_SCRIPT,
     FAIR_TTL,
@@ -292,24 +292,8 @@ class ArqQueue:
     # events ----------------------------------------------------------------------------------
 
     async def _read_events(self, pubsub: PubSub) -> None:
-        """Events from the workers, for as long as the queue runs; a lost connection is retried with
-        backoff (redis-py reconnects and subscribes again on the next read)."""
-        backoff, lost = Backoff(), False
-        while True:
-            try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except REDIS_DOWN as error:
-                if not lost:
-                    log.warning("lost Redis (%s); reconnecting", type(error).__name__)
-                lost = True
-                await backoff.wait()
-                continue
-            if lost:
-                lost = False
-                backoff.reset()
-                self._reconnected()
-            if message is None:
-                continue
+        """Events from the workers, for as long as the queue runs, through Redis outages."""
+        async for message in subscription(pubsub, self._reconnected):
             try:
                 await self._on_message(message["data"])
             except Exception:  # one event's trouble (Redis gone mid-way included) never stops the reader

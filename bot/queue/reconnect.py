@@ -2,8 +2,9 @@
 
 redis-py reconnects by itself on the next command (a pooled connection is checked before use, a
 pub/sub connection reconnects and subscribes again on the next read); what it doesn't do is wait.
-``Backoff`` spaces the retries of a loop that lost Redis; ``patiently`` retries one operation that
-must not be lost (a worker's result) until Redis is back or its patience runs out.
+``Backoff`` spaces the retries of a loop that lost Redis; ``subscription`` reads a pub/sub channel
+through outages; ``patiently`` retries one operation that must not be lost (a worker's result) until
+Redis is back or its patience runs out.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -45,6 +47,28 @@ class Backoff:
 
     async def wait(self) -> None:
         await asyncio.sleep(self.next())
+
+
+async def subscription(pubsub: PubSub, back: Callable[[], None]) -> AsyncIterator[dict[str, Any]]:
+    """The messages of a subscribed ``pubsub``, for as long as they are read. A lost connection is retried
+    with backoff (redis-py reconnects and subscribes again on the next read); ``back()`` is called each
+    time it is back, since messages sent meanwhile are gone."""
+    backoff, lost = Backoff(), False
+    while True:
+        try:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        except REDIS_DOWN as error:
+            if not lost:
+                log.warning("lost Redis (%s); reconnecting", type(error).__name__)
+            lost = True
+            await backoff.wait()
+            continue
+        if lost:
+            lost = False
+            backoff.reset()
+            back()
+        if message is not None:
+            yield message
 
 
 async def patiently(what: str, call: Callable[[], Awaitable[T]], patience: float) -> T:

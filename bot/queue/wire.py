@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import logging
 import math
@@ -238,7 +239,7 @@ def checked(cls: type[D], data: object) -> D:
 def _problem(cls: type, data: object) -> str:
     if not isinstance(data, dict):
         return f"expected a map, got {type(data).__name__}"
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for field in dataclasses.fields(cls):
         if field.name not in data:
             required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
@@ -249,6 +250,12 @@ def _problem(cls: type, data: object) -> str:
         if problem:
             return f"{field.name}: {problem}"
     return ""
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The dataclass's field types, resolved once (``get_type_hints`` evaluates every annotation)."""
+    return typing.get_type_hints(cls)
 
 
 def _mismatch(hint: Any, value: object) -> str:
