@@ -11,6 +11,7 @@ arq's own keys (the job, its claim, its retries) are named by ``arq.constants``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import functools
@@ -43,6 +44,7 @@ RUN_JOB = "run_job"  # the one arq function: engine.worker.run_job(ctx, job data
 RATES_KEY = "remixbot:rates"  # hash: model → moving average of seconds per job
 FAIR_TTL = 24 * 3600  # fair-share state of a queue nobody used for this long is forgotten
 WORKER_PREFIX = "remixbot:worker:"  # + worker id → JSON heartbeat with a TTL
+OFF_LOOP_BYTES = 256 * 1024  # results larger than this are decoded on a thread
 
 
 class Unreadable(ValueError):
@@ -203,6 +205,8 @@ async def read_result(redis: Redis, job_id: str, max_bytes: int) -> Result | Non
         return None
     if length > max_bytes:
         raise Unreadable(f"{length} bytes, over the limit of {max_bytes}")
+    if length > OFF_LOOP_BYTES:  # megabytes of outputs: decoding them must not hold up the event loop
+        return await asyncio.to_thread(decode_result, head, max_bytes=max_bytes)
     return decode_result(head, max_bytes=max_bytes)
 
 
