@@ -177,9 +177,10 @@ class ArqQueue:
                 finish = number(value)
                 if finish is not None:
                     finishes[name.decode(errors="replace")] = finish
+            now = number(clock)
             tags = assign(
                 head=number(head),
-                clock=number(clock) or ORIGIN,
+                clock=now if now is not None else ORIGIN,
                 finishes=finishes,
                 user=user,
                 weight=self._weights.get(server, 1.0),
