@@ -23,7 +23,7 @@ from PIL import Image
 from adapters.cli import build_service, close_service
 from bot import images
 from bot.jobs import Origin, Status
-from bot.queue.arq_queue import UNREACHABLE
+from bot.queue.arq_queue import FULL, UNREACHABLE
 from bot.service import Refusal
 from tests.integration.harness import Events, RedisServer, noop_models, start_worker, stop, wait_for_heartbeat
 
@@ -100,3 +100,34 @@ async def test_every_job_ends_and_new_jobs_work_after_redis_restarts_mid_job(aof
         log = stop(process)
         server.stop()
     assert "lost Redis" in log and "Redis is back" in log
+
+
+async def test_a_full_redis_refuses_new_jobs_with_a_message_and_loses_none(tmp_path, settings):
+    """maxmemory with noeviction (docker-compose.yml): when Redis is full, a new job is refused (and not
+    counted); the jobs already queued stay; once there is room again, jobs are taken."""
+    server = RedisServer(
+        tmp_path / "redis", aof=False, extra=("--maxmemory", "64mb", "--maxmemory-policy", "noeviction")
+    )
+    server.start()
+    service = await build_service(replace(settings, redis_url=server.url()))
+    client = redis.asyncio.Redis.from_url(server.url())
+    try:
+        queued = await service.submit(ALICE, "warm", TINY)
+        await client.config_set("maxmemory", "1mb")  # now below what it holds: full
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            await client.set("one more", b"x")
+        with pytest.raises(Refusal) as refused:
+            await service.submit(BOB, "warm", TINY)
+        assert str(refused.value) == FULL
+        bob = await service.history.user(BOB)
+        assert await service.history.count_jobs(bob.id, Status.queued, Status.running) == 0
+        assert await service.queue.position(queued.job.id) == 1, "the queued job is still there"
+
+        await client.config_set("maxmemory", "64mb")  # room again
+        taken = await service.submit(BOB, "warm", TINY)
+        order = {await service.queue.position(job_id) for job_id in (queued.job.id, taken.job.id)}
+        assert order == {1, 2}, "both wait in the queue, in fair order"
+    finally:
+        await client.aclose()
+        await close_service(service)
+        server.stop()
