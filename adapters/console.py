@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.actions import Button, Press
+from bot.flags import help_text
 from bot.history import JobRecord
 from bot.jobs import Event, Origin, Status
-from bot.requests import HELP
 from bot.service import Refusal, Service
 
 COMMANDS = """commands:
@@ -87,7 +87,7 @@ class Console:
     async def _dispatch(self, line: str) -> None:
         word, _, rest = line.partition(" ")
         if word == "help":
-            self.say(COMMANDS + "\n\n" + HELP)
+            self.say(COMMANDS + "\n\n" + help_text(self.service.settings.limits))
         elif word in WORDS:
             await self._press(WORDS[word], rest.strip())
         elif word == "source":

@@ -20,9 +20,10 @@ import discord
 
 from adapters.discord import answers, intake, render
 from bot.actions import DISCORD_TEMPLATE, Button, Press, parse_button
+from bot.flags import number
 from bot.history import JobRecord
 from bot.jobs import Origin
-from bot.requests import Defaults, number
+from bot.requests import Defaults
 from bot.service import Refusal
 
 if TYPE_CHECKING:

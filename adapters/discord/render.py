@@ -13,10 +13,11 @@ import discord
 from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES, escape_markdown, escape_mentions
 from PIL import Image
 
+from bot.flags import number
 from bot.history import JobRecord, OutputRecord
 from bot.jobs import Action, Event, Job, Status
 from bot.models import Models
-from bot.requests import Defaults, format_request, number
+from bot.requests import Defaults, format_request
 from bot.service import Ticket
 
 MAX_CONTENT = 2000  # Discord's message content limit

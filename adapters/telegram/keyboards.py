@@ -10,9 +10,10 @@ import re
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.actions import Button, button_id
+from bot.flags import number
 from bot.history import JobRecord
 from bot.models import Models
-from bot.requests import Defaults, number
+from bot.requests import Defaults
 
 MAX_CALLBACK_DATA = 64  # bytes
 SETTING_PATTERN = re.compile(r"^set:(?P<key>model|strength|n):(?P<value>[\w.\-]{1,54})$")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import html
 import re
 
-from bot import requests
+from bot import flags, requests
 from bot.history import JobRecord, OutputRecord
 from bot.jobs import Action, Event, Status
 from bot.models import Models
 from bot.requests import Defaults
+from bot.settings import Limits
 
 CAPTION_LIMIT = 1024  # Telegram's caption limit, after entities are parsed
 TAG = re.compile(r"\bjob ([0-9a-f]{12})(?: #(\d{1,2}))?")
@@ -70,8 +71,8 @@ NO_PICTURE = "That message has no picture. Reply /remix <prompt> to a photo or a
 FRIENDLY_ERROR = "Sorry — something went wrong on my side. Please try again in a moment."
 
 
-def help_text() -> str:
-    return WELCOME + requests.HELP
+def help_text(limits: Limits) -> str:
+    return WELCOME + flags.help_text(limits)
 
 
 def label(record: JobRecord, *, compare: bool = False) -> str:
@@ -106,7 +107,7 @@ def status_text(record: JobRecord, event: Event) -> str:
 
 
 def number(value: float | None) -> str:
-    return "default" if value is None else requests.number(value)
+    return "default" if value is None else flags.number(value)
 
 
 def caption(record: JobRecord, output: OutputRecord, count: int) -> str:
