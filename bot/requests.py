@@ -223,18 +223,23 @@ def pick_compare(names: tuple[str, ...] | None, model: str, models: Models) -> t
 
 
 def format_request(request: Request) -> str:
-    """The request as chat text that ``parse_request`` reads back to the same Request.
-
-    Every flag whose field differs from the Request's default is written, in the table's order;
-    a flag whose value runs to the next flag (``--no``) comes last.
-    """
-    flags = flag_table(Limits())  # writing needs the names and kinds only, not the bounds
+    """The request as chat text that ``parse_request`` reads back to the same Request."""
     parts = [quote_prompt(request.prompt)] if request.prompt else []
+    return " ".join(parts + [text for _, text in written_flags(request)])
+
+
+def written_flags(request: Request) -> list[tuple[Flag, str]]:
+    """Every flag the request sets, as written (``--name value``): each field that differs from the
+    Request's default, in the table's order; a flag whose value runs to the next flag comes last."""
+    flags = flag_table(Limits())  # writing needs the names and kinds only, not the bounds
+    written = []
     for flag in sorted(flags.values(), key=lambda flag: flag.to_next_flag):
         value = getattr(request, flag.field)
         if value != _UNSET.get(flag.field, _ALWAYS):
-            parts.append(flag.write(quote_prompt(value) if flag.kind == "text" else value))
-    return " ".join(part for part in parts if part)
+            text = flag.write(quote_prompt(value) if flag.kind == "text" else value)
+            if text:
+                written.append((flag, text))
+    return written
 
 
 _ALWAYS = object()  # a field without a default (model, strength) is always written

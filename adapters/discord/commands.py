@@ -251,10 +251,10 @@ async def remix_message(interaction: discord.Interaction, message: discord.Messa
 
 
 class RemixModal(discord.ui.Modal, title="Remix this image"):
-    prompt = discord.ui.TextInput(
+    prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
         label="Prompt", placeholder="make it winter, as a watercolor", max_length=1000, custom_id="prompt"
     )
-    strength = discord.ui.TextInput(
+    strength: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
         label="Strength, 0 to 1 (optional)",
         placeholder="0.6",
         required=False,
@@ -262,7 +262,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
         custom_id="strength",
     )
 
-    def __init__(self, target: discord.Message, attachment: discord.Attachment, download: asyncio.Task):
+    def __init__(self, target: discord.Message, attachment: discord.Attachment, download: asyncio.Task[bytes]):
         super().__init__(timeout=MODAL_TIMEOUT)
         self.target = target
         self.attachment = attachment
@@ -292,7 +292,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
         )
         await interaction.edit_original_response(content=render.acknowledged(ticket))
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]  # discord.py's Modal narrows BaseView's
         await answers.report(interaction, error)
 
     async def on_timeout(self) -> None:

@@ -130,7 +130,7 @@ async def test_slow_jobs_land_in_their_status_message_after_the_token_expired(
 
     cancel = await server.press(third_status, f"cancel:{third}", cleo)
     assert await cancel.text() == "Cancelled."
-    await server.until(lambda: "✖ Cancelled" in third_status["content"], what="the cancelled status")
+    await server.until(lambda: "✖️ Cancelled" in third_status["content"], what="the cancelled status")
     assert not custom_ids(third_status), "no buttons on a cancelled job"
 
     second_status = await status_message(server, deployment.service, second)
@@ -177,4 +177,4 @@ async def test_progress_edits_are_throttled_and_show_the_newest_state(
     assert edits[-1] - edits[-2] >= interval * 0.9, "not sooner than the interval after the last edit"
 
     assert job_id in await (await server.slash("cancel", eli)).text()
-    await server.until(lambda: "✖ Cancelled" in status["content"], what="the final state, not held back")
+    await server.until(lambda: "✖️ Cancelled" in status["content"], what="the final state, not held back")
