@@ -12,7 +12,7 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from PIL import Image
 
 from bot import images, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
+from bot.flags import MAX_SEED, Given
 from bot.history import History, JobRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
 from bot.models import Models
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[JobRecord, Event], Awaitable[None]]
 Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
-
-MAX_SEED = 2**32 - 1
 
 
 class Refusal(Exception):
@@ -132,8 +131,12 @@ class Service:
         *,
         parent_job: str | None = None,
         parent_output: int | None = None,
+        options: Mapping[str, Given] | None = None,
     ) -> Ticket:
-        """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal."""
+        """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal.
+
+        ``options``: flag values a face took apart from the text (Discord's typed options), by flag name.
+        """
         user = await self.history.user(origin)
         defaults = self._defaults(user)
         limits = self.settings.limits
@@ -144,16 +147,18 @@ class Service:
         offer = ""
         found = images.read_parameters(image)
         try:
-            if found and not text.strip():
+            if found and not text.strip() and not options:
                 request = requests.request_from_parameters(
-                    images.parse_parameters(found), defaults=defaults, models=self.models
+                    images.parse_parameters(found), defaults=defaults, models=self.models, limits=limits
                 )
             else:
-                request = requests.parse_request(text, defaults=defaults, limits=limits, models=self.models)
-                if found and not _has_flags(text):
+                request = requests.parse_request(
+                    text, defaults=defaults, limits=limits, models=self.models, given=options
+                )
+                if found and not _has_flags(text) and not options:
                     offer = requests.format_request(
                         requests.request_from_parameters(
-                            images.parse_parameters(found), defaults=defaults, models=self.models
+                            images.parse_parameters(found), defaults=defaults, models=self.models, limits=limits
                         )
                     )
         except requests.RequestError as error:
