@@ -28,8 +28,8 @@ from bot.jobs import Progress
 from bot.models import ModelEntry
 from engine import clips
 from engine.kinds import pretrained
-from engine.kinds.img2img import BlankOutput
-from engine.work import Clip, Work
+from engine.kinds.outputs import BlankOutput
+from engine.work import Clip, Kind, Work
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class VideoModel:
         total = (steps + 1) * count
         done = 0
 
-        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             progress(done + min(i + 1, steps), total)  # raises JobCancelled: it propagates out of the pipe
             return kwargs
 
@@ -152,3 +152,6 @@ class VideoModel:
             done += 1
             progress(done, total)
         return outputs
+
+
+KIND = Kind(check=check, load=load)

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from bot.models import ModelEntry
-from engine.kinds import img2img
+from engine.kinds import sources
 from engine.work import Work
 
 DEFAULT_SCALE = 0.6
@@ -49,16 +49,16 @@ def check(entry: ModelEntry) -> str | None:
             f'misconfigured: {entry.name}: ip_adapter needs ip_adapter_weight_name (e.g. "ip-adapter_sd15.safetensors")'
         )
     wanted = [str(PurePosixPath(subfolder, weight)) if subfolder else weight, f"{encoder}/config.json"]
-    kind, where = img2img._classify(repo)
-    if kind == "folder":
-        missing = [name for name in wanted if not (where / name).is_file()]
-    elif kind == "hub":
-        missing = [name for name in wanted if img2img._cached(where, name, entry) is None]
+    source = sources.locate(repo)
+    if source.kind == "folder":
+        missing = [name for name in wanted if not (source.path / name).is_file()]
+    elif source.kind == "hub":
+        missing = [name for name in wanted if sources.cached(source.where, name, entry) is None]
     else:
         return f"needs weights: ip-adapter {repo} not found"
     if not missing:
         return None
-    fetch = f" (hf download {repo} {wanted[0]} --include '{encoder}/*')" if kind == "hub" else ""
+    fetch = f" (hf download {repo} {wanted[0]} --include '{encoder}/*')" if source.kind == "hub" else ""
     return f"needs weights: ip-adapter {repo}: {', '.join(missing)} missing{fetch}"
 
 
@@ -68,18 +68,18 @@ def attach(pipe: Any, entry: ModelEntry) -> None:
         return
     reason = check(entry)
     if reason:
-        raise img2img.MissingWeights(reason)
+        raise sources.MissingWeights(reason)
     repo, subfolder, weight, encoder = _files(entry)
-    kind, where = img2img._classify(repo)
-    kwargs: dict[str, Any] = {"local_files_only": img2img._offline(entry)}
-    if kind == "hub":
-        kwargs["cache_dir"] = img2img._hub_cache_dir(entry)
+    source = sources.locate(repo)
+    kwargs: dict[str, Any] = {"local_files_only": sources.offline(entry)}
+    if source.kind == "hub":
+        kwargs["cache_dir"] = sources.hub_cache_dir(entry)
     pipe.load_ip_adapter(
-        str(where), subfolder=subfolder or "", weight_name=weight, image_encoder_folder=encoder, **kwargs
+        source.where, subfolder=subfolder or "", weight_name=weight, image_encoder_folder=encoder, **kwargs
     )
 
 
-def batch_key(work: Work) -> tuple:
+def batch_key(work: Work) -> tuple[int, ...]:
     """A part of img2img's batch key: a work with references runs alone (the adapter takes one image list
     for the whole batch)."""
     return (id(work),) if work.references else ()

@@ -29,8 +29,8 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
-from engine.kinds import weights
-from engine.work import UserFacingError, Work
+from engine.kinds import sources, weights
+from engine.work import Kind, UserFacingError, Work
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def check(entry: ModelEntry) -> str | None:
         options(entry)
     except ValueError as error:
         return str(error)
-    return weights.dtype_problem(entry) or weights.weights_problem(entry)
+    return sources.dtype_problem(entry) or weights.weights_problem(entry)
 
 
 def load(entry: ModelEntry, device: str) -> UpscaleModel:
@@ -174,3 +174,6 @@ def load(entry: ModelEntry, device: str) -> UpscaleModel:
         overlap=overlap,
         max_side=max_side,
     )
+
+
+KIND = Kind(check=check, load=load)
