@@ -21,7 +21,6 @@ a job past it is cancelled at its next step and fails with a message saying so. 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -30,9 +29,11 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from typing import Any
 
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from arq.typing import StartupShutdown
 from arq.worker import Worker, func
 
 from bot import metrics
@@ -119,7 +120,7 @@ async def _run_job(ctx: dict[str, Any], job: Job) -> str:
     started = time.time()
     metrics.job_started(job.group, started - job.created_at)
     await redis.publish(ctx["events_channel"], encode_event(Event(job.id, Status.running)))
-    pending: set[asyncio.Task] = set()
+    pending: set[asyncio.Task[Any]] = set()
     gate = ProgressGate()
 
     def on_progress(step: int, total: int) -> None:
@@ -168,7 +169,7 @@ async def _deliver(ctx: dict[str, Any], job: Job, result: Result) -> str:
     return result.status.value
 
 
-async def _hold_lease(redis, job_id: str, lease: float) -> None:
+async def _hold_lease(redis: ArqRedis, job_id: str, lease: float) -> None:
     """Renew arq's claim on a running job, so it lapses ``lease`` seconds after this worker dies."""
     while True:
         await asyncio.sleep(lease / 3)
@@ -214,6 +215,13 @@ async def take_waiting_jobs(worker: Worker) -> None:
     await worker.start_jobs(job_ids)
 
 
+def _taking_next_when_done(worker: Worker) -> StartupShutdown:
+    async def after_job_end(ctx: dict[Any, Any]) -> None:
+        await take_next_when_done(worker, ctx)
+
+    return after_job_end
+
+
 async def take_next_when_done(worker: Worker, ctx: dict[str, Any]) -> None:
     """arq's after_job_end: once this job has given back its slot, start the next waiting one."""
     task = asyncio.current_task()
@@ -221,15 +229,15 @@ async def take_next_when_done(worker: Worker, ctx: dict[str, Any]) -> None:
         task.add_done_callback(lambda _: _soon(take_waiting_jobs(worker)))
 
 
-_background: set[asyncio.Task] = set()
+_background: set[asyncio.Task[None]] = set()
 
 
-def _soon(work) -> None:
+def _soon(work: Coroutine[Any, Any, None]) -> None:
     """Run ``work`` in the background, keeping it referenced and its failures logged."""
     task = asyncio.ensure_future(work)
     _background.add(task)
 
-    def done(finished: asyncio.Task) -> None:
+    def done(finished: asyncio.Task[None]) -> None:
         _background.discard(finished)
         if not finished.cancelled() and finished.exception() is not None:
             log.warning("taking waiting jobs failed", exc_info=finished.exception())
@@ -345,7 +353,7 @@ def build_workers(
             handle_signals=False,
         )
         worker.in_progress_timeout_s = lease  # arq claims for the job's whole timeout; we renew a short lease
-        worker.after_job_end = functools.partial(take_next_when_done, worker)
+        worker.after_job_end = _taking_next_when_done(worker)
         workers.append(worker)
     return workers
 
