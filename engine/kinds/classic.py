@@ -1,47 +1,18 @@
 """The ``classic`` model kind: real image operations picked from the prompt. No weights, no torch.
 
-The embedded default: it runs on any CPU with numpy, Pillow and OpenCV (imported lazily), in well
-under a second per image, and never downloads anything. Keywords in the prompt (case-insensitive)
-pick the effects; several combine in the order they appear ("warm watercolor", "noir sketch").
+The embedded default: it runs on any CPU with numpy, Pillow and OpenCV (imported where it is used),
+in well under a second per image, and never downloads anything. Keywords in the prompt pick the
+effects (``KEYWORDS``, ``SYNONYMS``; docs/models.md lists them for operators and users), combined in
+the order they appear; each effect is a function of float32 RGB with a seeded ``_Context``.
 
-Colour grades
-    warm        (golden, sunset)              golden white balance, soft highlight glow
-    cool        (cold, icy, winter)           blue-cyan white balance
-    cinematic   (film, movie, teal-orange)    teal shadows, orange highlights and skin, vignette
-    noir        (black and white, b&w, mono)  high-contrast black and white, grain, vignette
-    vintage     (sepia, retro, antique)       sepia toning, faded blacks, vignette, grain
-    vivid       (saturated, vibrant)          richer colour (vibrance: dull colours gain most)
+``strength`` blends the result with the source (0: the source exactly). The seed drives small
+variations; the same seed gives the same pixels: only ``numpy.random.default_rng(seed)`` is used,
+and the OpenCV calls used here give the same bytes whatever the thread count.
 
-Stylisations
-    sketch      (pencil, charcoal, drawing)   pencil lines with hatching on grainy paper
-    watercolor  (watercolour, aquarelle)      soft washes, pigment rims, granulation, paper
-    cartoon     (comic, toon, anime)          flat colour regions with dark ink outlines
-    oil         (impasto, painting)           Kuwahara brush strokes, impasto relief, canvas
-    detail      (sharp, enhance, crisp, hdr)  local contrast ("clarity") and fine sharpening
-
-``KEYWORDS`` and ``SYNONYMS`` hold the full lists. "drawing" and "painting" count only when no
-other stylisation is named ("a watercolor painting" is watercolor alone). A prompt with no keyword
-gets a mild polish (local contrast, a touch of vibrance), never the source unchanged.
-
-``strength`` blends with the source: 0 gives the source exactly, 1 the full effect. A keyword in
-``negative_prompt`` ("--no sepia"), or after "no"/"without" in the prompt, drops its effect;
-"--no grain" drops film grain and paper noise. The seed drives small variations (grade temperature
-and intensity, grain and paper texture, palette size, brush size, stroke angle): the same seed gives
-the same pixels, another seed a visibly different take. Only ``numpy.random.default_rng(seed)`` is
-used, and the OpenCV calls used here give the same bytes whatever the thread count.
-
-Upscale is a Lanczos resize by ``scale`` (default 2) plus a mild unsharp mask, its output capped at
-``max_side`` px (entry option, default 8192). Fix face finds the faces (``engine/kinds/faces.py``)
-and retouches each one (``retouch_face``: denoise, mild sharpening, a little local contrast), leaving
-every pixel outside the faces as it was; no face found gives the image back with a note. Each action
-has its own function in ``_ACTIONS``; a kind's run notes go to ``work.notes``.
-
-Reference images (remix, reroll, vary) lend the source their colours and tones: histogram matching
-in Lab, the references' histograms averaged, by ``ip_adapter_scale`` (``--ref-scale``, default 1),
-before any keyword's effect (a prompt with no keyword then gets no default polish). Animate is a Ken
-Burns move: an eased push-in (``--motion low|high``) drifting toward a seeded point, 3 s at 24 fps
-unless ``--frames``/``--fps`` say otherwise, encoded as an H.264 MP4 (a GIF with the entry option
-``clip_format = "gif"``) whose first frame is the still.
+Each action has its own function in ``_ACTIONS``: remix (reroll, vary), a Lanczos upscale, Fix face
+(``engine.kinds.faces`` finds the faces and ``faces.retouch_face`` retouches them), and a Ken Burns
+animation; reference images lend the source their tones by histogram matching in Lab. A run's notes
+go to ``work.notes``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """The instruction-edit kinds: the prompt says what to change ("make the jacket red").
 
-``instruct-pix2pix``: ``StableDiffusionInstructPix2PixPipeline`` (e.g. ``timbrooks/instruct-pix2pix``);
-``--image-cfg`` (``image_guidance_scale``, default the entry's ``image_guidance_scale`` option or 1.5)
-says how closely to keep the picture, ``--cfg`` how closely to follow the instruction.
-``flux-kontext``: ``FluxKontextPipeline`` (``black-forest-labs/FLUX.1-Kontext-dev``), for large GPUs;
-it picks its own working resolution near the source's aspect.
-
-``source`` is a diffusers folder or a cached hub id, loaded by ``engine.kinds.pretrained`` (its
-options apply: ``dtype``, ``cpu_offload``, ``variant``…). Neither takes ``strength``: the whole
-schedule runs, so progress counts every step.
+``instruct-pix2pix``: ``StableDiffusionInstructPix2PixPipeline``; ``--image-cfg``
+(``image_guidance_scale``) says how closely to keep the picture, ``--cfg`` how closely to follow the
+instruction. ``flux-kontext``: ``FluxKontextPipeline``, for large GPUs; it picks its own working
+resolution near the source's aspect. Both load through ``engine.kinds.pretrained``. Neither takes
+``strength``: the whole schedule runs, so progress counts every step. docs/models.md lists the options.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """IP-Adapter for the ``diffusers-img2img`` kind: reference images steer a remix (SD 1.x / SDXL).
 
-Entry options: ``ip_adapter`` (a hub id or a local folder, e.g. "h94/IP-Adapter"),
-``ip_adapter_subfolder`` (e.g. "models"), ``ip_adapter_weight_name`` (e.g.
-"ip-adapter_sd15.safetensors"), ``image_encoder`` (the image encoder's folder in that repo when it is
-not ``<subfolder>/image_encoder``, e.g. "models/image_encoder" for SDXL's ViT-H adapters) and
-``ip_adapter_scale`` (default 0.6; ``--ref-scale`` per request). All of a job's references (up to 3)
-go to the one adapter as one image list; a job without references runs the adapter at scale 0.
+The entry's ``ip_adapter*`` and ``image_encoder`` options (docs/models.md) name the files, found like
+any source (``engine.kinds.sources``). All of a job's references (up to 3) go to the one adapter as
+one image list; a job without references runs the adapter at scale 0.
 
 img2img calls four functions: ``check`` (from its check), ``attach`` (when it loads the pipeline),
 ``batch_key`` (part of its batch key) and ``call_kwargs`` (the pipeline arguments of one run).
