@@ -1,9 +1,13 @@
 """Images in and out: one safe decoder for every entry point, PNG out with A1111-style parameters.
 
 ``decode`` is the only way an uploaded file becomes pixels: it checks the byte size and the pixel
-count from the header before any pixel is decoded, and every failure becomes an ``ImageError``
-whose text is safe to show in chat. ``encode_png`` writes the ``parameters`` text chunk the way
-AUTOMATIC1111 does, so other tools (and ``read_parameters``) can read the settings back.
+count from the header before any pixel is decoded, converts colours tagged with an ICC profile to
+sRGB, and every failure becomes an ``ImageError`` whose text is safe to show in chat.
+``encode_png`` writes sRGB-tagged PNGs with the ``parameters`` text chunk the way AUTOMATIC1111
+does, so other tools (and ``read_parameters``) can read the settings back.
+
+Everything here is CPU work: callers on an event loop run it in a thread. The ``parameters`` text
+is capped (``MAX_PARAMETERS``) before it is parsed, and the parser is linear in its length.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import warnings
-from typing import Any
+from typing import Any, cast
 
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from bot.jobs import Request
+from bot.text import neutral
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +37,35 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_ICC_MODES = ("RGB", "RGBA", "CMYK", "L")  # the modes a profile is applied in (others are made RGB first)
+MAX_PARAMETERS = 8 * 1024  # characters of a ``parameters`` text that are read; the rest is ignored
 
 
 class ImageError(ValueError):
     """An image that can't be used; ``str(error)`` is a friendly message for the chat."""
 
 
-def decode(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 32) -> Image.Image:
-    """Decode an upload into an RGB image, refusing anything unsafe or unusable first."""
+def decode(
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 32, max_side: int | None = None
+) -> Image.Image:
+    """Decode an upload into an sRGB image, refusing anything unsafe or unusable first.
+
+    ``max_side``: a larger image comes back scaled down to this longest side (a JPEG is decoded at
+    a reduced scale straight away), so nobody keeps pixels that no model uses.
+    """
     check_bytes(data, max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = open_image(data)
             check_dimensions(image.size, max_pixels=max_pixels, min_side=min_side)
+            icc = image.info.get("icc_profile")
+            if max_side is not None:
+                image.draft(image.mode, (max_side, max_side))  # JPEG: decode at 1/2, 1/4, 1/8 when that still fits
             image.load()
-            return to_rgb(ImageOps.exif_transpose(image))
+            image = to_rgb(to_srgb(ImageOps.exif_transpose(image), icc))
+            return shrink(image, max_side) if max_side is not None else image
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -56,6 +75,21 @@ def decode(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 32) 
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, EOFError… on bad data
         log.debug("image decode failed", exc_info=True)
         raise ImageError(DAMAGED) from error
+
+
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 32) -> tuple[int, int]:
+    """The limits ``decode`` applies, from the header alone (for images we made, used again): the size."""
+    check_bytes(data, max_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            size: tuple[int, int] = open_image(data).size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"That image is too large to open safely; the limit is {megapixels(max_pixels)}.") from error
+    except Exception as error:
+        raise ImageError(NOT_AN_IMAGE) from error
+    check_dimensions(size, max_pixels=max_pixels, min_side=min_side)
+    return size
 
 
 def check_bytes(data: bytes, max_bytes: int) -> None:
@@ -91,6 +125,37 @@ def megapixels(count: int) -> str:
     return f"{count / 1_000_000:.1f}".removesuffix(".0") + " megapixels"
 
 
+def to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    """Colours tagged with an ICC profile converted to sRGB (perceptual intent); untagged ones as they are.
+
+    A profile that can't be used (damaged, or not for the image's colour space) is dropped, as
+    browsers do, and the pixels are read as sRGB.
+    """
+    if not icc:
+        return image
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if image.mode not in _ICC_MODES:
+            alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+            image = to_rgb(image) if not alpha else image.convert("RGBA")
+        output = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(image, profile, _SRGB, outputMode=output)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        log.debug("ICC profile not applied", exc_info=True)
+        return image
+    return converted if converted is not None else image
+
+
+def shrink(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` scaled down (aspect kept) so that its longest side is at most ``max_side``."""
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode to RGB: 16-bit scaled to 8-bit, alpha and transparency flattened onto white."""
     if image.mode in _SIXTEEN_BIT or image.mode == "I":
@@ -107,7 +172,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def to_8bit(image: Image.Image) -> Image.Image:
     """A 16/32-bit grayscale image as 8-bit "L", scaling 0..65535 to 0..255 (not clipping)."""
     wide = image.convert("I")
-    if image.mode in _SIXTEEN_BIT or wide.getextrema()[1] > 255:
+    _, high = cast(tuple[int, int], wide.getextrema())  # one band: (low, high)
+    if image.mode in _SIXTEEN_BIT or high > 255:
         wide = wide.point(lambda value: value * (1 / 257))
     return wide.convert("L")
 
@@ -120,12 +186,14 @@ def flatten(image: Image.Image) -> Image.Image:
 
 
 def encode_png(image: Image.Image, parameters: str | None = None) -> bytes:
-    """PNG bytes, deterministic for the same pixels and parameters; ``parameters`` as A1111 writes it."""
+    """PNG bytes tagged sRGB, deterministic for the same pixels and parameters; ``parameters`` as
+    A1111 writes it. Pixels are taken to be sRGB already (``decode`` made them so)."""
     if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
         image = image.convert("RGB")
     clean = image.copy()
     clean.info = {}  # no ICC profile, EXIF or transparency carried over from the source
     info = PngImagePlugin.PngInfo()
+    info.add(b"sRGB", b"\x00")  # the sRGB chunk: colours are sRGB (perceptual intent)
     if parameters is not None:
         info.add_text("parameters", parameters)  # tEXt when Latin-1, else iTXt, like A1111
     buffer = io.BytesIO()
@@ -134,7 +202,8 @@ def encode_png(image: Image.Image, parameters: str | None = None) -> bytes:
 
 
 def read_parameters(data: bytes) -> str | None:
-    """The ``parameters`` text of a PNG (or the EXIF UserComment of a JPEG/WebP); None if absent."""
+    """The ``parameters`` text of a PNG (or the EXIF UserComment of a JPEG/WebP), cut to
+    ``MAX_PARAMETERS`` characters; None if absent."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -145,7 +214,7 @@ def read_parameters(data: bytes) -> str | None:
     except Exception:  # never raises: a file we can't read simply has no parameters
         log.debug("no parameters read", exc_info=True)
         return None
-    return str(text) if text else None
+    return str(text)[:MAX_PARAMETERS] if text else None
 
 
 def user_comment(image: Image.Image) -> str | None:
@@ -175,7 +244,8 @@ def utf16_codec(body: bytes) -> str:
 
 
 # A1111's infotext grammar (modules/infotext_utils.py): "Key: value, Key: "quoted, value", …".
-_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_KEY = re.compile(r"\w[\w \-/]+")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])+"')
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _NEGATIVE = "Negative prompt:"
 
@@ -239,18 +309,53 @@ _FIELDS: dict[str, tuple[str, type]] = {
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
-    """A1111/ComfyUI infotext → ``prompt``, ``negative_prompt``, ``seed``… (only the keys found)."""
-    text = text.replace("\r\n", "\n").strip()
+    """A1111/ComfyUI infotext → ``prompt``, ``negative_prompt``, ``seed``… (only the keys found).
+
+    Reads at most ``MAX_PARAMETERS`` characters, in time linear in their length; the prompts come
+    back neutralised (``bot.text.neutral``).
+    """
+    text = neutral(text[:MAX_PARAMETERS]).strip()
     if not text or text.startswith("{"):  # empty, or a ComfyUI workflow JSON: no prompt to reuse
         return {}
     *lines, last = text.split("\n")
-    if len(_PARAM.findall(last)) < 3:
+    pairs = settings_of(last)
+    if len(pairs) < 3:
         lines.append(last)
-        last = ""
+        pairs = []
     result: dict[str, Any] = split_prompts(lines)
-    for key, raw in _PARAM.findall(last):
-        result.update(parse_setting(key.strip().lower(), unquote(raw.strip())))
+    for key, raw in pairs:
+        result.update(parse_setting(key.lower(), unquote(raw)))
     return result
+
+
+def settings_of(line: str) -> list[tuple[str, str]]:
+    """The ``Key: value`` pairs of an infotext's settings line, in one pass over it.
+
+    A value is a JSON-quoted string (commas allowed inside) or runs to the next comma; a key is
+    word characters, spaces, ``-`` and ``/`` (what precedes the colon after the last comma).
+    """
+    pairs: list[tuple[str, str]] = []
+    start, end = 0, len(line)
+    unclosed = end  # past an opening quote with no closing one, no quoted value is looked for again
+    while start < end:
+        colon = line.find(":", start)
+        if colon < 0:
+            break
+        key = line[max(start, line.rfind(",", start, colon) + 1) : colon].strip()
+        value_start = colon + 1
+        while value_start < end and line[value_start] == " ":
+            value_start += 1
+        stop = -1
+        if line.startswith('"', value_start) and value_start < unclosed:
+            quoted = _QUOTED.match(line, value_start)
+            stop = quoted.end() - 1 if quoted else -1
+            unclosed = unclosed if quoted else value_start
+        comma = line.find(",", stop + 1 if stop >= 0 else value_start)
+        value_end = stop + 1 if stop >= 0 else (comma if comma >= 0 else end)
+        if _KEY.fullmatch(key):
+            pairs.append((key, line[value_start:value_end].strip()))
+        start = comma + 1 if comma >= 0 else end
+    return pairs
 
 
 def split_prompts(lines: list[str]) -> dict[str, Any]:
@@ -279,9 +384,12 @@ def parse_setting(key: str, value: str) -> dict[str, Any]:
         return {}
     name, kind = _FIELDS[key]
     try:
-        return {name: kind(value)}
+        parsed = kind(value)
     except ValueError:
         return {}
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        return {}  # NaN and infinities are no settings
+    return {name: parsed}
 
 
 def fit(image: Image.Image, size: int, multiple: int = 8) -> Image.Image:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from bot.flags import RequestError as RequestError  # the grammar's one error, r
 from bot.jobs import Action, Request
 from bot.models import Models
 from bot.settings import Limits
+from bot.text import neutral
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,10 @@ def parse_request(
     """Parse ``prompt --flag value …`` into a Request, applying the user's defaults.
 
     ``given``: flag values a face took apart from the text (Discord's typed options), by flag name.
+    Control and format characters go first (``--n\u200b 4`` is ``--n 4``, not prompt text).
     """
     flags = flag_table(limits)
-    prompt, written = split_flags(text, flags)
+    prompt, written = split_flags(neutral(text), flags)
     for name in given or {}:
         if name in written:
             raise RequestError(f"--{name} is given twice; use it once.")
@@ -247,13 +250,22 @@ _UNSET = {f.name: f.default for f in dataclasses.fields(Request) if f.default is
 
 
 def quote_prompt(text: str) -> str:
-    """Wrap text that is itself wholly quoted in another pair, so parsing strips only that pair."""
-    if unquote(text) == text:
+    """Prompt text as it reads back to itself: wrapped in quotes when it is itself wholly quoted,
+    or when words in it look like flags (``--n 4`` inside a prompt stays prompt); a flag-like word
+    that no pair of quotes can hold is cut off from its dashes."""
+    text = neutral(text)
+    flags_inside = any(token.flag for token in _tokens(text))
+    if unquote(text) == text and not flags_inside:
         return text
-    for left, right in (('"', '"'), ("“", "”"), ("‘", "’")):
-        if unquote(f"{left}{text}{right}") == text:
-            return f"{left}{text}{right}"
-    return text
+    for left, right in (('"', '"'), ("“", "”")):
+        quoted = f"{left}{text}{right}"
+        if unquote(quoted) == text and len(_tokens(quoted)) == 1:
+            return quoted
+    return " ".join(token.text.lstrip("-—–") if token.flag else token.text for token in _tokens(text))
+
+
+def _tokens(text: str) -> list[Token]:
+    return [Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
 
 
 def request_from_parameters(
@@ -271,6 +283,7 @@ def request_from_parameters(
     if strength is None:
         strength = pick_strength(None, defaults, models[model].strength)
     seed = params.get("seed")
+    strength = strength if _finite(strength) else models[model].strength
     return Request(
         prompt=str(params.get("prompt", ""))[: limits.max_prompt_length],
         model=model,
@@ -293,4 +306,9 @@ def size_from(params: dict[str, Any], flag: Flag) -> int | None:
 
 
 def clamped(value: Any, flag: Flag) -> Any:
-    return None if value is None else type(value)(flag.clamp(value))
+    """``value`` within the flag's bounds; None (the model's default) for a missing value, a NaN or an infinity."""
+    return type(value)(flag.clamp(value)) if _finite(value) else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -466,3 +466,98 @@ def test_fit_upscales_with_lanczos() -> None:
 def test_module_does_not_enable_truncated_loading() -> None:
     assert not hasattr(images, "LOAD_TRUNCATED_IMAGES")
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+# colour, size and hostile text -------------------------------------------------------------------
+
+
+def _tagged(profile: bytes, name: str = "coffee.png") -> tuple[Image.Image, bytes]:
+    """A photo converted into another RGB space and saved with that space's profile: (the sRGB
+    original, the tagged PNG's bytes)."""
+    from PIL import ImageCms
+
+    from tests.fixtures import IMAGES
+
+    original = Image.open(IMAGES / name).convert("RGB")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    converted = ImageCms.profileToProfile(original, srgb, ImageCms.ImageCmsProfile(io.BytesIO(profile)))
+    buffer = io.BytesIO()
+    converted.save(buffer, format="PNG", icc_profile=profile)
+    return original, buffer.getvalue()
+
+
+def _mean_error(a: Image.Image, b: Image.Image) -> float:
+    import numpy as np
+
+    return float(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).mean())
+
+
+@pytest.mark.parametrize("space", ["ADOBE_RGB", "COLORMATCH_RGB"])
+def test_icc_tagged_images_are_converted_to_srgb(space: str) -> None:
+    from tests.fixtures import icc
+
+    colorants, gamma = getattr(icc, space)
+    original, data = _tagged(icc.rgb_profile(space, colorants, gamma))
+    ignored = Image.open(io.BytesIO(data)).convert("RGB")  # what dropping the profile shows
+    assert _mean_error(ignored, original) > 5, "the test image really is in another colour space"
+    assert _mean_error(decode(data, **LIMITS), original) < 1
+
+
+def test_a_broken_icc_profile_is_dropped_not_fatal() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), (10, 120, 200)).save(buffer, format="PNG", icc_profile=b"not a profile" * 20)
+    assert decode(buffer.getvalue(), **LIMITS).getpixel((0, 0)) == (10, 120, 200)
+
+
+def test_outputs_are_tagged_srgb() -> None:
+    with Image.open(io.BytesIO(encode_png(Image.new("RGB", (8, 8))))) as image:
+        assert image.info.get("srgb") == 0 and "icc_profile" not in image.info
+
+
+def test_max_side_keeps_only_the_pixels_a_model_uses() -> None:
+    from tests.fixtures.hostile import huge_jpeg
+
+    image = decode(huge_jpeg(3000, 2000), **LIMITS, max_side=1536)
+    assert image.size == (1536, 1024) and image.mode == "RGB"
+    small = decode(huge_jpeg(600, 400), **LIMITS, max_side=1536)
+    assert small.size == (600, 400), "never enlarged"
+
+
+def test_check_image_applies_the_limits_from_the_header() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1000, 800)).save(buffer, format="PNG")
+    assert images.check_image(buffer.getvalue(), max_bytes=MB, max_pixels=800_000) == (1000, 800)
+    with pytest.raises(ImageError, match="too large"):
+        images.check_image(buffer.getvalue(), max_bytes=MB, max_pixels=799_999)
+    with pytest.raises(ImageError, match="too big"):
+        images.check_image(buffer.getvalue(), max_bytes=100, max_pixels=800_000)
+
+
+def test_parameters_text_is_capped_before_parsing() -> None:
+    from tests.fixtures.hostile import text_bomb_png
+
+    data = text_bomb_png()
+    assert len(data) < 2000
+    text = read_parameters(data)
+    assert text is not None and len(text) == images.MAX_PARAMETERS
+    assert parse_parameters("x\n" + "a" * 1_000_000)["prompt"] == "x\n" + "a" * (images.MAX_PARAMETERS - 2)
+
+
+def test_settings_line_reads_quotes_and_skips_junk() -> None:
+    line = 'junk, Steps: 20, Sampler: "DPM++ 2M, Karras", Model: "a:b", x: 1, Size: 512x768'
+    assert images.settings_of(line) == [
+        ("Steps", "20"),
+        ("Sampler", '"DPM++ 2M, Karras"'),
+        ("Model", '"a:b"'),
+        ("Size", "512x768"),
+    ]
+
+
+def test_non_finite_numbers_in_parameters_are_ignored() -> None:
+    parsed = parse_parameters("cat\nSteps: 20, CFG scale: nan, Denoising strength: inf, Seed: 3")
+    assert "guidance_scale" not in parsed and "strength" not in parsed and parsed["seed"] == 3
+
+
+def test_control_characters_in_parameters_are_removed() -> None:
+    parsed = parse_parameters("a \x1b[31mred\x1b[0m cat\x07\nNegative prompt: ugly\u200b\nSteps: 20, Seed: 1, Model: x")
+    assert parsed["prompt"] == "a red cat" and parsed["negative_prompt"] == "ugly"

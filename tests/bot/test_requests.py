@@ -497,3 +497,45 @@ def test_help_lists_every_flag_and_an_example_that_parses(models: Models) -> Non
     assert {"--compare", "--show-source"} <= words
     example = help_text(Limits()).split("Example: ", 1)[1]
     assert parse(example, models).negative_prompt == "blurry, text"
+
+
+# --- hostile text ---------------------------------------------------------------------------------
+
+
+def test_format_characters_are_stripped_before_parsing(models: Models) -> None:
+    request = parse("a cat --n\u200b 4 --seed\u2060 7 \x1b[31m", models)
+    assert request.prompt == "a cat" and request.num_images_per_prompt == 4 and request.seed == 7
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a cat --n 4 --compare fast,sdxl",
+        'a "quoted" word --seed 1',
+        'both "kinds" “of” quotes --n 4',
+        "—model sdxl with a long dash",
+    ],
+)
+def test_flags_inside_a_prompt_are_never_parsed_again(models: Models, prompt: str) -> None:
+    original = Request(prompt=prompt, model="fast", strength=0.5, negative_prompt="ugly --n 3")
+    again = parse(format_request(original), models)
+    assert again.num_images_per_prompt == 1 and again.compare == () and again.seed is None
+    assert again.model == "fast" and again.negative_prompt.endswith("n 3")
+    assert "--n" not in format_request(original).split('"')[-1], "no bare flag survives outside the quotes"
+
+
+def test_the_offer_from_a_png_keeps_its_prompt_as_prompt(models: Models) -> None:
+    found = images.parse_parameters("a cat --n 4 --compare fast,sdxl\nSteps: 20, Seed: 5, Model: fast, CFG scale: 7")
+    offer = format_request(request_from_parameters(found, defaults=DEFAULTS, models=models))
+    again = parse(offer, models)
+    assert again.prompt == "a cat --n 4 --compare fast,sdxl"
+    assert (again.num_images_per_prompt, again.compare, again.seed) == (1, (), 5)
+
+
+def test_non_finite_numbers_never_reach_a_request(models: Models) -> None:
+    nan, inf = float("nan"), float("inf")
+    params = {"prompt": "x", "strength": nan, "guidance_scale": inf, "image_guidance_scale": nan}
+    request = request_from_parameters(params, defaults=DEFAULTS, models=models)
+    assert request.strength == models["classic"].strength
+    assert request.guidance_scale is None and request.image_guidance_scale is None
+    assert "must be between" in error("x --cfg nan", models) and "must be between" in error("x -s inf", models)
