@@ -81,7 +81,7 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
 
     service.listen("cli", on_event)
     try:
-        origin = Origin(platform="cli", user_id=user, chat_id="cli", user_name=user)
+        origin = Origin(platform="cli", user_id=user, chat_id="cli", user_name=user, private=True)
         try:
             data = image.read_bytes()
         except OSError as error:
@@ -100,7 +100,7 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
         output.mkdir(parents=True, exist_ok=True)
         failed = 0
         for job in ticket.jobs:
-            record = await service.job(job.id)
+            record = await service.info(origin, job.id)
             if record.status is not Status.done:
                 reason = record.error or record.status.value
                 print(f"error: {record.request.model}: {reason}", file=sys.stderr)
@@ -112,7 +112,7 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
                 print(target)
                 if record.request.show_source and out.media_type.startswith("image/"):
                     target = output / f"{record.id}-{out.index}-before-after.png"
-                    target.write_bytes(await service.before_after(record.id, out.index))
+                    target.write_bytes(await service.before_after(origin, record.id, out.index))
                     print(target)
             if record.note:
                 print(f"  ({record.request.model}: {record.note})", file=sys.stderr)
@@ -129,7 +129,7 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
 async def models(settings: Settings) -> int:
     service = await build_service(settings)
     try:
-        availability = await service.availability()
+        availability = await service.availability(for_chat=False)  # the operator sees the paths
         default = service.models.for_action(Action.remix).name
         for entry in service.models:
             reason = availability.get(entry.name)

@@ -21,9 +21,10 @@ from typing import TextIO
 from bot import presenter
 from bot.actions import Button, Press
 from bot.flags import help_text
-from bot.history import JobRecord
+from bot.history import JobRecord, write_private
 from bot.jobs import Event, Origin, Status
 from bot.service import Refusal, Service
+from bot.text import neutral
 
 INFO_LIMIT = 10_000  # a terminal has no message limit; this keeps /info readable
 
@@ -53,7 +54,7 @@ class Console:
         self, service: Service, *, user: str = "local", stdin: TextIO | None = None, stdout: TextIO | None = None
     ):
         self.service = service
-        self.origin = Origin(platform="console", user_id=user, chat_id="console", user_name=user)
+        self.origin = Origin(platform="console", user_id=user, chat_id="console", user_name=user, private=True)
         self._in = stdin or sys.stdin
         self._out = stdout or sys.stdout
         self._last_job: str | None = None  # the newest finished job: actions default to it
@@ -61,7 +62,8 @@ class Console:
         self._open: set[str] = set()  # jobs asked for here whose finished event isn't fully handled yet
 
     def say(self, text: str) -> None:
-        print(text, file=self._out, flush=True)
+        """A line to the terminal: nothing in it (a prompt, a file's text) can steer the terminal."""
+        print(neutral(text), file=self._out, flush=True)
 
     async def run(self) -> None:
         self.service.listen("console", self.on_event)
@@ -148,9 +150,9 @@ class Console:
         self.say(f"before/after: {await self._save_before_after(job_id, max(index, 0))}")
 
     async def _save_before_after(self, job_id: str, index: int) -> Path:
-        data = await self.service.before_after(job_id, index)
+        data = await self.service.before_after(self.origin, job_id, index)
         path = self.service.history.data_dir / "outputs" / f"{job_id}-{index}-before-after.png"
-        await asyncio.to_thread(path.write_bytes, data)
+        await asyncio.to_thread(write_private, path, data)
         return path
 
     async def _deliver_compare_sheet(self, record: JobRecord) -> None:
@@ -160,13 +162,12 @@ class Console:
         sheet = await self.service.compare_sheet(record.compare_of)
         if sheet is not None:
             path = self.service.history.data_dir / "outputs" / f"{record.compare_of}-compare.png"
-            await asyncio.to_thread(path.write_bytes, sheet)
+            await asyncio.to_thread(write_private, path, sheet)
             self.say(f"{record.compare_of} compare sheet: {path}")
 
     async def _info(self, job_id: str | None) -> None:
-        record = await self.service.job(job_id) if job_id else None
-        if record is None:
-            raise Refusal("no such job")
+        """A job's settings: ``job_id``, or the newest job."""
+        record = await self.service.info(self.origin, job_id)
         self.say(presenter.info(record, presenter.Plain(), INFO_LIMIT))
 
     async def _history(self, page: int) -> None:
@@ -177,22 +178,12 @@ class Console:
             self.say(presenter.history_line(number, record, presenter.Plain()))
 
     async def _settings(self, rest: str) -> None:
-        changes = {}
-        names = {"model": "model", "strength": "strength", "n": "num_images_per_prompt"}
+        defaults = await self.service.user_settings(self.origin)
         for pair in rest.split():
             key, _, value = pair.partition("=")
-            if key not in names or not value:
+            if not value:
                 raise Refusal(f"settings take model=…, strength=…, n=… (got {pair!r})")
-            convert = {"model": str, "strength": float, "n": int}[key]
-            try:
-                changes[names[key]] = convert(value)
-            except ValueError:
-                raise Refusal(f"{key} needs a number, got {value!r}") from None
-        defaults = (
-            await self.service.change_settings(self.origin, **changes)
-            if changes
-            else await self.service.user_settings(self.origin)
-        )
+            defaults = await self.service.change_setting(self.origin, key, value)
         strength = "model default" if defaults.strength is None else defaults.strength
         self.say(f"settings: model={defaults.model} strength={strength} n={defaults.num_images_per_prompt}")
 

@@ -1,14 +1,17 @@
 """The ledger: users, jobs, outputs and lineage in SQLite (aiosqlite), files under the data dir.
 
 Files are named by job id, never by anything a user typed: ``inputs/<job>.png``,
-``inputs/<job>-ref<i>.png`` and ``outputs/<job>-<index>.<ext>``. The schema is versioned with
-``PRAGMA user_version``; each entry of ``MIGRATIONS`` moves it one version up.
+``inputs/<job>-ref<i>.png`` and ``outputs/<job>-<index>.<ext>``. They are the operator's alone: the
+data directory is 0700 and every file is created 0600 (``write_private``), whatever the umask.
+The schema is versioned with ``PRAGMA user_version``; each entry of ``MIGRATIONS`` moves it one
+version up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +73,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN compare_sheet_sent INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX jobs_by_compare ON jobs (compare_of);
     """,
+    # 3: a job's files can be gone while its record stays: "deleted" (Delete) or "expired" (retention)
+    """
+    ALTER TABLE jobs ADD COLUMN removed TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
@@ -113,6 +120,7 @@ class JobRecord:
     status_message: str
     outputs: tuple[OutputRecord, ...]
     compare_of: str | None = None  # the first job of its --compare set (that job's own id too), or None
+    removed: str = ""  # "deleted" or "expired" once its files are gone
 
 
 class History:
@@ -126,9 +134,13 @@ class History:
     @classmethod
     async def open(cls, data_dir: Path) -> History:
         data_dir = Path(data_dir)
-        for sub in ("inputs", "outputs"):
-            (data_dir / sub).mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(data_dir / "remixbot.sqlite3")
+        for folder in (data_dir, data_dir / "inputs", data_dir / "outputs"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        ledger = data_dir / "remixbot.sqlite3"
+        os.close(os.open(ledger, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives -wal and -shm its mode
+        ledger.chmod(0o600)
+        db = await aiosqlite.connect(ledger)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe after a crash, fewer fsyncs
@@ -205,9 +217,9 @@ class History:
         )
 
     def _write_inputs(self, job: Job) -> None:
-        (self.data_dir / "inputs" / f"{job.id}.png").write_bytes(job.image)
+        write_private(self.data_dir / "inputs" / f"{job.id}.png", job.image)
         for i, data in enumerate(job.references):
-            (self.data_dir / "inputs" / f"{job.id}-ref{i}.png").write_bytes(data)
+            write_private(self.data_dir / "inputs" / f"{job.id}-ref{i}.png", data)
 
     async def job(self, job_id: str) -> JobRecord | None:
         row = await self._one("SELECT * FROM jobs WHERE id = ?", job_id)
@@ -297,7 +309,7 @@ class History:
         paths = []
         for output in result.outputs:
             path = self.data_dir / "outputs" / f"{result.job_id}-{output.index}.{output.extension}"
-            path.write_bytes(output.data)
+            write_private(path, output.data)
             paths.append(path)
         return paths
 
@@ -310,6 +322,16 @@ class History:
             Status.queued.value,
             Status.running.value,
         )
+
+    async def remove_files(self, job_id: str, reason: str) -> None:
+        """Delete a job's input and output files and record why ("deleted", "expired")."""
+        await asyncio.to_thread(self._remove_files, job_id)
+        await self._write("UPDATE jobs SET removed = ? WHERE id = ?", reason, job_id)
+
+    def _remove_files(self, job_id: str) -> None:
+        for folder in ("inputs", "outputs"):
+            for path in (self.data_dir / folder).glob(f"{job_id}*"):
+                path.unlink(missing_ok=True)
 
     async def set_status_message(self, job_id: str, message: str) -> None:
         await self._write("UPDATE jobs SET status_message = ? WHERE id = ?", message, job_id)
@@ -384,6 +406,7 @@ class History:
             note=row["note"],
             status_message=row["status_message"],
             compare_of=row["compare_of"],
+            removed=row["removed"],
             outputs=tuple(
                 OutputRecord(
                     job_id=o["job_id"],
@@ -409,6 +432,14 @@ class History:
             cursor = await self._db.execute(sql, args)
             await self._db.commit()
             return cursor.rowcount > 0
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (0600 from the moment it exists)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    os.chmod(path, 0o600)  # an older file of that name keeps no wider mode
 
 
 def _user(row: aiosqlite.Row) -> UserRecord:

@@ -74,6 +74,7 @@ class Origin:
     user_name: str = ""
     guild_id: str = ""  # Discord server, or "" elsewhere
     message_id: str = ""  # the message that asked for the job
+    private: bool = False  # the chat is the user's own with the bot (a DM, the console): see bot.access
 
 
 @dataclass(frozen=True)

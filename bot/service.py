@@ -15,22 +15,30 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from bot import images, requests, sheets
+from bot import access, images, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
 from bot.flags import MAX_SEED, Given
-from bot.history import History, JobRecord, UserRecord
+from bot.history import History, JobRecord, OutputRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
 from bot.models import Models
 from bot.queue.port import JobQueue, QueueUnavailable
-from bot.settings import Settings
+from bot.settings import Limits, Settings
+from bot.text import hide_paths, neutral
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[JobRecord, Event], Awaitable[None]]
 Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
+
+NO_WORKER = "no worker is serving"  # bot.queue merge_heartbeats: a group waiting for its workers
+GONE = {
+    "deleted": "That result was deleted.",
+    "expired": "That result has expired: pictures are kept for a limited time.",
+}
 
 
 class Refusal(Exception):
@@ -69,7 +77,7 @@ class Service:
         # events of platforms with no handler yet (a recovered job before its adapter is up): job → event
         self._undelivered: dict[str, dict[str, Event]] = collections.defaultdict(dict)
         # (platform, user) → times of recent requests, for the per-minute rate limit
-        self._recent: dict[tuple[str, str], collections.deque] = collections.defaultdict(collections.deque)
+        self._recent: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
         self._submit_lock = asyncio.Lock()
 
     # lifecycle -------------------------------------------------------------------------------
@@ -136,68 +144,57 @@ class Service:
         """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal.
 
         ``options``: flag values a face took apart from the text (Discord's typed options), by flag name.
+        The images are decoded, their parameters read and the text parsed on a thread: a hostile
+        file slows its own request only. A --compare set is queued whole or not at all.
         """
         user = await self.history.user(origin)
-        defaults = self._defaults(user)
         limits = self.settings.limits
         if len(references) > limits.max_references:
             raise Refusal(f"Up to {limits.max_references} reference images, please (got {len(references)}).")
-        source = _decode(image, limits)
-        refs = tuple(_decode(data, limits) for data in references)
-        offer = ""
-        found = images.read_parameters(image)
-        try:
-            if found and not text.strip() and not options:
-                request = requests.request_from_parameters(
-                    images.parse_parameters(found), defaults=defaults, models=self.models, limits=limits
-                )
-            else:
-                request = requests.parse_request(
-                    text, defaults=defaults, limits=limits, models=self.models, given=options
-                )
-                if found and not _has_flags(text) and not options:
-                    offer = requests.format_request(
-                        requests.request_from_parameters(
-                            images.parse_parameters(found), defaults=defaults, models=self.models, limits=limits
-                        )
-                    )
-        except requests.RequestError as error:
-            raise Refusal(str(error)) from None
+        source, refs, request, offer = await asyncio.to_thread(
+            _prepare, text, image, references, self._defaults(user), limits, self.models, self._source_side(), options
+        )
         request = self._resolve(request)
-        tickets: list[Ticket] = []
-        for model in (request.model, *request.compare):
-            job = self._job(
-                origin, Action.remix, replace(request, model=model), source, refs, parent_job, parent_output
-            )
-            compare_of = (tickets[0].job.id if tickets else job.id) if request.compare else None
-            tickets.append(await self._enqueue(user, job, offer, compare_of=compare_of))
-        return Ticket(jobs=tuple(t.job for t in tickets), position=tickets[0].position, offer=offer)
+        await self._check_available([request.model, *request.compare])
+        jobs = [
+            self._job(origin, Action.remix, replace(request, model=model), source, refs, parent_job, parent_output)
+            for model in (request.model, *request.compare)
+        ]
+        return await self._enqueue(user, jobs, offer, compare=bool(request.compare))
+
+    def _source_side(self) -> int:
+        """The longest side any model works at: a stored source is never larger (nor upscaled)."""
+        return max([self.settings.limits.max_size, *(entry.size for entry in self.models)])
 
     async def act(self, origin: Origin, button: str | Press) -> Ticket:
-        """The job a button press makes from an earlier result. Raises Refusal."""
+        """The job a button press makes from an earlier result. Raises Refusal.
+
+        The result must be visible to the presser (``bot.access``); its image goes through the
+        same limits as an upload, and an upscale whose result would pass the output cap is refused.
+        """
         press = parse_button(button) if isinstance(button, str) else button
         if press is None or press.button.action is None:
             raise Refusal("That button doesn't start a new job.")
-        parent = await self.history.job(press.job_id)
-        if parent is None:
-            raise Refusal("I can't find that result any more.")
+        parent = await self.job(origin, press.job_id)
         user = await self.history.user(origin)
+        action = press.button.action
         if press.button is Button.reroll:
             image, references = await self._source_of(parent.id)
             seed = random.randint(0, MAX_SEED)
             parent_output = None
         else:
-            output = next((o for o in parent.outputs if o.index == press.index), None)
-            if parent.status is not Status.done or output is None:
-                raise Refusal("That result isn't ready (or has no such image).")
+            output = _output(parent, press.index)
             if not output.media_type.startswith("image/"):
                 raise Refusal("That works on images only.")
-            image = await asyncio.to_thread(output.path.read_bytes)
+            image = await _read(output)
+            size = await asyncio.to_thread(_check_derived, image, self.settings.limits)
             _, references = await self._source_of(parent.id)
             fresh = press.button in (Button.vary, Button.varystrong)
             seed = random.randint(0, MAX_SEED) if fresh else output.seed
             parent_output = output.index
-        action = press.button.action
+            if action is Action.upscale:
+                self._check_output(size, parent.request.scale or 2)
+        # reroll and vary keep the parent's model; upscale, fix face and animate use theirs
         model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
         request = derive_request(
             press,
@@ -207,11 +204,36 @@ class Service:
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
         )
+        await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
-        return await self._enqueue(user, job, "")
+        return await self._enqueue(user, [job], "")
+
+    def _check_output(self, size: tuple[int, int], scale: int) -> None:
+        limit = self.settings.limits.max_output_pixels
+        width, height = size[0] * scale, size[1] * scale
+        if width * height > limit:
+            raise Refusal(
+                f"That would make a {width}×{height} picture; the largest I make is {images.megapixels(limit)}."
+            )
+
+    async def _check_available(self, names: list[str]) -> None:
+        """Refuse a job whose model can't run here (before it is queued, on every face alike).
+
+        A group with no live worker (Redis mode) is no reason: its jobs wait for the next worker.
+        """
+        availability = await self.availability()
+        for name in names:
+            reason = availability.get(name)
+            if reason is not None and not reason.startswith(NO_WORKER):
+                raise Refusal(f"The model {name} isn't available on this server right now: {reason}")
 
     async def _source_of(self, job_id: str) -> tuple[bytes, tuple[bytes, ...]]:
-        job = await self.history.load_job(job_id)
+        try:
+            job = await self.history.load_job(job_id)
+        except OSError:
+            job = None
+        if job is None:
+            raise Refusal("That result's source picture is no longer on the server.")
         return job.image, job.references
 
     def _job(
@@ -237,24 +259,31 @@ class Service:
             parent_output=parent_output,
         )
 
-    async def _enqueue(self, user: UserRecord, job: Job, offer: str, *, compare_of: str | None = None) -> Ticket:
-        async with self._submit_lock:  # the cap check and the insert must not interleave
-            await self._check_limits(user, job.origin)
-            await self.history.add_job(job, user.id, compare_of=compare_of)
-        try:
-            position = await self.queue.submit(job)
-        except QueueUnavailable as unavailable:  # nothing was queued: the job ends here, off the cap
-            await self.history.finish(Result(job.id, Status.failed, error=str(unavailable)))
-            raise Refusal(str(unavailable)) from None
-        log.info(
-            "job %s queued (%s, %s) for %s:%s",
-            job.id,
-            job.action.value,
-            job.request.model,
-            job.origin.platform,
-            user.id,
-        )
-        return Ticket(jobs=(job,), position=position, offer=offer)
+    async def _enqueue(self, user: UserRecord, jobs: list[Job], offer: str, *, compare: bool = False) -> Ticket:
+        """Check the caps for all the jobs, record them all, then queue them: all or none."""
+        first = jobs[0]
+        async with self._submit_lock:  # the cap check and the inserts must not interleave
+            await self._check_limits(user, first.origin, len(jobs))
+            for job in jobs:
+                await self.history.add_job(job, user.id, compare_of=first.id if compare else None)
+        positions = []
+        for queued, job in enumerate(jobs):
+            try:
+                positions.append(await self.queue.submit(job))
+            except QueueUnavailable as unavailable:  # the rest end here, off the cap
+                for left in jobs[queued:]:
+                    await self.history.finish(Result(left.id, Status.failed, error=str(unavailable)))
+                raise Refusal(str(unavailable)) from None
+        for job in jobs:
+            log.info(
+                "job %s queued (%s, %s) for %s:%s",
+                job.id,
+                job.action.value,
+                job.request.model,
+                job.origin.platform,
+                user.id,
+            )
+        return Ticket(jobs=tuple(jobs), position=positions[0], offer=offer)
 
     def _resolve(self, request: Request) -> Request:
         """Fill what the engine would otherwise pick, so the history tells the truth."""
@@ -266,9 +295,14 @@ class Service:
             guidance_scale=request.guidance_scale if request.guidance_scale is not None else entry.guidance_scale,
         )
 
-    async def _check_limits(self, user: UserRecord, origin: Origin) -> None:
+    async def _check_limits(self, user: UserRecord, origin: Origin, count: int = 1) -> None:
         limits = self.settings.limits
         waiting = await self.history.count_jobs(user.id, Status.queued, Status.running)
+        if count > 1 and waiting + count > limits.max_queued_per_user:
+            raise Refusal(
+                f"That makes {count} jobs and you have {waiting} waiting; the limit is {limits.max_queued_per_user}."
+                " Try fewer models, or again when one finishes (or /cancel)."
+            )
         if waiting >= limits.max_queued_per_user:
             raise Refusal(
                 f"You already have {waiting} jobs waiting; the limit is {limits.max_queued_per_user}."
@@ -278,20 +312,49 @@ class Service:
         now = time.monotonic()
         while recent and now - recent[0] > 60:
             recent.popleft()
-        if len(recent) >= limits.rate_per_minute:
-            wait = int(60 - (now - recent[0])) + 1
+        if len(recent) + count > limits.rate_per_minute:
+            wait = int(60 - (now - recent[0])) + 1 if recent else 60
             raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. Try again in {wait} s.")
-        recent.append(now)
+        recent.extend([now] * count)
 
     # the rest of the use cases ---------------------------------------------------------------
+
+    async def job(self, origin: Origin, job_id: str) -> JobRecord:
+        """A job the caller may see (``bot.access``), with its files still there. Raises Refusal.
+
+        An unknown job and someone else's read alike: nothing tells them apart.
+        """
+        record = await self.history.job(job_id)
+        if record is None or not access.may_see(record.origin, origin):
+            raise Refusal(access.NOT_HERE)
+        if record.removed:
+            raise Refusal(GONE.get(record.removed, access.NOT_HERE))
+        return record
+
+    async def info(self, origin: Origin, job_id: str | None = None) -> JobRecord:
+        """A job's record for /info and the Info button: ``job_id``, or the caller's newest job that
+        can be seen where they are. Raises Refusal."""
+        if job_id is not None:
+            return await self.job(origin, job_id)
+        user = await self.history.user(origin)
+        for page in range(20):
+            records = await self.history.jobs_of(user.id, limit=50, offset=page * 50)
+            for record in records:
+                if access.may_see(record.origin, origin):
+                    return record
+            if len(records) < 50:
+                break
+        raise Refusal("You have no jobs here yet.")
 
     async def cancel(self, origin: Origin, job_id: str | None = None) -> list[str]:
         """Cancel one of the user's jobs, or all their queued and running ones. Returns the ids."""
         user = await self.history.user(origin)
         if job_id is not None:
             record = await self.history.job(job_id)
-            if record is None or record.user_id != user.id:
-                raise Refusal("That isn't one of your jobs.")
+            if record is None or not access.may_see(record.origin, origin):
+                raise Refusal(access.NOT_HERE)
+            if not access.is_owner(record.origin, origin):
+                raise Refusal("Only the person who asked for that job can cancel it.")
             candidates = [record]
         else:
             candidates = await self.history.jobs_of(user.id, limit=100)
@@ -301,25 +364,49 @@ class Service:
                 cancelled.append(record.id)
         return cancelled
 
+    async def delete(
+        self,
+        origin: Origin,
+        job_id: str,
+        *,
+        shown_in: str | None = None,
+        message_at: str | None = None,
+        is_admin: bool = False,
+    ) -> None:
+        """Delete a result: its files now; the adapter then deletes the message. Raises Refusal.
+
+        Only the job's own message is ever deleted: the platform vouches for the message the button
+        was pressed on, either by what it shows (``shown_in``: the job its own caption or buttons
+        name) or by where it is (``message_at``: ``chat:message``, as the history keeps it); never
+        the button id. ``is_admin``: the platform says the caller administers this chat.
+        """
+        record = await self.history.job(job_id)
+        own = (shown_in is not None and shown_in == job_id) or (
+            message_at is not None and record is not None and record.status_message == message_at
+        )
+        if record is None or not access.may_see(record.origin, origin) or not own:
+            raise Refusal(access.NOT_HERE)
+        if not access.may_delete(record.origin, origin, is_admin=is_admin):
+            raise Refusal("Only the person who asked for this result, or an admin here, can delete it.")
+        if not record.status.finished:
+            await self.queue.cancel(record.id)
+        await self.history.remove_files(record.id, "deleted")
+        log.info("job %s deleted by %s:%s", record.id, origin.platform, origin.user_id)
+
+    async def original(self, origin: Origin, job_id: str, index: int) -> tuple[OutputRecord, bytes]:
+        """The lossless file of a result (PNG with its parameters, or a clip). Raises Refusal."""
+        output = _output(await self.job(origin, job_id), index)
+        return output, await _read(output)
+
     async def jobs(self, origin: Origin, *, page: int = 0, per_page: int = 5) -> list[JobRecord]:
         """The user's own jobs, newest first (private: only theirs)."""
         user = await self.history.user(origin)
         return await self.history.jobs_of(user.id, limit=per_page, offset=page * per_page)
 
-    async def job(self, job_id: str) -> JobRecord | None:
-        return await self.history.job(job_id)
-
-    async def can_delete(self, origin: Origin, job_id: str, *, is_admin: bool = False) -> bool:
-        record = await self.history.job(job_id)
-        if record is None:
-            return False
-        user = await self.history.user(origin)
-        return is_admin or record.user_id == user.id
-
     async def user_settings(self, origin: Origin) -> requests.Defaults:
         return self._defaults(await self.history.user(origin))
 
-    async def change_settings(self, origin: Origin, **changes) -> requests.Defaults:
+    async def change_settings(self, origin: Origin, **changes: Any) -> requests.Defaults:
         """Save per-user defaults (model, strength, num_images_per_prompt). Raises Refusal."""
         user = await self.history.user(origin)
         current = self._defaults(user)
@@ -335,6 +422,22 @@ class Service:
         saved = {"model": model, "strength": strength, "num_images_per_prompt": n}
         await self.history.save_settings(user.id, saved)
         return requests.Defaults(**saved)
+
+    async def change_setting(self, origin: Origin, key: str, raw: str) -> requests.Defaults:
+        """One setting from a button or a typed ``key=value``: ``model``, ``strength`` (``auto`` or
+        ``default``: the model's own) or ``n``. Raises Refusal."""
+        if key == "model":
+            availability = await self.availability()
+            name = requests.resolve_model(raw, self.models)
+            if name is not None and availability.get(name) is not None:
+                raise Refusal(f"The model {name} isn't available on this server right now: {availability[name]}")
+            return await self.change_settings(origin, model=name or raw)
+        if key == "strength":
+            strength = None if raw in ("auto", "default") else _number(float, raw)
+            return await self.change_settings(origin, strength=strength)
+        if key in ("n", "num_images_per_prompt"):
+            return await self.change_settings(origin, num_images_per_prompt=_number(int, raw))
+        raise Refusal(f"Settings are model, strength and n (got {neutral(key)[:40]!r}).")
 
     async def compare_sheet(self, job_id: str, *, again: bool = False) -> bytes | None:
         """The labelled side-by-side PNG of a --compare set (any of its jobs' ids), to post once.
@@ -356,29 +459,36 @@ class Service:
             return None
         return await asyncio.to_thread(_compare_png, jobs)
 
-    async def before_after(self, job_id: str, index: int = 0) -> bytes:
+    async def before_after(self, origin: Origin, job_id: str, index: int = 0) -> bytes:
         """A labelled before | after PNG: a job's source next to its output ``index``. Raises Refusal."""
-        record = await self.history.job(job_id)
-        if record is None:
-            raise Refusal("I can't find that result any more.")
-        output = next((o for o in record.outputs if o.index == index), None)
-        if record.status is not Status.done or output is None:
-            raise Refusal("That result isn't ready (or has no such image).")
+        record = await self.job(origin, job_id)
+        output = _output(record, index)
         if not output.media_type.startswith("image/"):
             raise Refusal("Before/after works on images only.")
-        return await asyncio.to_thread(
-            _before_after_png, self.history.source_path(record.id), output.path, record.request.model
-        )
+        try:
+            return await asyncio.to_thread(
+                _before_after_png, self.history.source_path(record.id), output.path, record.request.model
+            )
+        except OSError:
+            raise Refusal("That result's files are no longer on the server.") from None
 
-    async def availability(self) -> dict[str, str | None]:
-        """Model name → None when it can run (here, or on a live worker), else why not."""
+    async def availability(self, *, for_chat: bool = True) -> dict[str, str | None]:
+        """Model name → None when it can run (here, or on a live worker), else why not.
+
+        ``for_chat``: the reasons name files by their last part only, never the operator's paths.
+        """
         if self._availability is None:
             return {name: None for name in self.models.names()}
-        return await self._availability()
+        found = await self._availability()
+        if not for_chat:
+            return found
+        return {name: None if reason is None else hide_paths(reason) for name, reason in found.items()}
 
     def _defaults(self, user: UserRecord) -> requests.Defaults:
         saved = user.settings
-        model = saved.get("model") if saved.get("model") in self.models else self.models.for_action(Action.remix).name
+        model = str(saved.get("model", ""))
+        if model not in self.models:
+            model = self.models.for_action(Action.remix).name
         return requests.Defaults(
             model=model,
             strength=saved.get("strength"),
@@ -387,13 +497,26 @@ class Service:
 
     # events ----------------------------------------------------------------------------------
 
+    def _checked(self, result: Result) -> Result:
+        """A result as it may be kept: outputs within the output cap, its texts neutralised."""
+        limit = self.settings.limits.max_output_pixels
+        if any(output.width * output.height > limit for output in result.outputs):
+            log.warning("job %s: a result over %s pixels was refused", result.job_id, limit)
+            return Result(
+                result.job_id,
+                Status.failed,
+                error=f"The result was larger than {images.megapixels(limit)}, so it wasn't kept.",
+                engine=result.engine,
+            )
+        return replace(result, error=hide_paths(neutral(result.error)), note=hide_paths(neutral(result.note)))
+
     async def _on_event(self, event: Event) -> None:
         if event.status is Status.running and event.total == 0:
             await self.history.mark_running(event.job_id)
             self._live.pop(event.job_id, None)  # its status changed: read it again
         if event.status.finished:
             self._live.pop(event.job_id, None)
-            result = event.result or Result(event.job_id, event.status)
+            result = self._checked(event.result or Result(event.job_id, event.status))
             if not await self.history.finish(result):
                 return  # delivered already: every result reaches the chat once
             if result.status is Status.failed:
@@ -412,13 +535,77 @@ class Service:
             await handler(record, event)
 
 
-def _decode(data: bytes, limits) -> bytes:
-    """Safely decode any image to normalised PNG bytes (what jobs carry). Raises Refusal."""
+def _prepare(
+    text: str,
+    image: bytes,
+    references: tuple[bytes, ...],
+    defaults: requests.Defaults,
+    limits: Limits,
+    models: Models,
+    side: int,
+    options: Mapping[str, Given] | None = None,
+) -> tuple[bytes, tuple[bytes, ...], Request, str]:
+    """The CPU part of a submission (run on a thread): decode the images, read the parameters a PNG
+    carries, parse the text. Returns (source PNG, reference PNGs, request, offer). Raises Refusal."""
+    source = _decode(image, limits, side)
+    refs = tuple(_decode(data, limits, side) for data in references)
+    offer = ""
+    found = images.read_parameters(image)
     try:
-        image = images.decode(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+        if found and not text.strip() and not options:
+            request = requests.request_from_parameters(
+                images.parse_parameters(found), defaults=defaults, models=models, limits=limits
+            )
+        else:
+            request = requests.parse_request(text, defaults=defaults, limits=limits, models=models, given=options)
+            if found and not _has_flags(text) and not options:
+                offer = requests.format_request(
+                    requests.request_from_parameters(
+                        images.parse_parameters(found), defaults=defaults, models=models, limits=limits
+                    )
+                )
+    except requests.RequestError as error:
+        raise Refusal(str(error)) from None
+    return source, refs, request, offer
+
+
+def _decode(data: bytes, limits: Limits, side: int) -> bytes:
+    """Safely decode any image to normalised sRGB PNG bytes no larger than any model uses (what jobs
+    carry and the history keeps). Raises Refusal."""
+    try:
+        image = images.decode(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels, max_side=side)
     except images.ImageError as error:
         raise Refusal(str(error)) from None
     return images.encode_png(image)
+
+
+def _check_derived(data: bytes, limits: Limits) -> tuple[int, int]:
+    """An earlier result used as a new job's input meets the limits an upload meets: its size."""
+    try:
+        return images.check_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+    except images.ImageError as error:
+        raise Refusal(str(error)) from None
+
+
+def _output(record: JobRecord, index: int) -> OutputRecord:
+    output = next((o for o in record.outputs if o.index == index), None)
+    if record.status is not Status.done or output is None:
+        raise Refusal("That result isn't ready (or has no such image).")
+    return output
+
+
+async def _read(output: OutputRecord) -> bytes:
+    try:
+        return await asyncio.to_thread(output.path.read_bytes)
+    except OSError:
+        raise Refusal("That file is no longer on the server.") from None
+
+
+def _number(kind: type[float] | type[int], raw: str) -> float:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise Refusal(f"That isn't a setting I know ({neutral(raw)[:40]!r}).") from None
 
 
 def _pictures(record: JobRecord) -> list[Path]:

@@ -37,6 +37,7 @@ class Limits:
     max_steps: int = 100
     max_image_bytes: int = 20 * 1024 * 1024  # Telegram's download cap; Discord's is lower
     max_image_pixels: int = 40_000_000  # decoding anything larger is refused before it starts
+    max_output_pixels: int = 32_000_000  # results (an upscale of an upscale…) are never larger
     max_references: int = 3
     max_queued_per_user: int = 5
     rate_per_minute: int = 20  # requests per user per minute
@@ -61,7 +62,7 @@ class Settings:
     discord_token: Secret = Secret("")
     discord_guild_ids: tuple[int, ...] = ()
     discord_message_content: bool = False
-    discord_allowed_channels: tuple[int, ...] = ()
+    discord_allowed_channels: tuple[tuple[int, int], ...] = ()  # (server, channel); server 0: any server
     log_level: str = ""  # "": INFO for services, WARNING for one-shot commands
     log_format: str = "plain"  # "plain" or "json" (one JSON object per line)
     metrics_port: int = 0  # serve Prometheus metrics on this port (bot and workers); 0: off
@@ -98,6 +99,16 @@ def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in env.get(name, "").replace(" ", "").split(",") if part)
 
 
+def _channels(env: Mapping[str, str], name: str) -> tuple[tuple[int, int], ...]:
+    """``SERVER:CHANNEL`` pairs, comma-separated; a bare ``CHANNEL`` holds every server to the list."""
+    pairs = []
+    for part in env.get(name, "").replace(" ", "").split(","):
+        if part:
+            server, _, channel = part.rpartition(":")
+            pairs.append((int(server or 0), int(channel)))
+    return tuple(pairs)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or a mapping, in tests)."""
     env = os.environ if env is None else env
@@ -109,6 +120,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_steps=_int(env, "REMIXBOT_MAX_STEPS", defaults.max_steps),
         max_image_bytes=_int(env, "REMIXBOT_MAX_IMAGE_BYTES", defaults.max_image_bytes),
         max_image_pixels=_int(env, "REMIXBOT_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
+        max_output_pixels=_int(env, "REMIXBOT_MAX_OUTPUT_PIXELS", defaults.max_output_pixels),
         max_queued_per_user=_int(env, "REMIXBOT_MAX_QUEUED_PER_USER", defaults.max_queued_per_user),
         rate_per_minute=_int(env, "REMIXBOT_RATE_PER_MINUTE", defaults.rate_per_minute),
     )
@@ -131,7 +143,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         discord_token=Secret(env.get("DISCORD_TOKEN", "").strip()),
         discord_guild_ids=_ids(env, "DISCORD_GUILD_IDS"),
         discord_message_content=env.get("DISCORD_MESSAGE_CONTENT", "").lower() in ("1", "true", "yes"),
-        discord_allowed_channels=_ids(env, "DISCORD_ALLOWED_CHANNELS"),
+        discord_allowed_channels=_channels(env, "DISCORD_ALLOWED_CHANNELS"),
         log_level=env.get("REMIXBOT_LOG_LEVEL", "").upper(),
         log_format=env.get("REMIXBOT_LOG_FORMAT", "").strip().lower() or base.log_format,
         metrics_port=_int(env, "REMIXBOT_METRICS_PORT", base.metrics_port),

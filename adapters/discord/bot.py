@@ -68,8 +68,8 @@ class RemixBot(discord.Client):
 
     async def on_ready(self) -> None:
         log.info("Discord: connected as %s (%s guilds)", self.user, len(self.guilds))
-        unseen = [i for i in self.settings.discord_allowed_channels if self.get_channel(i) is None]
-        if unseen:
+        unseen = [i for _, i in self.settings.discord_allowed_channels if self.get_channel(i) is None]
+        if unseen:  # they stay allowed and nothing else opens up: the list never fails open
             log.warning("DISCORD_ALLOWED_CHANNELS lists channels I can't see: %s", ", ".join(map(str, unseen)))
 
     async def on_message(self, message: discord.Message) -> None:
@@ -99,10 +99,10 @@ class RemixBot(discord.Client):
             raise Refusal(problem)
         image = await intake.read(attachment)
         text = re.sub(rf"<@!?{self.user.id}>", " ", message.content).strip()
-        parent_job, parent_output = intake.parent_of(source, attachment)
-        if parent_job is not None and await self.service.job(parent_job) is None:
-            parent_job = parent_output = None
-        origin = intake.origin_of(message.author, message.channel.id, guild_id, message.id)
+        origin = intake.origin_of(
+            message.author, message.channel.id, guild_id, message.id, private=intake.is_dm(message.channel, guild_id)
+        )
+        parent_job, parent_output = await intake.lineage(self, origin, source, attachment)
         ticket = await intake.remix(
             self,
             origin=origin,

@@ -196,12 +196,9 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
     await interaction.response.defer()
     origin = intake.origin_of_interaction(interaction)
     if press.button is Button.info:
-        record = await bot.service.job(press.job_id)
-        if record is None:
-            raise Refusal("I can't find that job any more.")
-        await answers.tell(interaction, render.info(record))
+        await answers.tell(interaction, render.info(await bot.service.info(origin, press.job_id)))
     elif press.button is Button.source:
-        await show_before_after(interaction, bot, press.job_id)
+        await show_before_after(interaction, bot, origin, press.job_id)
     elif press.button is Button.delete:
         await delete(interaction, bot, origin, press.job_id)
     elif press.button is Button.cancel:
@@ -224,17 +221,15 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
         )
 
 
-async def show_before_after(interaction: discord.Interaction, bot: RemixBot, job_id: str) -> None:
+async def show_before_after(interaction: discord.Interaction, bot: RemixBot, origin: Origin, job_id: str) -> None:
     """The before | after sheet of each of the result's images, for the presser's eyes only.
 
     A picture, never a job: it goes through ``Service.before_after``, not ``Service.act``.
     """
-    record = await bot.service.job(job_id)
-    if record is None:
-        raise Refusal("I can't find that result any more.")
+    record = await bot.service.job(origin, job_id)
     indexes = [o.index for o in record.outputs if render.is_still(o.media_type)] or [0]
     pictures = [
-        (f"before-after-{record.id}-{index + 1}.png", await bot.service.before_after(record.id, index))
+        (f"before-after-{record.id}-{index + 1}.png", await bot.service.before_after(origin, record.id, index))
         for index in indexes
     ]
     uploads = await asyncio.to_thread(render.fit_pictures, pictures, interaction.filesize_limit)
@@ -242,12 +237,15 @@ async def show_before_after(interaction: discord.Interaction, bot: RemixBot, job
 
 
 async def delete(interaction: discord.Interaction, bot: RemixBot, origin: Origin, job_id: str) -> None:
+    """🗑 Delete: the core decides (owner, or a server admin; only the job's own message) and deletes
+    the files; the message the button is on goes here."""
+    message = interaction.message
     permissions = interaction.permissions
     is_admin = interaction.guild_id is not None and (permissions.administrator or permissions.manage_messages)
-    if not await bot.service.can_delete(origin, job_id, is_admin=is_admin):
-        raise Refusal("Only the person who asked for this result, or a server admin, can delete it.")
-    if interaction.message is not None:
-        await interaction.message.delete()
+    at = f"{message.channel.id}:{message.id}" if message is not None and not message.flags.ephemeral else None
+    await bot.service.delete(origin, job_id, message_at=at, is_admin=is_admin)
+    if message is not None:
+        await message.delete()
 
 
 async def history_page(bot: RemixBot, origin: Origin, page: int) -> tuple[str, discord.ui.View]:
@@ -266,12 +264,6 @@ async def turn_page(interaction: discord.Interaction, page: int) -> None:
 async def change_setting(interaction: discord.Interaction, key: str, value: str) -> None:
     bot: RemixBot = interaction.client  # type: ignore[assignment]
     await interaction.response.defer()
-    origin = intake.origin_of_interaction(interaction)
-    if key == "model":
-        defaults = await bot.service.change_settings(origin, model=value)
-    elif key == "n":
-        defaults = await bot.service.change_settings(origin, num_images_per_prompt=int(value))
-    else:
-        defaults = await bot.service.change_settings(origin, strength=None if value == "auto" else float(value))
+    defaults = await bot.service.change_setting(intake.origin_of_interaction(interaction), key, value)
     text, view = await settings_page(bot, defaults)
     await interaction.edit_original_response(content=text, view=view)

@@ -275,10 +275,14 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
         if self.strength.value.strip():
             text += f" --strength {self.strength.value.strip()}"
         image = await self.download
-        parent_job, parent_output = intake.parent_of(self.target, self.attachment)
-        if parent_job is not None and await bot.service.job(parent_job) is None:
-            parent_job = parent_output = None  # someone else's result: no lineage to record
-        origin = intake.origin_of(interaction.user, interaction.channel_id, interaction.guild_id, self.target.id)
+        origin = intake.origin_of(
+            interaction.user,
+            interaction.channel_id,
+            interaction.guild_id,
+            self.target.id,
+            private=intake.is_dm(interaction.channel, interaction.guild_id),
+        )
+        parent_job, parent_output = await intake.lineage(bot, origin, self.target, self.attachment)
         ticket = await intake.remix(
             bot,
             origin=origin,
@@ -362,14 +366,7 @@ async def history_command(interaction: discord.Interaction) -> None:
 async def info_command(interaction: discord.Interaction, job: app_commands.Range[str, 1, 40]) -> None:
     service = bot_of(interaction).service
     await interaction.response.defer(ephemeral=True, thinking=True)
-    job_id = job.strip().strip("`")
-    record = await service.job(job_id)
-    mine = (
-        record is not None and record.origin.platform == "discord" and record.origin.user_id == str(interaction.user.id)
-    )
-    here = record is not None and record.origin.chat_id == str(interaction.channel_id)
-    if record is None or not (mine or here):
-        raise Refusal(f"I can't find a job {render.safe(job_id, 40)} of yours.")
+    record = await service.info(intake.origin_of_interaction(interaction), job.strip().strip("`").lower())
     await answers.tell(interaction, render.info(record))
 
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import discord
 
 from adapters.discord import render
+from bot.access import channel_allowed
 from bot.actions import Press, parse_button
 from bot.flags import Given
-from bot.jobs import Action, Origin
-from bot.requests import Defaults, RequestError, parse_request
+from bot.jobs import Origin
 from bot.service import Refusal, Ticket
 from bot.settings import Limits
 
@@ -33,7 +33,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".ti
 
 
 def origin_of(
-    user: discord.abc.User, channel_id: int | None, guild_id: int | None, message_id: int | None = None
+    user: discord.abc.User,
+    channel_id: int | None,
+    guild_id: int | None,
+    message_id: int | None = None,
+    *,
+    private: bool = False,
 ) -> Origin:
     return Origin(
         platform="discord",
@@ -42,7 +47,13 @@ def origin_of(
         user_name=user.display_name,
         guild_id=str(guild_id or ""),
         message_id=str(message_id or ""),
+        private=private,
     )
+
+
+def is_dm(channel: object, guild_id: int | None) -> bool:
+    """The user's own chat with the bot (not a server channel, not a group DM)."""
+    return guild_id is None and not isinstance(channel, discord.GroupChannel)
 
 
 def origin_of_interaction(interaction: discord.Interaction) -> Origin:
@@ -52,25 +63,15 @@ def origin_of_interaction(interaction: discord.Interaction) -> Origin:
         interaction.channel_id,
         interaction.guild_id,
         message.id if message is not None else None,
+        private=is_dm(interaction.channel, interaction.guild_id),
     )
 
 
 def allowed_here(bot: RemixBot, channel: object, guild_id: int | None) -> bool:
-    """Jobs may start in DMs, and in a server's channels that DISCORD_ALLOWED_CHANNELS lists for it
-    (threads follow their channel). A server with none of its channels listed is not restricted."""
-    listed = set(bot.settings.discord_allowed_channels)
-    if not listed or guild_id is None:
-        return True
-    here = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
-    if here & listed:
-        return True
-    return guild_id not in restricted_guilds(bot)
-
-
-def restricted_guilds(bot: RemixBot) -> set[int]:
-    """The servers that have channels in DISCORD_ALLOWED_CHANNELS (as far as the bot can see them)."""
-    found = (bot.get_channel(channel_id) for channel_id in bot.settings.discord_allowed_channels)
-    return {channel.guild.id for channel in found if channel is not None and getattr(channel, "guild", None)}
+    """Jobs may start in DMs, and in the server channels DISCORD_ALLOWED_CHANNELS allows (threads
+    follow their channel): the core's rule, which never depends on what the bot can see."""
+    here = {getattr(channel, "id", None), getattr(channel, "parent_id", None)} - {None}
+    return channel_allowed(bot.settings.discord_allowed_channels, guild_id, {int(i) for i in here})
 
 
 def is_image(attachment: discord.Attachment) -> bool:
@@ -117,24 +118,18 @@ def parent_of(message: discord.Message, attachment: discord.Attachment) -> tuple
     return None, None
 
 
-def requested_models(text: str, options: Mapping[str, Given], defaults: Defaults, bot: RemixBot) -> list[str]:
-    """The models a request would run on (for the availability check), or [] if it won't parse."""
-    limits, models = bot.settings.limits, bot.service.models
+async def lineage(
+    bot: RemixBot, origin: Origin, message: discord.Message, attachment: discord.Attachment
+) -> tuple[str | None, int | None]:
+    """The result (job, image) an image comes from, when it is one of ours that ``origin`` may see."""
+    parent_job, parent_output = parent_of(message, attachment)
+    if parent_job is None:
+        return None, None
     try:
-        request = parse_request(text, defaults=defaults, limits=limits, models=models, given=options)
-    except RequestError:
-        return []  # the service explains the mistake
-    return [request.model, *request.compare]
-
-
-async def check_models(bot: RemixBot, names: list[str]) -> None:
-    if not names:
-        return
-    availability = await bot.service.availability()
-    for name in names:
-        reason = availability.get(name)
-        if reason is not None:
-            raise Refusal(f"The model {name} isn't available on this server right now: {reason}")
+        await bot.service.job(origin, parent_job)
+    except Refusal:
+        return None, None  # someone else's, or gone: no lineage to record
+    return parent_job, parent_output
 
 
 async def remix(
@@ -152,8 +147,6 @@ async def remix(
     upload_limit: int | None = None,
 ) -> Ticket:
     """Submit a remix and post a status message per job. Raises Refusal."""
-    defaults = await bot.service.user_settings(origin)
-    await check_models(bot, requested_models(text, options or {}, defaults, bot))
     ticket = await bot.service.submit(
         origin, text, image, references, parent_job=parent_job, parent_output=parent_output, options=options
     )
@@ -171,12 +164,6 @@ async def act(
     upload_limit: int | None = None,
 ) -> Ticket:
     """The job a result button makes; its status message answers the result. Raises Refusal."""
-    action = press.button.action
-    parent = await bot.service.job(press.job_id)
-    if action is not None and parent is not None:
-        keeps_model = action in (Action.reroll, Action.vary)
-        model = parent.request.model if keeps_model else bot.service.models.for_action(action).name
-        await check_models(bot, [model])
     ticket = await bot.service.act(origin, press)
     await post(bot, ticket, origin, channel, reply_to, upload_limit)
     return ticket

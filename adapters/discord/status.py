@@ -254,7 +254,7 @@ class StatusBoard:
         for output in record.outputs:
             if render.is_still(output.media_type):
                 try:
-                    sheet = await self.service.before_after(record.id, output.index)
+                    sheet = await self.service.before_after(record.origin, record.id, output.index)
                 except Refusal as refusal:
                     log.info("no before/after for job %s #%s: %s", record.id, output.index, refusal)
                     continue
@@ -269,7 +269,7 @@ class StatusBoard:
         sheet = await self.service.compare_sheet(record.compare_of)
         if sheet is None:
             return
-        first = await self.service.job(record.compare_of) or record
+        first = await self.service.history.job(record.compare_of) or record
         where = parse_location(first.status_message) if first.status_message else None
         if where is None:
             if not record.origin.chat_id.isdigit():

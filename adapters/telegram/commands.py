@@ -156,23 +156,11 @@ class Commands:
         message = update.effective_message
         origin = origin_of(message, update.effective_user)
         arg = (context.args or [""])[0].strip().lower().lstrip("#")
-        if arg:
-            record = await self._service.job(arg) if JOB_ID.match(arg) else None
-        else:
-            latest = await self._service.jobs(origin, per_page=1)
-            record = latest[0] if latest else None
-        if record is None or not visible(record, origin):
-            text = (
-                "I can't find that job. Its id is under each result: /info 3f9a0c1b2d4e"
-                if arg
-                else "You have no jobs yet."
-            )
-            await outbox.reply(self._bot, message.chat.id, message.message_id, text)
+        try:
+            if arg and not JOB_ID.match(arg):
+                raise Refusal("That isn't a job id. Its id is under each result: /info 3f9a0c1b2d4e")
+            record = await self._service.info(origin, arg or None)
+        except Refusal as refusal:
+            await outbox.reply(self._bot, message.chat.id, message.message_id, str(refusal))
             return
         await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record), html=True)
-
-
-def visible(record: JobRecord, origin: Origin) -> bool:
-    """A job's details are for its owner, and for the chat its result was posted in."""
-    theirs = record.origin.platform == origin.platform and record.origin.user_id == origin.user_id
-    return theirs or (record.origin.platform == origin.platform and record.origin.chat_id == origin.chat_id)

@@ -179,9 +179,15 @@ class Delivery:
         """The lossless file of a result that was too big to be a photo, answering its preview."""
         chat = int(record.origin.chat_id)
         try:
+            data = await asyncio.to_thread(output.path.read_bytes)
+        except OSError:
+            await outbox.reply(self._bot, chat, shown_in, "⚠️ The full-size file is gone; the photo above is a preview.")
+            return
+        try:
             await self.send_original(
                 record,
-                output.index,
+                output,
+                data,
                 chat,
                 shown_in,
                 caption=(
@@ -193,16 +199,18 @@ class Delivery:
             await outbox.reply(self._bot, chat, shown_in, f"⚠️ {refusal} The photo above is a preview.")
 
     async def send_original(
-        self, record: JobRecord, index: int, chat_id: int, reply_to: int | None, *, caption: str | None = None
+        self,
+        record: JobRecord,
+        output: OutputRecord,
+        data: bytes,
+        chat_id: int,
+        reply_to: int | None,
+        *,
+        caption: str | None = None,
     ) -> None:
-        """The lossless output (PNG with its parameters) as a document. Raises Refusal."""
-        output = next((o for o in record.outputs if o.index == index), None)
-        if record.status is not Status.done or output is None:
-            raise Refusal("That result isn't ready (or has no such image).")
-        try:
-            data = await asyncio.to_thread(output.path.read_bytes)
-        except OSError:
-            raise Refusal("That file is no longer on the server.") from None
+        """The lossless output (PNG with its parameters, from ``Service.original``) as a document.
+        Raises Refusal."""
+        index = output.index
         if len(data) > DOCUMENT_MAX_BYTES:
             raise Refusal(f"That file is too big to send through Telegram ({render.mb(len(data))}).")
         await self._bot.send_document(
@@ -217,8 +225,8 @@ class Delivery:
         self, record: JobRecord, index: int, chat_id: int, reply_to: int | str | None, sheet: bytes | None = None
     ) -> None:
         """The core's labelled before | after sheet of output ``index`` as a photo. Raises Refusal."""
-        if sheet is None:
-            sheet = await self._service.before_after(record.id, index)
+        if sheet is None:  # --show-source: the bot shows the job's own chat
+            sheet = await self._service.before_after(record.origin, record.id, index)
         photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
         which = f" #{index + 1}" if len(record.outputs) > 1 else ""
         await self._bot.send_photo(
@@ -235,7 +243,7 @@ class Delivery:
             sheet = await self._service.compare_sheet(record.compare_of)
             if sheet is None:
                 return
-            first = await self._service.job(record.compare_of) or record
+            first = await self._history.job(record.compare_of) or record
             chat, reply_to = place_of(first) or (int(record.origin.chat_id), first.origin.message_id)
             photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
             models = (first.request.model, *first.request.compare)

@@ -103,4 +103,5 @@ def origin_of(message: Message, user: User | None) -> Origin:
         chat_id=str(message.chat.id),
         user_name=user_name(user),
         message_id=str(message.message_id),
+        private=message.chat.type == "private",
     )

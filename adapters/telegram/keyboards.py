@@ -27,6 +27,7 @@ RESULT_ROWS = (
     (Button.reroll, Button.vary, Button.varystrong),
     (Button.upscale, Button.fixface, Button.animate),
     (Button.original, Button.source, Button.info),
+    (Button.delete,),
 )
 # Per-image buttons under an album (albums cannot carry a keyboard): one row per image.
 PER_IMAGE = tuple(button for button in Button if button.takes_output)
@@ -46,10 +47,10 @@ def _index(button: Button, index: int) -> int | None:
 
 
 def result_keyboard(job_id: str, index: int = 0, *, image: bool = True) -> InlineKeyboardMarkup:
-    """The buttons under a single result; a clip gets Reroll, Original and Info only."""
+    """The buttons under a single result; a clip gets Reroll, Original, Info and Delete only."""
     if not image:
         row = [labelled(Button.reroll, job_id), labelled(Button.original, job_id, index), labelled(Button.info, job_id)]
-        return InlineKeyboardMarkup([row])
+        return InlineKeyboardMarkup([row, [labelled(Button.delete, job_id)]])
     return InlineKeyboardMarkup(
         [[labelled(button, job_id, _index(button, index)) for button in row] for row in RESULT_ROWS]
     )

@@ -15,21 +15,20 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram import outbox, render
-from adapters.telegram.commands import Commands, visible
+from adapters.telegram.commands import Commands
 from adapters.telegram.delivery import Delivery
-from adapters.telegram.inputs import origin_of, user_name
-from adapters.telegram.keyboards import DEFAULT_STRENGTH, HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
+from adapters.telegram.inputs import origin_of, result_of, user_name
+from adapters.telegram.keyboards import HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
 from adapters.telegram.status import StatusBoard
 from bot import presenter
 from bot.actions import Button, Press, parse_button
-from bot.jobs import Action
+from bot.jobs import Origin
 from bot.service import Refusal, Service
 
 log = logging.getLogger(__name__)
 
 TOAST_LIMIT = 200
-# Actions served by a model of their own, which may not be installed on this server.
-OWN_MODEL = (Action.upscale, Action.fixface, Action.animate)
+ADMINS = ("creator", "administrator")  # getChatMember statuses that may delete anyone's result
 
 
 class Toast:
@@ -77,36 +76,53 @@ class Presses:
         if message is None:
             raise Refusal("That button only works in the chat it came with.")
         origin = origin_of(message, query.from_user)
-        record = await self._service.job(press.job_id)
-        if record is None or not visible(record, origin):
-            raise Refusal("I can't find that result any more.")
+        if press.button is Button.cancel:
+            cancelled = await self._service.cancel(origin, press.job_id)
+            await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
+            return
+        if press.button is Button.delete:
+            await self._delete(query, press, origin, toast)
+            return
+        record = await self._service.job(origin, press.job_id)
         if press.button is Button.original:
+            output, data = await self._service.original(origin, record.id, press.index)
             await toast("📄 Sending the original…")
-            await self._delivery.send_original(record, press.index, message.chat.id, message.message_id)
+            await self._delivery.send_original(record, output, data, message.chat.id, message.message_id)
         elif press.button is Button.source:  # a picture, not a job: never through service.act
-            sheet = await self._service.before_after(record.id, press.index)
+            sheet = await self._service.before_after(origin, record.id, press.index)
             await toast("↔️ Before / after")
             await self._delivery.send_before_after(record, press.index, message.chat.id, message.message_id, sheet)
         elif press.button is Button.info:
             await toast()
             await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record), html=True)
-        elif press.button is Button.cancel:
-            cancelled = await self._service.cancel(origin, press.job_id)
-            await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
         elif press.button.action is None:
             raise Refusal("That button doesn't do anything here.")
         else:
             await self._act(query, press, origin, toast)
 
-    async def _act(self, query: CallbackQuery, press: Press, origin, toast: Toast) -> None:
+    async def _delete(self, query: CallbackQuery, press: Press, origin: Origin, toast: Toast) -> None:
+        """🗑 Delete: the core decides (owner, or an admin of this chat; only the job's own message)."""
+        message = query.message
+        shown = result_of(message, self._bot.id)  # the job this message shows, read from the message itself
+        admin = False
+        if message.chat.type != ChatType.PRIVATE:
+            try:
+                member = await self._bot.get_chat_member(message.chat.id, query.from_user.id)
+                admin = member.status in ADMINS
+            except TelegramError as error:
+                log.info(
+                    "could not tell whether %s administers chat %s: %s", query.from_user.id, message.chat.id, error
+                )
+        await self._service.delete(origin, press.job_id, shown_in=shown[0] if shown else None, is_admin=admin)
+        await toast("🗑 Deleted")
+        try:
+            await self._bot.delete_message(message.chat.id, message.message_id)
+        except TelegramError as error:
+            log.info("could not delete result message %s: %s", message.message_id, error)
+
+    async def _act(self, query: CallbackQuery, press: Press, origin: Origin, toast: Toast) -> None:
         """Reroll, variations, upscale, fix face, animate: a new job through the core."""
-        action = press.button.action
         name = str(presenter.LABELS[press.button])
-        if action in OWN_MODEL:
-            model = self._service.models.for_action(action).name
-            reason = (await self._service.availability()).get(model)
-            if reason:
-                raise Refusal(f"{name} is not available on this server: {reason}")
         ticket = await self._service.act(origin, press)
         self._board.expect(ticket)
         await toast(f"{name}: queued — position {ticket.position}" if ticket.position > 1 else f"{name}: on it!")
@@ -119,14 +135,8 @@ class Presses:
         try:
             match = SETTING_PATTERN.match(query.data or "")
             key, value = match["key"], match["value"]
-            if key == "model":
-                change = {"model": value}
-            elif key == "strength":
-                change = {"strength": None if value == DEFAULT_STRENGTH else _number(float, value)}
-            else:
-                change = {"num_images_per_prompt": _number(int, value)}
             origin = origin_of(query.message, query.from_user)
-            defaults = await self._service.change_settings(origin, **change)
+            defaults = await self._service.change_setting(origin, key, value)
             await toast(f"Saved: {key} {value}")
             await outbox.edit(
                 self._bot,
@@ -160,10 +170,3 @@ class Presses:
     async def expired(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Any other callback data (an old keyboard, a forged press)."""
         await Toast(update.callback_query)("That button has expired.")
-
-
-def _number(kind, value: str):
-    try:
-        return kind(value)
-    except ValueError:
-        raise Refusal(f"That isn't a setting I know ({value!r}).") from None

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from telegram import Bot, Message, Update, User
@@ -23,6 +22,7 @@ from adapters.telegram.albums import Albums
 from adapters.telegram.inputs import Picture, download, origin_of, picture_in, remix_args, result_of
 from adapters.telegram.options import Options
 from adapters.telegram.status import StatusBoard
+from bot.jobs import Origin
 from bot.service import Refusal, Service
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Remixes:
         try:
             if not pictures or pictures[0] is None:
                 raise Refusal(render.NO_PICTURE)
-            image, parent = await self._source(pictures[0], parent)
+            image, parent = await self._source(origin, pictures[0], parent)
             references = tuple(
                 [await download(self._bot, picture, self._limit) for picture in pictures[1:] if picture is not None]
             )
@@ -142,16 +142,17 @@ class Remixes:
                 f"💡 This picture carries its own settings. To reuse them, reply to it with:\n/remix {ticket.offer}",
             )
 
-    async def _source(self, picture: Picture, parent: tuple[str, int] | None) -> tuple[bytes, tuple[str, int] | None]:
-        """The source image: a result's lossless file from the history, else the download."""
+    async def _source(
+        self, origin: Origin, picture: Picture, parent: tuple[str, int] | None
+    ) -> tuple[bytes, tuple[str, int] | None]:
+        """The source image: a result's lossless file from the history (when the user may see that
+        result here), else the download."""
         if parent is not None:
-            record = await self._service.job(parent[0])
-            output = next((o for o in record.outputs if o.index == parent[1]), None) if record else None
-            if output is not None and output.media_type.startswith("image/"):
-                try:
-                    return await asyncio.to_thread(output.path.read_bytes), parent
-                except OSError:
-                    log.info("output file of job %s is gone; using Telegram's copy", parent[0])
-            elif record is None:
-                parent = None  # not a job of this server
+            try:
+                output, data = await self._service.original(origin, *parent)
+                if output.media_type.startswith("image/"):
+                    return data, parent
+            except Refusal as refusal:
+                log.info("result %s not used as the source: %s", parent[0], refusal)
+                parent = None  # not a result this user can build on here: no lineage either
         return await download(self._bot, picture, self._limit), parent

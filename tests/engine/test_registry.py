@@ -9,6 +9,7 @@ pytest.importorskip("diffusers")
 from adapters.cli import build_service, close_service  # noqa: E402
 from bot.jobs import Origin, Status  # noqa: E402
 from bot.models import load_models  # noqa: E402
+from bot.service import Refusal  # noqa: E402
 from engine import registry  # noqa: E402
 from tests.engine.tiny_models import build_tiny_sd  # noqa: E402
 from tests.integration.harness import Events  # noqa: E402
@@ -86,9 +87,10 @@ async def test_a_running_diffusion_job_stops_at_the_next_step_when_cancelled(ser
     assert max(e.step for e in events.of(ticket.job.id)) < 100
 
 
-async def test_a_model_without_weights_fails_the_job_with_the_reason(service, images_dir):
+async def test_a_model_without_weights_is_refused_with_the_reason(service, images_dir, tmp_path):
     events = Events()
     service.listen("console", events)
-    ticket = await service.submit(ALICE, "x --model missing", (images_dir / "coffee.png").read_bytes())
-    record = await events.done(ticket.job.id)
-    assert record.status is Status.failed and record.error.startswith("needs weights")
+    with pytest.raises(Refusal, match="isn't available on this server right now: needs weights") as refused:
+        await service.submit(ALICE, "x --model missing", (images_dir / "coffee.png").read_bytes())
+    assert str(tmp_path) not in str(refused.value), "no operator path in chat"
+    assert await service.jobs(ALICE) == [], "refused before it was queued"

@@ -22,7 +22,8 @@ from tests.integration.harness import ROOT, Events
 
 ALICE = Origin(platform="console", user_id="alice", chat_id="c1", user_name="Alice")
 
-# classic twice under two names and working sizes (both run here), and a model whose weights are missing
+# classic twice under two names and working sizes (both run here), and a model whose weights look
+# present (so it is queued) but are broken (so its job fails)
 MODELS = """
 [models.classic]
 kind = "classic"
@@ -42,6 +43,8 @@ source = "{nowhere}"
 
 
 def write_models(folder: Path) -> Path:
+    (folder / "nowhere").mkdir(exist_ok=True)
+    (folder / "nowhere" / "model_index.json").write_text("{}", encoding="utf-8")
     path = folder / "models.toml"
     path.write_text(MODELS.format(nowhere=folder / "nowhere"), encoding="utf-8")
     return path
@@ -125,21 +128,21 @@ async def test_before_after_puts_the_source_next_to_a_result(service, coffee, im
     events = Events()
     service.listen("console", events)
     done = await events.done((await service.submit(ALICE, "noir --seed 1", coffee)).job.id)
-    sheet = png(await service.before_after(done.id, 0))
+    sheet = png(await service.before_after(ALICE, done.id, 0))
     (before, before_label), (after, after_label) = columns_of(sheet, [600, 600], 400)
     assert np.abs(before - png(coffee)).mean() < 1
     assert np.abs(after - png(done.outputs[0].path.read_bytes())).mean() < 1
     assert has_label(before_label) and has_label(after_label)
     with pytest.raises(Refusal, match="no such image"):
-        await service.before_after(done.id, 3)
-    with pytest.raises(Refusal, match="can't find"):
-        await service.before_after("0123456789ab", 0)
+        await service.before_after(ALICE, done.id, 3)
+    with pytest.raises(Refusal, match="isn.t available here"):
+        await service.before_after(ALICE, "0123456789ab", 0)
     with pytest.raises(Refusal, match="doesn't start a new job"):
         await service.act(ALICE, Press(Button.source, done.id, 0))
     clip = await events.done((await service.act(ALICE, Press(Button.animate, done.id, 0))).job.id)
     assert clip.status is Status.done and clip.outputs[0].media_type == "video/mp4"
     with pytest.raises(Refusal, match="images only"):
-        await service.before_after(clip.id, 0)
+        await service.before_after(ALICE, clip.id, 0)
 
 
 async def test_the_console_prints_the_sheets_and_answers_source(service, images_dir):

@@ -166,13 +166,11 @@ async def test_cancel_a_queued_job(service, events, coffee):
         await service.cancel(BOB, running.job.id)  # not Bob's
 
 
-async def test_compare_runs_one_request_through_several_models(service, events, coffee):
-    ticket = await service.submit(ALICE, "warm --seed 3 --compare fast", coffee)
-    assert [job.request.model for job in ticket.jobs] == ["classic", "fast"]
-    classic, fast = [await events.done(job.id) for job in ticket.jobs]
-    assert classic.request.seed == fast.request.seed == 3
-    assert classic.status is Status.done
-    assert fast.status is Status.failed and "needs" in fast.error  # no weights here: said plainly
+async def test_compare_with_a_model_that_cannot_run_is_refused_whole(service, events, coffee):
+    with pytest.raises(Refusal, match="fast isn't available on this server") as refused:
+        await service.submit(ALICE, "warm --seed 3 --compare fast", coffee)
+    assert "needs" in str(refused.value)  # no weights here: said plainly, before anything is queued
+    assert await service.jobs(ALICE) == [], "all or none: not even the classic job"
 
 
 async def test_models_that_cannot_run_say_why(service):

@@ -138,7 +138,7 @@ async def test_a_worker_killed_mid_job_has_its_job_run_again_and_delivered_once(
         assert record.status is Status.done
         assert [out.index for out in record.outputs] == [0, 1]  # one set of outputs
         assert len([e for e in events.of(job_id) if e.status.finished]) == 1
-        stored = await service.job(job_id)
+        stored = await service.history.job(job_id)
         assert stored.status is Status.done and len(stored.outputs) == 2
         files = sorted(path.name for path in (roomy.data_dir / "outputs").glob(f"{job_id}-*"))
         assert files == [f"{job_id}-0.png", f"{job_id}-1.png"]

@@ -50,7 +50,7 @@ async def status_message(server: FakeDiscord, service: Service, job_id: str, tim
     """The job's status message (the one its result lands in), found where the history says it is."""
 
     async def located() -> dict | None:
-        record = await service.job(job_id)
+        record = await service.history.job(job_id)
         if record is None or not record.status_message:
             return None
         return server.messages.get(int(record.status_message.split(":")[1]))

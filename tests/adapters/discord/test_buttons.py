@@ -52,7 +52,7 @@ async def test_every_button_works_after_a_restart(remixbot, fake_discord, images
         status = statuses[-1]
         child = job_of(status)
         message = await result(server, service, child)
-        record = await service.job(child)
+        record = await service.history.job(child)
         assert record.action is action and record.parent_job == first
         assert record.origin.user_id == str(bob.id), "the new job is the presser's"
         assert record.parent_output == (None if name == "reroll" else 0)
@@ -67,7 +67,7 @@ async def test_every_button_works_after_a_restart(remixbot, fake_discord, images
     made = await service.jobs(origin(bob), per_page=10)
     assert sorted(r.request.strength for r in made if r.action is Action.vary) == [0.35, 0.7], "subtle and strong"
     upscaled = next(r for r in made if r.action is Action.upscale)
-    assert upscaled.outputs[0].width == 2 * (await service.job(first)).outputs[0].width
+    assert upscaled.outputs[0].width == 2 * (await service.history.job(first)).outputs[0].width
 
     info = await server.press(parent, f"info:{first}", bob)
     text = await info.text()
@@ -107,7 +107,7 @@ async def test_two_users_press_buttons_on_one_result_at_once(remixbot, fake_disc
     records = []
     for status in statuses:
         await result(server, service, job_of(status))
-        records.append(await service.job(job_of(status)))
+        records.append(await service.history.job(job_of(status)))
     assert {r.origin.user_id for r in records} == {str(carol.id), str(dave.id)}
     assert {r.parent_job for r in records} == {first}
     assert {r.action for r in records} == {Action.reroll, Action.vary}
@@ -129,4 +129,4 @@ async def test_a_button_whose_job_is_unknown(remixbot, fake_discord, images_dir)
     )
     pressed = await server.press(stale, "reroll:0123456789ab", server.user("finn"))
     text = await pressed.text()
-    assert "can't find that result" in text and pressed.followups[0]["flags"] & 64
+    assert "isn't available here" in text and pressed.followups[0]["flags"] & 64

@@ -96,7 +96,7 @@ async def test_settings_change_by_options_and_buttons_and_apply_to_remix(remixbo
 
     _, job_id = await remix(server, ida, images_dir / "chelsea.png")
     message = await result(server, remixbot.service, job_id)
-    record = await remixbot.service.job(job_id)
+    record = await remixbot.service.history.job(job_id)
     assert (record.request.num_images_per_prompt, record.request.strength) == (2, 0.45)
     assert len(message["attachments"]) == 2 and len(rows(message)) == 3
 
@@ -150,7 +150,7 @@ async def test_history_pages_and_remix_again(remixbot, fake_discord, images_dir)
     )
     child = custom_ids(newest)[-1].split(":")[1]
     await result(server, service, child)
-    assert (await service.job(child)).parent_job == made[0]
+    assert (await service.history.job(child)).parent_job == made[0]
 
 
 async def test_info_and_its_privacy(remixbot, fake_discord, images_dir):
@@ -160,12 +160,14 @@ async def test_info_and_its_privacy(remixbot, fake_discord, images_dir):
     _, job_id = await remix(server, lou, images_dir / "coffee.png", prompt="secret plans", channel=dm)
     await result(server, service, job_id)
 
-    own = await server.slash("info", lou, job=job_id)
+    own = await server.slash("info", lou, dm, job=job_id)
     text = await own.text()
     assert "secret plans" in text and "model classic" in text and own.replies()[0]["flags"] & 64
+    in_public = await server.slash("info", lou, job=job_id)  # a DM job stays in the DM, even for its owner
+    assert await in_public.text() == "That result isn't available here."
 
     stranger = await server.slash("info", server.user("max"), job=job_id)
-    assert "can't find a job" in await stranger.text()
+    assert "isn't available here" in await stranger.text()
     assert "secret plans" not in " ".join(stranger.texts())
 
     typed = await server.autocomplete("info", lou, focused="job", job=job_id[:4])
@@ -177,7 +179,7 @@ async def test_cancel_with_nothing_to_cancel(remixbot, fake_discord):
     interaction = await fake_discord.slash("cancel", fake_discord.user("ned"))
     assert await interaction.text() == "Nothing to cancel."
     other = await fake_discord.slash("cancel", fake_discord.user("ned"), job="0123456789ab")
-    assert "isn't one of your jobs" in await other.text()
+    assert "isn't available here" in await other.text()
 
 
 async def test_an_unexpected_failure_is_one_private_line_and_a_logged_traceback(remixbot, fake_discord, caplog):

@@ -61,7 +61,7 @@ async def test_compare_posts_each_result_then_one_sheet(creative, fake_discord, 
     asked = await server.slash("remix", ana, image=image, prompt="warm", compare="painterly")
     first, second = job_ids(await asked.text())
     messages = [await result(server, service, job_id) for job_id in (first, second)]
-    records = [await service.job(job_id) for job_id in (first, second)]
+    records = [await service.history.job(job_id) for job_id in (first, second)]
     assert [r.request.model for r in records] == ["classic", "painterly"]
     assert all(r.compare_of == first and r.status is Status.done for r in records)
     for message, record in zip(messages, records, strict=True):  # each result keeps its own buttons
@@ -97,7 +97,7 @@ async def test_before_after_button_answers_only_the_presser_and_makes_no_job(rem
     answer = await pressed.reply(lambda m: bool(m["attachments"]))
     assert answer["flags"] & 64, "only the presser sees it"
     assert answer["content"] == "↔️ Before / after of images 1, 2 · classic"
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     source = image_size((await service.history.load_job(job_id)).image)
     for attachment, output in zip(answer["attachments"], record.outputs, strict=True):
         assert image_size(server.files[int(attachment["id"])]) == sheet_size([source], [(output.width, output.height)])
@@ -126,7 +126,7 @@ async def test_remix_options_show_source_gif_clips_and_a_big_upscale(creative, f
         ref_scale=0.3,
     )
     message = await result(server, service, job_id)
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     r = record.request
     assert (r.num_inference_steps, r.guidance_scale, r.image_guidance_scale, r.scale) == (3, 2.5, 1.5, 4)
     assert (r.show_source, r.motion, r.num_frames, r.fps, r.ip_adapter_scale) == (True, "high", 6, 6, 0.3)
@@ -143,7 +143,7 @@ async def test_remix_options_show_source_gif_clips_and_a_big_upscale(creative, f
     statuses = await server.until(lambda: [m for m in replies_to(server, message) if m is not shown], what="a job")
     clip_id = custom_ids(statuses[0])[-1].split(":")[1]
     clip_message = await result(server, service, clip_id)
-    clip = await service.job(clip_id)
+    clip = await service.history.job(clip_id)
     assert clip.request.model == "gifs" and (clip.request.motion, clip.request.num_frames) == ("high", 6)
     (gif,) = clip_message["attachments"]
     assert gif["filename"].endswith(".gif") and server.files[int(gif["id"])].startswith(b"GIF8")
@@ -158,7 +158,7 @@ async def test_remix_options_show_source_gif_clips_and_a_big_upscale(creative, f
     )
     upscale_id = custom_ids(made[0])[-1].split(":")[1]
     big = await result(server, service, upscale_id)
-    upscaled = await service.job(upscale_id)
+    upscaled = await service.history.job(upscale_id)
     assert upscaled.action is Action.upscale and upscaled.outputs[0].width == 4 * output.width
     assert upscaled.outputs[0].path.stat().st_size > 200_000
     (jpeg,) = big["attachments"]

@@ -85,7 +85,7 @@ async def test_remix_then_reroll_after_a_restart(deploy, redis_settings, fake_di
     _, first = await remix(server, alice, images_dir / "chelsea.png", prompt="cinematic")
     parent = await result(server, deployment.service, first)
     assert len(parent["attachments"]) == 1 and f"reroll:{first}" in custom_ids(parent)
-    assert (await deployment.service.job(first)).engine == "classic", "the worker ran it"
+    assert (await deployment.service.history.job(first)).engine == "classic", "the worker ran it"
 
     await deployment.restart()
     pressed = await server.press(parent, f"reroll:{first}", bob)
@@ -96,7 +96,7 @@ async def test_remix_then_reroll_after_a_restart(deploy, redis_settings, fake_di
     )
     child = custom_ids(status)[0].split(":")[1]
     await result(server, deployment.service, child)
-    record = await deployment.service.job(child)
+    record = await deployment.service.history.job(child)
     assert record.parent_job == first and record.status is Status.done
     assert record.origin.user_id == str(bob.id)
 
@@ -170,7 +170,7 @@ async def test_progress_edits_are_throttled_and_show_the_newest_state(
     await server.until(lambda: "Queued — position 1" in status["content"], what="the new position shown")
     shown = len(status["_edits"])
 
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     for step in range(1, 10):  # a burst of progress, as a fast engine reports it
         await deployment.client.board.on_event(record, Event(job_id, Status.running, step=step, total=10))
     await server.until(lambda: "Rendering 90%" in status["content"], what="the newest progress")

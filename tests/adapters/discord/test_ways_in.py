@@ -11,7 +11,7 @@ from PIL import Image
 from bot.jobs import Origin, Status
 from bot.requests import parse_request
 from tests.adapters.discord.conftest import TOKEN
-from tests.adapters.discord.fake_server import custom_ids, rows
+from tests.adapters.discord.fake_server import GUILD_ID, custom_ids, rows
 from tests.adapters.discord.steps import eventually, job_ids, remix, result
 
 PER_IMAGE = ("upscale", "fixface", "animate", "vary", "varystrong")
@@ -33,7 +33,7 @@ async def test_remix_posts_status_then_result_with_persistent_buttons(
     assert message["author"]["id"] == str(server.bot.id)
     assert "interaction_token" not in message, "a channel message posted with the bot token, not the webhook"
     assert len(message["attachments"]) == 1 and message["attachments"][0]["filename"].endswith(".png")
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     assert record.status is Status.done and record.origin.user_id == str(alice.id)
     content = message["content"]
     for part in (
@@ -75,7 +75,7 @@ async def test_remix_options_reach_the_request(remixbot, fake_discord, images_di
         ref3=refs[2],
     )
     message = await result(server, service, job_id)
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     request = record.request
     assert (
         request.prompt,
@@ -122,7 +122,7 @@ async def test_typed_options_and_flags_in_the_prompt_make_the_request_the_text_w
     )
     defaults = await service.user_settings(_origin(interaction))
     expected = parse_request(text, defaults=defaults, limits=remixbot.settings.limits, models=service.models)
-    assert (await service.job(job_id)).request == expected
+    assert (await service.history.job(job_id)).request == expected
 
     clash = await server.slash(
         "remix", erin, image=server.upload(images_dir / "coffee.png"), prompt="a cat --seed 1", seed=2
@@ -227,7 +227,7 @@ async def test_apps_remix_opens_a_modal_and_remixes_the_target(remixbot, fake_di
     job_id = job_ids(await submitted.text())[0]
     message = await result(server, service, job_id)
     assert message["message_reference"]["message_id"] == posted["id"], "the result answers the image"
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     assert record.origin.user_id == str(ivan.id) and record.request.strength == 0.4
     assert record.request.prompt == "make it winter" and record.parent_job is None
 
@@ -237,7 +237,7 @@ async def test_apps_remix_opens_a_modal_and_remixes_the_target(remixbot, fake_di
     second = await server.submit_modal(again, hana, {"prompt": "now as a sketch"})
     child = job_ids(await second.text())[0]
     await result(server, service, child)
-    child_record = await service.job(child)
+    child_record = await service.history.job(child)
     assert (child_record.parent_job, child_record.parent_output) == (job_id, 0)
 
 
@@ -276,7 +276,7 @@ async def test_mentioning_the_bot_in_a_reply_remixes_the_image(deploy, discord_s
     )
     job_id = next(c.split(":")[1] for c in custom_ids(status))
     message = await result(server, service, job_id)
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     assert record.request.prompt == "make it winter" and record.request.seed == 7
     assert record.origin.user_id == str(ned.id) and len(message["attachments"]) == 1
 
@@ -309,7 +309,7 @@ async def test_remix_in_a_dm(remixbot, fake_discord, images_dir):
     assert "guild_id" not in interaction.payload
     message = await result(server, service, job_id)
     assert message["channel_id"] == str(dm.id) and len(message["attachments"]) == 1
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     assert record.origin.guild_id == "" and record.origin.chat_id == str(dm.id)
 
 
@@ -317,7 +317,7 @@ async def test_allowed_channels_per_server(deploy, discord_settings, fake_discor
     server = fake_discord
     art = server.channel("art")
     elsewhere = server.channel("lobby", server.guild("Another Server"))
-    await deploy(replace(discord_settings, discord_allowed_channels=(art.id, 424242)))
+    await deploy(replace(discord_settings, discord_allowed_channels=((GUILD_ID, art.id), (GUILD_ID, 424242))))
     assert "channels I can't see: 424242" in caplog.text
     rosa = server.user("rosa")
     refused = await server.slash("remix", rosa, image=server.upload(images_dir / "coffee.png"), prompt="x")
@@ -326,6 +326,16 @@ async def test_allowed_channels_per_server(deploy, discord_settings, fake_discor
     for channel in (art, elsewhere, server.dm(rosa)):  # the listed channel, a server with none listed, DMs
         _, job_id = await remix(server, rosa, images_dir / "coffee.png", channel=channel)
         assert job_id
+
+
+async def test_an_allow_list_of_unseen_channels_fails_closed(deploy, discord_settings, fake_discord, images_dir):
+    """The old list opened every channel of a server when its listed channel wasn't visible."""
+    server = fake_discord
+    await deploy(replace(discord_settings, discord_allowed_channels=((GUILD_ID, 424242),)))
+    refused = await server.slash(
+        "remix", server.user("vic"), image=server.upload(images_dir / "coffee.png"), prompt="x"
+    )
+    assert "this channel" in (await refused.acknowledged())["data"]["content"]
 
 
 async def test_rate_limit_explains_privately(deploy, discord_settings, fake_discord, images_dir):
@@ -355,7 +365,7 @@ async def test_results_are_reencoded_to_fit_the_upload_limit(remixbot, fake_disc
     server.attachment_size_limit = 120_000
     _, job_id = await remix(server, server.user("uma"), images_dir / "astronaut.png", prompt="oil painting")
     message = await result(server, service, job_id)
-    record = await service.job(job_id)
+    record = await service.history.job(job_id)
     assert record.outputs[0].path.stat().st_size > 120_000, "the PNG itself would not fit"
     attachment = message["attachments"][0]
     assert attachment["filename"].endswith(".jpg") and attachment["size"] <= 120_000
@@ -382,7 +392,7 @@ def _origin(interaction) -> Origin:
 
 async def status_of(service, job_id: str, status: Status) -> None:
     async def reached() -> bool:
-        return (await service.job(job_id)).status is status
+        return (await service.history.job(job_id)).status is status
 
     await eventually(reached, 10, f"job {job_id} {status.value}")
 

@@ -44,15 +44,15 @@ async def test_photo_remix_and_reroll_through_a_worker(fake, tg_settings, redis_
     try:
         chat = fake.private(alice)
         asked, job_id, result = await remix(fake, chat, alice, "/remix watercolor --strength 0.6")
-        record = await harness.service.job(job_id)
+        record = await harness.service.history.job(job_id)
         assert record.status is Status.done and record.request.strength == 0.6
         assert result.image().size == (record.outputs[0].width, record.outputs[0].height)
-        assert result.callback("reroll:") == f"reroll:{job_id}" and len(result.callbacks) == 9
+        assert result.callback("reroll:") == f"reroll:{job_id}" and len(result.callbacks) == 10
         assert (await wait_final(fake, chat["id"], job_id)).text.startswith("✅ Done")
 
         _, reroll_id = await press(fake, alice, result, f"reroll:{job_id}")
         (rerolled,) = await wait_results(fake, chat["id"], reroll_id)
-        child = await harness.service.job(reroll_id)
+        child = await harness.service.history.job(reroll_id)
         assert child.action is Action.reroll and child.parent_job == job_id
         assert child.request.seed != record.request.seed
         assert replace(child.request, seed=None) == replace(record.request, seed=None)
@@ -73,7 +73,7 @@ async def test_waiting_jobs_cancel_cap_and_survive_a_restart(fake, tg_settings, 
         assert status.text == "⏳ Queued — position 1"
         assert await toast(fake, alice, status, f"cancel:{first_id}") == "✖️ Cancelling…"
         assert (await wait_final(fake, chat["id"], first_id)).text == "✖️ Cancelled"
-        assert (await harness.service.job(first_id)).status is Status.cancelled
+        assert (await harness.service.history.job(first_id)).status is Status.cancelled
 
         kept = fake.send(chat, alice, caption="/remix noir --seed 3", photo=picture(seed=2))
         (kept_id,) = await new_jobs(fake, kept)
@@ -101,7 +101,7 @@ async def test_waiting_jobs_cancel_cap_and_survive_a_restart(fake, tg_settings, 
             assert result.reply_to == kept.message_id
             status = await wait_final(fake, chat["id"], kept_id)  # sent by the first process
             assert status.text.startswith("✅ Done") and status.sent_text == "⏳ Queued — position 1"
-            record = await harness.service.job(kept_id)
+            record = await harness.service.history.job(kept_id)
             assert record.request.seed == 3 and record.status is Status.done
             _, reroll_id = await press(fake, alice, result, f"reroll:{kept_id}")
             await wait_results(fake, chat["id"], reroll_id)

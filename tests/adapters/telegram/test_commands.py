@@ -68,13 +68,13 @@ async def test_settings_are_changed_with_buttons_and_saved_per_user(bot, fake, a
     photo = fake.send(chat, alice, caption="/remix warm", photo=picture())
     (job_id,) = await new_jobs(fake, photo)
     await wait_results(fake, chat["id"], job_id, count=2)
-    record = await bot.service.job(job_id)
+    record = await bot.service.history.job(job_id)
     request = record.request
     assert (request.model, request.strength, request.num_images_per_prompt) == ("dreamy", 0.3, 2)
 
     # flags still win, and Bob's defaults are his own
     _, flagged, _ = await remix(fake, chat, alice, "/remix warm --strength 0.8 --n 1")
-    assert (await bot.service.job(flagged)).request.strength == 0.8
+    assert (await bot.service.history.job(flagged)).request.strength == 0.8
     assert "model: classic" in await said(fake, fake.private(bob), bob, "/settings")
 
     assert await toast(fake, alice, panel, "set:strength:default") == "Saved: strength default"
@@ -110,7 +110,7 @@ async def test_history_pages_thumbnails_and_remix_again(bot, fake, alice, bob):
 
     _, again = await press(fake, alice, older[0], f"reroll:{jobs[0]}")
     await wait_results(fake, chat["id"], again)
-    record = await bot.service.job(again)
+    record = await bot.service.history.job(again)
     assert record.action is Action.reroll and record.parent_job == jobs[0]
     assert record.request.prompt == "warm take 0"
 
@@ -144,6 +144,6 @@ async def test_cancel_and_info(bot, fake, alice, bob):
     assert "Prompt: cinematic" in info and "Negative: blurry" in info and "seed 9" in info
     assert "Repeat: /remix cinematic --model classic --strength 0.6 --seed 9" in info
     assert await said(fake, chat, alice, "/info") == info  # no id: the latest job
-    assert "can't find" in await said(fake, chat, alice, f"/info {bobs_job}")
-    assert "can't find" in await said(fake, chat, alice, "/info nonsense")
-    assert "isn't one of your jobs" in await said(fake, chat, alice, f"/cancel {bobs_job}")
+    assert "isn't available here" in await said(fake, chat, alice, f"/info {bobs_job}")
+    assert "isn't a job id" in await said(fake, chat, alice, "/info nonsense")
+    assert "isn't available here" in await said(fake, chat, alice, f"/cancel {bobs_job}")

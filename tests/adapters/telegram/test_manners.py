@@ -90,7 +90,7 @@ async def test_two_users_at_once_each_get_their_own(bot, fake, alice, bob):
         owner = "alice" if asked.sender_id == alice["id"] else "bob"
         assert result.reply_to == asked.message_id and result.chat_id == asked.chat_id
         assert asked.text.removeprefix("/remix ") in result.text and owner in result.text
-        record = await bot.service.job(job_id)
+        record = await bot.service.history.job(job_id)
         assert record.origin.user_id == str(asked.sender_id)
     for user in (alice, bob):
         photos = fake.bot_messages(chats[user["id"]]["id"], "photo")

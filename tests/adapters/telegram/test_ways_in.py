@@ -31,6 +31,7 @@ RESULT_BUTTONS = (
     "original:{j}:0",
     "source:{j}:0",
     "info:{j}",
+    "delete:{j}",
 )
 
 
@@ -44,7 +45,7 @@ async def test_captioned_photo_comes_back_remixed_with_keyboard(bot, fake, alice
     source = (images_dir / "chelsea.png").read_bytes()
     asked, job_id, result = await remix(fake, chat, alice, "/remix watercolor --strength 0.6", source)
 
-    record = await bot.service.job(job_id)
+    record = await bot.service.history.job(job_id)
     assert record.status is Status.done
     request = record.request
     assert (request.prompt, request.strength, request.model) == ("watercolor", 0.6, "classic")
@@ -105,7 +106,7 @@ async def test_reply_remix_to_a_picture_in_a_group(bot, fake, alice, bob):
     asked = fake.send(group, alice, text="/remix vintage --seed 5", reply_to=photo)
     (job_id,) = await new_jobs(fake, asked)
     (result,) = await wait_results(fake, group["id"], job_id)
-    record = await bot.service.job(job_id)
+    record = await bot.service.history.job(job_id)
     assert record.request.seed == 5 and record.parent_job is None
     assert record.origin.user_id == str(alice["id"])
     assert size_of(bot.service.history.source_path(job_id).read_bytes()) == (200, 150)
@@ -115,13 +116,13 @@ async def test_reply_remix_to_a_picture_in_a_group(bot, fake, alice, bob):
 async def test_replies_to_a_result_continue_its_lineage_from_the_lossless_file(bot, fake, alice):
     group = fake.group()
     _, first_id, result = await remix(fake, group, alice, "/remix watercolor", picture(seed=4))
-    first = await bot.service.job(first_id)
+    first = await bot.service.history.job(first_id)
     result_file = result.raw["photo"][-1]["file_id"]
 
     command = fake.send(group, alice, text="/remix sketch --strength 0.3", reply_to=result)
     (second_id,) = await new_jobs(fake, command)
     await wait_results(fake, group["id"], second_id)
-    second = await bot.service.job(second_id)
+    second = await bot.service.history.job(second_id)
     assert (second.parent_job, second.parent_output) == (first_id, 0)
     assert second.request.prompt == "sketch" and second.request.strength == 0.3
     source = Image.open(bot.service.history.source_path(second_id))
@@ -131,7 +132,7 @@ async def test_replies_to_a_result_continue_its_lineage_from_the_lossless_file(b
     words = fake.send(group, alice, text="make it cinematic", reply_to=result)
     (third_id,) = await new_jobs(fake, words)
     await wait_results(fake, group["id"], third_id)
-    third = await bot.service.job(third_id)
+    third = await bot.service.history.job(third_id)
     assert third.parent_job == first_id and third.request.prompt == "make it cinematic"
     # never fetched from Telegram: the history has the original
     assert result_file not in {c.params["file_id"] for c in fake.calls_of("getFile")}
@@ -140,7 +141,7 @@ async def test_replies_to_a_result_continue_its_lineage_from_the_lossless_file(b
 async def test_plain_captions_in_private_chats(bot, fake, alice):
     chat = fake.private(alice)
     asked, job_id, _ = await remix(fake, chat, alice, "oil painting --seed 7", picture(seed=5))
-    record = await bot.service.job(job_id)
+    record = await bot.service.history.job(job_id)
     assert record.request.prompt == "oil painting" and record.request.seed == 7
 
     bare = fake.send(chat, alice, photo=picture(seed=6))
@@ -228,27 +229,28 @@ def bot_origin(user: dict, chat: dict):
 
 async def test_compare_posts_each_result_then_one_sheet_of_them_all(bot, fake, alice):
     chat = fake.private(alice)
-    asked = fake.send(chat, alice, caption="/remix warm --compare dreamy,motion", photo=picture(seed=3))
-    classic_id, dreamy_id, motion_id = await new_jobs(fake, asked, count=3)
+    refused = fake.send(chat, alice, caption="/remix warm --compare dreamy,motion", photo=picture(seed=3))
+    (answer,) = await fake.wait_for(lambda: fake.replies_to(refused, "text"), what="the refusal")
+    assert "motion isn't available" in answer.text and "no-such-kind" in answer.text  # all or none
+    asked = fake.send(chat, alice, caption="/remix warm --compare dreamy", photo=picture(seed=3))
+    classic_id, dreamy_id = await new_jobs(fake, asked, count=2)
     for job_id, model in ((classic_id, "classic"), (dreamy_id, "dreamy")):
         (result,) = await wait_results(fake, chat["id"], job_id)
         assert model in result.text and result.callback("source:") == f"source:{job_id}:0"
     assert (await wait_final(fake, chat["id"], dreamy_id)).sent_text == "dreamy · ⏳ Queued"
-    failed = await wait_final(fake, chat["id"], motion_id)  # a model that can't run here: its own line
-    assert failed.text.startswith("motion · ⚠️ ") and "no-such-kind" in failed.text
 
     def sheets_sent():
         return [m for m in fake.bot_messages(chat["id"], "photo") if m.text.startswith("Compare:")]
 
     (sheet,) = await fake.wait_for(sheets_sent, what="the compare sheet")
-    for job_id in (classic_id, dreamy_id, motion_id):
+    for job_id in (classic_id, dreamy_id):
         await wait_final(fake, chat["id"], job_id)
     assert sheets_sent() == [sheet], "one sheet for the set, whichever job finished last"
-    assert sheet.text == "Compare: classic · dreamy · motion"
+    assert sheet.text == "Compare: classic · dreamy"
     assert sheet.reply_to == status_message(fake, chat["id"], classic_id).message_id
-    classic, dreamy = [await bot.service.job(job_id) for job_id in (classic_id, dreamy_id)]
+    classic, dreamy = [await bot.service.history.job(job_id) for job_id in (classic_id, dreamy_id)]
     sizes = [[(o.width, o.height) for o in record.outputs] for record in (classic, dreamy)]
-    assert sheet.image().size == sheet_size(*sizes, [])
+    assert sheet.image().size == sheet_size(*sizes)
     assert sheet.markup is None and f"job {classic_id}" not in sheet.text
 
 
@@ -265,25 +267,30 @@ async def test_show_source_adds_a_before_after_sheet_per_image(bot, fake, alice)
 
     first, second = await fake.wait_for(before_afters, what="two before/after sheets")
     assert (first.text, second.text) == ("↔️ Before / after #1 · classic", "↔️ Before / after #2 · classic")
-    record = await bot.service.job(job_id)
+    record = await bot.service.history.job(job_id)
     for sheet, output in zip((first, second), record.outputs, strict=True):
         assert sheet.image().size == sheet_size([(200, 120)], [(output.width, output.height)])
         assert sheet.media_group_id is None and sheet.markup is None
 
 
-async def test_a_model_that_fails_says_so_on_the_status_line(bot, fake, alice):
+async def test_a_model_that_cannot_run_here_is_refused_before_it_is_queued(bot, fake, alice):
     chat = fake.private(alice)
     broken = fake.send(chat, alice, caption="/remix warm --model motion", photo=picture(seed=5))
-    (job_id,) = await new_jobs(fake, broken)
-    status = await wait_final(fake, chat["id"], job_id)
-    assert status.text.startswith("⚠️ ") and "no-such-kind" in status.text
-    assert fake.replies_to(broken, "photo") == []
+    (answer,) = await fake.wait_for(lambda: fake.replies_to(broken, "text"), what="the refusal")
+    assert answer.text.startswith("⚠️ The model motion isn't available") and "no-such-kind" in answer.text
+    assert fake.replies_to(broken, "photo") == [] and await bot.service.jobs(_origin(alice)) == []
+
+
+def _origin(user: dict):
+    from bot.jobs import Origin
+
+    return Origin("telegram", str(user["id"]))
 
 
 async def test_a_picture_with_settings_offers_to_reuse_them(bot, fake, alice):
     chat = fake.private(alice)
     _, job_id, _ = await remix(fake, chat, alice, "/remix watercolor --strength 0.45 --seed 11")
-    original = (await bot.service.job(job_id)).outputs[0].path.read_bytes()
+    original = (await bot.service.history.job(job_id)).outputs[0].path.read_bytes()
     asked = fake.send(chat, alice, caption="/remix cool", document=original, filename="remix.png")
     offer = await fake.wait_for(
         lambda: [m.text for m in fake.replies_to(asked, "text") if m.text.startswith("💡")], what="the offer"

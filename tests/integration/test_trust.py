@@ -1,0 +1,186 @@
+"""The core's trust rules end to end (embedded mode, real SQLite and engine): access on every use
+case, Delete, limits on derived jobs and --compare, stored sources, owner-only files, hostile inputs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import stat
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from adapters.cli import build_service, close_service
+from bot.actions import Button, Press
+from bot.jobs import Origin, Status
+from bot.service import Refusal
+from tests.fixtures.hostile import huge_jpeg, text_bomb_png
+from tests.integration.harness import Events
+
+GROUP = "-1001"
+ALICE = Origin("telegram", "alice", chat_id=GROUP, user_name="Alice")
+BOB = Origin("telegram", "bob", chat_id=GROUP, user_name="Bob")
+MALLORY = Origin("telegram", "mallory", chat_id="-2002", user_name="Mallory")  # another group
+ALICE_DM = Origin("telegram", "alice", chat_id="alice", private=True)
+MALLORY_DM = Origin("telegram", "mallory", chat_id="mallory", private=True)
+NOT_HERE = "isn't available here"
+
+
+@pytest.fixture
+async def service(settings):
+    service = await build_service(settings)
+    yield service
+    await close_service(service)
+
+
+@pytest.fixture
+def events(service):
+    events = Events()
+    service.listen("telegram", events)
+    return events
+
+
+@pytest.fixture
+def coffee(images_dir) -> bytes:
+    return (images_dir / "coffee.png").read_bytes()
+
+
+async def test_every_use_case_refuses_a_job_from_another_chat(service, events, coffee):
+    done = await events.done((await service.submit(ALICE, "secret sauce --seed 4", coffee)).job.id)
+    for caller in (MALLORY, MALLORY_DM):
+        for attempt in (
+            service.job(caller, done.id),
+            service.info(caller, done.id),
+            service.act(caller, Press(Button.reroll, done.id)),
+            service.act(caller, Press(Button.upscale, done.id, 0)),
+            service.before_after(caller, done.id, 0),
+            service.original(caller, done.id, 0),
+            service.cancel(caller, done.id),
+            service.delete(caller, done.id, shown_in=done.id, is_admin=True),
+        ):
+            with pytest.raises(Refusal) as refused:
+                await attempt
+            assert NOT_HERE in str(refused.value) and "secret" not in str(refused.value)
+    with pytest.raises(Refusal, match=NOT_HERE):  # an unknown job reads the same: no oracle
+        await service.job(MALLORY, "0123456789ab")
+    assert len(await service.jobs(ALICE)) == 1 and await service.jobs(MALLORY) == [], "nothing was made"
+    # in the group anyone may look and act; the new job is theirs
+    assert (await service.info(BOB, done.id)).id == done.id
+    assert (await service.act(BOB, Press(Button.reroll, done.id))).job.origin == BOB
+    assert (await service.original(ALICE_DM, done.id, 0))[1] == done.outputs[0].path.read_bytes()
+
+
+async def test_a_dm_job_stays_in_the_dm(service, events, coffee):
+    private = await events.done((await service.submit(ALICE_DM, "diary", coffee)).job.id)
+    public = await events.done((await service.submit(ALICE, "poster", coffee)).job.id)
+    with pytest.raises(Refusal, match=NOT_HERE):
+        await service.act(ALICE, Press(Button.reroll, private.id))  # its owner, but in the group
+    assert (await service.info(ALICE, None)).id == public.id, "bare /info: the newest job seen here"
+    latest_private = await events.done((await service.submit(ALICE_DM, "diary 2", coffee)).job.id)
+    assert (await service.info(ALICE, None)).id == public.id, "never the newer DM job"
+    assert (await service.info(ALICE_DM, None)).id == latest_private.id
+    with pytest.raises(Refusal, match="no jobs here"):
+        await service.info(BOB, None)
+
+
+async def test_delete_takes_the_owner_or_an_admin_and_removes_the_files(service, events, coffee):
+    done = await events.done((await service.submit(ALICE, "to delete", coffee)).job.id)
+    files = [service.history.source_path(done.id), done.outputs[0].path]
+    with pytest.raises(Refusal, match="Only the person who asked"):
+        await service.delete(BOB, done.id, shown_in=done.id)
+    with pytest.raises(Refusal, match=NOT_HERE):  # the button pressed on another job's message
+        await service.delete(ALICE, done.id, shown_in="0123456789ab")
+    assert all(path.exists() for path in files)
+    await service.delete(BOB, done.id, shown_in=done.id, is_admin=True)
+    assert not any(path.exists() for path in files)
+    with pytest.raises(Refusal, match="was deleted"):
+        await service.act(BOB, Press(Button.reroll, done.id))
+
+
+async def test_limits_hold_on_derived_jobs(settings, coffee):
+    limits = replace(settings.limits, max_output_pixels=1_000_000, max_image_pixels=900_000)
+    service = await build_service(replace(settings, limits=limits))
+    events = Events()
+    service.listen("telegram", events)
+    try:
+        by_four = await events.done((await service.submit(ALICE, "warm --scale 4", coffee)).job.id)  # 600×400
+        with pytest.raises(Refusal, match="2400×1600 picture; the largest I make is 1 megapixels"):
+            await service.act(ALICE, Press(Button.upscale, by_four.id, 0))
+        first = await events.done((await service.submit(ALICE, "warm", coffee)).job.id)
+        up = await events.done((await service.act(ALICE, Press(Button.upscale, first.id, 0))).job.id)
+        assert (up.outputs[0].width, up.outputs[0].height) == (1200, 800)
+        for button in (Button.vary, Button.upscale, Button.fixface, Button.animate):  # 0.96 MP: over the input limit
+            with pytest.raises(Refusal, match=r"too large \(1200×800\)"):
+                await service.act(ALICE, Press(button, up.id, 0))
+    finally:
+        await close_service(service)
+
+
+async def test_compare_is_queued_whole_or_not_at_all(settings, tmp_path, coffee):
+    models = tmp_path / "models.toml"
+    models.write_text(
+        "".join(f'[models.{name}]\nkind = "classic"\ngroup = "classic"\n' for name in ("classic", "a", "b", "c"))
+    )
+    limits = replace(settings.limits, max_queued_per_user=3)
+    service = await build_service(replace(settings, limits=limits, models_path=models))
+    events = Events()
+    service.listen("telegram", events)
+    try:
+        waiting = await service.submit(ALICE, "x --n 4 --size 1536", coffee)
+        with pytest.raises(Refusal, match="That makes 4 jobs"):
+            await service.submit(ALICE, "y --compare a,b,c", coffee)
+        assert [r.id for r in await service.jobs(ALICE)] == [waiting.job.id], "not one job of the set"
+        await events.done(waiting.job.id)
+        ticket = await service.submit(ALICE, "y --compare a,b", coffee)
+        assert len(ticket.jobs) == 3
+    finally:
+        await close_service(service)
+
+
+async def test_stored_sources_are_kept_at_the_largest_working_size_and_owner_only(service, events):
+    ticket = await service.submit(ALICE, "big", huge_jpeg(4000, 3000))
+    side = max(service.settings.limits.max_size, *(entry.size for entry in service.models))
+    with Image.open(service.history.source_path(ticket.job.id)) as stored:
+        assert stored.size == (side, side * 3 // 4)
+    record = await events.done(ticket.job.id)
+    data_dir = service.history.data_dir
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for path in [
+        data_dir / "remixbot.sqlite3",
+        service.history.source_path(record.id),
+        *(out.path for out in record.outputs),
+    ]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+async def test_hostile_inputs_never_hold_up_another_users_remix(service, events, coffee):
+    """The 1 MB-text PNG and a 40 MP photo arrive while Bob remixes a small picture: his result is
+    delivered, right, whatever they cost (their decoding and parsing run off the event loop)."""
+    hostile = [
+        asyncio.create_task(service.submit(MALLORY, "", text_bomb_png())),
+        asyncio.create_task(service.submit(MALLORY_DM, "huge", huge_jpeg())),
+    ]
+    small = await service.submit(BOB, "noir --seed 9", coffee)
+    record = await events.done(small.job.id)
+    assert record.status is Status.done and record.origin == BOB
+    with Image.open(io.BytesIO(record.outputs[0].path.read_bytes())) as image:
+        assert image.size == (600, 400) and image.mode == "RGB"
+    results = await asyncio.gather(*hostile, return_exceptions=True)
+    for result in results:
+        assert not isinstance(result, Exception) or isinstance(result, Refusal), result
+    bomb = results[0]
+    assert not isinstance(bomb, BaseException) and len(bomb.job.request.prompt) <= 1000
+
+
+async def test_settings_changes_go_through_the_core(service):
+    assert (await service.change_setting(ALICE, "strength", "0.4")).strength == 0.4
+    assert (await service.change_setting(ALICE, "strength", "auto")).strength is None
+    assert (await service.change_setting(ALICE, "n", "2")).num_images_per_prompt == 2
+    for key, value, why in (
+        ("n", "nan", "isn't a setting"),
+        ("strength", "nan", "between 0 and 1"),
+        ("x", "1", "Settings are"),
+    ):
+        with pytest.raises(Refusal, match=why):
+            await service.change_setting(ALICE, key, value)
