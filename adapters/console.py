@@ -35,6 +35,7 @@ COMMANDS = """commands:
   upscale N · fixface N · animate N
   source N [JOB]          a before/after sheet of output N
   info [JOB] · history [PAGE] · cancel [JOB] · models · settings [model=… strength=… n=…]
+  forget                  delete your whole history and its files (asks to confirm)
   help · quit"""
 
 # console word → button
@@ -111,6 +112,8 @@ class Console:
                 self.say(f"{entry.name}: {entry.description} [{state}]")
         elif word == "settings":
             await self._settings(rest)
+        elif word == "forget":
+            await self._forget(rest.strip() or None)
         else:
             await self._remix(line)
 
@@ -176,6 +179,14 @@ class Console:
             self.say("no jobs yet" if page == 0 else "no more jobs")
         for number, record in enumerate(records, start=1):
             self.say(presenter.history_line(number, record, presenter.Plain()))
+
+    async def _forget(self, code: str | None) -> None:
+        answer = await self.service.forget(self.origin, code)
+        if answer.done:
+            self._last_job = None
+            self.say(f"forgotten: {answer.jobs} job(s), their files and your settings")
+        else:
+            self.say(f"this deletes all {answer.jobs} of your jobs and their files; to confirm: forget {answer.code}")
 
     async def _settings(self, rest: str) -> None:
         defaults = await self.service.user_settings(self.origin)

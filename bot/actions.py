@@ -30,6 +30,7 @@ class Button(enum.StrEnum):
     info = "info"  # full parameters
     delete = "delete"  # remove the result message (requester or admins)
     cancel = "cancel"  # cancel a queued or running job
+    forget = "forget"  # confirm /forget: its "job" is the confirmation code Service.forget handed out
 
     @property
     def action(self) -> Action | None:

@@ -333,6 +333,29 @@ class History:
             for path in (self.data_dir / folder).glob(f"{job_id}*"):
                 path.unlink(missing_ok=True)
 
+    async def finished_before(self, moment: float) -> list[str]:
+        """Ids of finished jobs (files still there) that finished before ``moment`` (a time.time())."""
+        rows = await self._all(
+            "SELECT id FROM jobs WHERE removed = '' AND status IN (?, ?, ?) AND COALESCE(finished_at, created_at) < ?",
+            Status.done.value,
+            Status.failed.value,
+            Status.cancelled.value,
+            moment,
+        )
+        return [row["id"] for row in rows]
+
+    async def forget_user(self, user_id: int) -> int:
+        """Delete a user, their jobs (records, outputs) and their files. Returns how many jobs there were."""
+        rows = await self._all("SELECT id FROM jobs WHERE user_id = ?", user_id)
+        ids = [row["id"] for row in rows]
+        for job_id in ids:
+            await asyncio.to_thread(self._remove_files, job_id)
+        async with self._lock:
+            await self._db.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
+            await self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            await self._db.commit()
+        return len(ids)
+
     async def set_status_message(self, job_id: str, message: str) -> None:
         await self._write("UPDATE jobs SET status_message = ? WHERE id = ?", message, job_id)
 

@@ -45,6 +45,21 @@ class Refusal(Exception):
     """A request the bot turns down; ``str()`` is a friendly, user-safe line for the chat."""
 
 
+FORGET_WINDOW = 300.0  # seconds a /forget confirmation code stays good
+
+
+@dataclass(frozen=True)
+class Forgetting:
+    """``Service.forget``'s answer: asked (a code to confirm with) or done (``code`` empty)."""
+
+    jobs: int  # the user's jobs: to be forgotten, or forgotten
+    code: str = ""
+
+    @property
+    def done(self) -> bool:
+        return not self.code
+
+
 @dataclass(frozen=True)
 class Ticket:
     """A submitted job: what the adapter shows at once ("Queued — position 2")."""
@@ -79,6 +94,8 @@ class Service:
         # (platform, user) → times of recent requests, for the per-minute rate limit
         self._recent: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
         self._submit_lock = asyncio.Lock()
+        self._forget_codes: dict[tuple[str, str], tuple[str, float]] = {}  # (platform, user) → (code, until)
+        self._sweeper: asyncio.Task[None] | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -86,6 +103,8 @@ class Service:
         """Start the queue and pick up jobs left unfinished by the last run."""
         await self.queue.start(self._on_event, on_reconnect=self.recover)
         await self.recover()
+        if self.settings.retention_days > 0:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_now_and_then())
 
     async def recover(self) -> None:
         """Check every unfinished job against the queue: deliver, leave running, or queue again.
@@ -110,7 +129,31 @@ class Service:
                 log.exception("recovering job %s failed", job_id)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.queue.close()
+
+    async def _sweep_now_and_then(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # a background task: nobody else would see it
+                log.exception("the retention sweep failed")
+            await asyncio.sleep(self.settings.retention_sweep)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Delete the files of jobs finished more than REMIXBOT_RETENTION_DAYS ago (their records stay,
+        so a press on one says it expired). Returns how many jobs lost their files."""
+        if self.settings.retention_days <= 0:
+            return 0
+        moment = (time.time() if now is None else now) - self.settings.retention_days * 86400
+        expired = await self.history.finished_before(moment)
+        for job_id in expired:
+            await self.history.remove_files(job_id, "expired")  # the files go on a thread
+        if expired:
+            log.info("retention: the files of %s jobs expired", len(expired))
+        return len(expired)
 
     def listen(self, platform: str, handler: Handler) -> None:
         """Route events of jobs from ``platform`` to ``handler`` (one per platform).
@@ -397,6 +440,28 @@ class Service:
         """The lossless file of a result (PNG with its parameters, or a clip). Raises Refusal."""
         output = _output(await self.job(origin, job_id), index)
         return output, await _read(output)
+
+    async def forget(self, origin: Origin, code: str | None = None) -> Forgetting:
+        """/forget: without ``code``, how many jobs would go and the code that confirms it (good for
+        a few minutes, for this user only); with the right code, the user's jobs are cancelled and
+        their history, settings and files deleted. Raises Refusal (a wrong or stale code)."""
+        user = await self.history.user(origin)
+        key = (origin.platform, origin.user_id)
+        if code is None:
+            fresh = new_job_id()  # 12 hex: it fits the button vocabulary (``forget:<code>``)
+            self._forget_codes[key] = (fresh, time.monotonic() + FORGET_WINDOW)
+            return Forgetting(jobs=await self.history.count_jobs(user.id), code=fresh)
+        expected, until = self._forget_codes.get(key, ("", 0.0))
+        if not expected or code != expected or time.monotonic() > until:
+            raise Refusal("That confirmation isn't valid (any more); send /forget again.")
+        del self._forget_codes[key]
+        for record in await self.history.jobs_of(user.id, limit=1000):
+            if not record.status.finished:
+                await self.queue.cancel(record.id)
+        count = await self.history.forget_user(user.id)
+        self._recent.pop(key, None)
+        log.info("forgot %s:%s and %s jobs", origin.platform, origin.user_id, count)
+        return Forgetting(jobs=count)
 
     async def jobs(self, origin: Origin, *, page: int = 0, per_page: int = 5) -> list[JobRecord]:
         """The user's own jobs, newest first (private: only theirs)."""

@@ -70,6 +70,8 @@ class Settings:
     memory_budget: int = 0  # bytes of resident models (GPU or RAM); 0: 80% of the device's memory
     batch_size: int = 0  # most jobs of one model in one batch (and arq max_jobs); 0: 8 on a GPU, 1 on a CPU
     batch_window: float = 0.03  # seconds the engine waits to fill a batch; 0: no batching
+    retention_days: float = 30.0  # inputs and outputs of jobs finished longer ago are deleted; 0: kept forever
+    retention_sweep: float = 3600.0  # seconds between two sweeps for them
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -151,4 +153,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         memory_budget=_bytes(env, "REMIXBOT_MEMORY_BUDGET", base.memory_budget),
         batch_size=_int(env, "REMIXBOT_BATCH_SIZE", base.batch_size),
         batch_window=_float(env, "REMIXBOT_BATCH_WINDOW", base.batch_window),
+        retention_days=_float(env, "REMIXBOT_RETENTION_DAYS", base.retention_days),
     )

@@ -102,6 +102,13 @@ class SettingsButton(
 # views -----------------------------------------------------------------------------------------
 
 
+def forget_view(code: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    confirm = Press(Button.forget, code)
+    view.add_item(ResultButton(confirm, label="Yes, forget everything", emoji="🗑", style=discord.ButtonStyle.danger))
+    return view
+
+
 def status_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(labelled(Press(Button.cancel, job_id), row=0))
@@ -201,6 +208,9 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
         await show_before_after(interaction, bot, origin, press.job_id)
     elif press.button is Button.delete:
         await delete(interaction, bot, origin, press.job_id)
+    elif press.button is Button.forget:  # its "job" is the confirmation code
+        answer = await bot.service.forget(origin, press.job_id)
+        await answers.tell(interaction, f"🗑 Forgotten: {answer.jobs} job(s), their pictures and your settings.")
     elif press.button is Button.cancel:
         cancelled = await bot.service.cancel(origin, press.job_id)
         await answers.tell(interaction, "Cancelled." if cancelled else "That job has already finished.")

@@ -36,6 +36,7 @@ def register(tree: app_commands.CommandTree, limits: Limits) -> None:
         history_command,
         info_command,
         cancel_command,
+        forget_command,
         remix_message,
     ):
         tree.add_command(command)
@@ -381,6 +382,15 @@ async def cancel_command(interaction: discord.Interaction, job: app_commands.Ran
     else:
         ids = ", ".join(f"`{job_id}`" for job_id in cancelled)
         await answers.tell(interaction, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}: {ids}")
+
+
+@app_commands.command(name="forget", description="Delete your history, its pictures and your settings")
+async def forget_command(interaction: discord.Interaction) -> None:
+    service = bot_of(interaction).service
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    answer = await service.forget(intake.origin_of_interaction(interaction))
+    text = f"This deletes all {answer.jobs} of your jobs, their pictures and your settings. Sure?"
+    await answers.tell(interaction, text, view=buttons.forget_view(answer.code))
 
 
 @info_command.autocomplete("job")

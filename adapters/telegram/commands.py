@@ -13,6 +13,7 @@ from adapters.telegram import outbox, previews, render
 from adapters.telegram.inputs import origin_of, user_name
 from adapters.telegram.keyboards import history_keyboard, settings_keyboard
 from adapters.telegram.options import Options
+from bot.actions import Button, button_id
 from bot.history import JobRecord
 from bot.jobs import Origin
 from bot.service import Refusal, Service
@@ -26,6 +27,7 @@ MENU = (
     ("history", "Your recent jobs"),
     ("cancel", "Cancel your waiting jobs"),
     ("info", "Every setting of a job: /info <job>"),
+    ("forget", "Delete your history and its files"),
 )
 
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -151,6 +153,19 @@ class Commands:
             else "Nothing to cancel — you have no jobs waiting."
         )
         await outbox.reply(self._bot, message.chat.id, message.message_id, text)
+
+    async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/forget: what it deletes, and a button to confirm (the confirmation is the core's)."""
+        message = update.effective_message
+        answer = await self._service.forget(origin_of(message, update.effective_user))
+        button = InlineKeyboardButton("🗑 Yes, forget everything", callback_data=button_id(Button.forget, answer.code))
+        await outbox.reply(
+            self._bot,
+            message.chat.id,
+            message.message_id,
+            f"This deletes all {answer.jobs} of your jobs, their pictures and your settings. Sure?",
+            markup=InlineKeyboardMarkup([[button]]),
+        )
 
     async def info(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message

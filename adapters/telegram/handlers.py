@@ -56,6 +56,7 @@ def routes(remixes: Remixes, commands: Commands, presses: Presses) -> list[BaseH
         CommandHandler("history", commands.history, filters=NEW),
         CommandHandler("cancel", commands.cancel, filters=NEW),
         CommandHandler("info", commands.info, filters=NEW),
+        CommandHandler("forget", commands.forget, filters=NEW),
         MessageHandler(NEW & PRIVATE & PICTURE, remixes.from_private_picture),
         MessageHandler(NEW & filters.TEXT & ~filters.COMMAND & filters.REPLY, remixes.from_reply),
         MessageHandler(NEW & PRIVATE & filters.TEXT & ~filters.COMMAND, commands.nudge),

@@ -83,6 +83,13 @@ class Presses:
         if press.button is Button.delete:
             await self._delete(query, press, origin, toast)
             return
+        if press.button is Button.forget:  # its "job" is the confirmation code
+            answer = await self._service.forget(origin, press.job_id)
+            await toast("🗑 Forgotten")
+            await outbox.edit(
+                self._bot, message.chat.id, message.message_id, f"🗑 Forgotten: {answer.jobs} job(s) and their files."
+            )
+            return
         record = await self._service.job(origin, press.job_id)
         if press.button is Button.original:
             output, data = await self._service.original(origin, record.id, press.index)

@@ -184,3 +184,39 @@ async def test_settings_changes_go_through_the_core(service):
     ):
         with pytest.raises(Refusal, match=why):
             await service.change_setting(ALICE, key, value)
+
+
+async def test_retention_removes_old_files_and_a_press_says_they_expired(service, events, coffee):
+    import time
+
+    old = await events.done((await service.submit(ALICE, "old", coffee)).job.id)
+    assert await service.sweep() == 0, "nothing is 30 days old yet"
+    waiting = await service.submit(ALICE, "fresh --n 4 --size 1536", coffee)
+    swept = await service.sweep(now=time.time() + 31 * 86400)
+    assert swept >= 1 and not service.history.source_path(old.id).exists()
+    assert not old.outputs[0].path.exists() and (await service.history.job(old.id)).removed == "expired"
+    assert (
+        service.history.source_path(waiting.job.id).exists()
+        or (await service.history.job(waiting.job.id)).status.finished
+    ), "a job still under way keeps its files"
+    with pytest.raises(Refusal, match="expired"):
+        await service.act(ALICE, Press(Button.reroll, old.id))
+    with pytest.raises(Refusal, match="expired"):
+        await service.original(ALICE, old.id, 0)
+
+
+async def test_forget_needs_the_users_own_confirmation_then_deletes_everything(service, events, coffee):
+    done = await events.done((await service.submit(ALICE, "mine", coffee)).job.id)
+    theirs = await events.done((await service.submit(BOB, "theirs", coffee)).job.id)
+    asked = await service.forget(ALICE)
+    assert asked.jobs == 1 and len(asked.code) == 12 and not asked.done
+    with pytest.raises(Refusal, match="isn't valid"):
+        await service.forget(BOB, asked.code)  # someone else pressing her button
+    with pytest.raises(Refusal, match="isn't valid"):
+        await service.forget(ALICE, "0123456789ab")
+    assert (await service.forget(ALICE, asked.code)).jobs == 1
+    assert await service.history.job(done.id) is None and not done.outputs[0].path.exists()
+    assert not service.history.source_path(done.id).exists()
+    assert await service.jobs(ALICE) == [] and (await service.history.job(theirs.id)) is not None
+    with pytest.raises(Refusal, match="isn't valid"):
+        await service.forget(ALICE, asked.code), "a code works once"

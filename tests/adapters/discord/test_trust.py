@@ -60,3 +60,17 @@ async def test_delete_cannot_remove_someone_elses_message(remixbot, fake_discord
     await deleted.acknowledged()
     await server.until(lambda: int(message["id"]) in server.deleted, what="her result deleted by her")
     assert not source.exists() and (await service.history.job(alices)).removed == "deleted"
+
+
+async def test_forget_asks_privately_then_deletes_the_history(remixbot, fake_discord, images_dir):
+    server, service = fake_discord, remixbot.service
+    wes = server.user("wes")
+    _, job_id = await remix(server, wes, images_dir / "coffee.png", prompt="to forget")
+    await result(server, service, job_id)
+    asked = await server.slash("forget", wes)
+    assert "deletes all 1 of your jobs" in await asked.text()
+    question = asked.replies()[-1]
+    (confirm,) = [custom_id for custom_id in custom_ids(question) if custom_id.startswith("forget:")]
+    done = await server.press(question, confirm, wes)
+    assert "Forgotten: 1 job" in await done.text()
+    assert await service.history.job(job_id) is None and not service.history.source_path(job_id).exists()

@@ -51,3 +51,17 @@ async def test_delete_removes_only_the_jobs_own_message_for_its_owner_or_an_admi
     await fake.wait_for(lambda: alices_result.deleted, what="the result message deleted")
     assert not source.exists() and (await bot.service.history.job(alices)).removed == "deleted"
     assert "deleted" in await toast(fake, alice, alices_result, f"reroll:{alices}")
+
+
+async def test_forget_asks_then_deletes_only_the_pressers_history(bot, fake, alice, bob):
+    chat = fake.private(alice)
+    _, job_id, _ = await remix(fake, chat, alice, "/remix to forget")
+    asked = fake.send(chat, alice, text="/forget")
+    (question,) = await fake.wait_for(lambda: fake.replies_to(asked, "text"), what="the confirmation question")
+    assert "deletes all 1 of your jobs" in question.text
+    confirm = question.callback("forget:")
+    assert "isn't valid" in await toast(fake, bob, question, confirm), "her button is hers"
+    assert await bot.service.history.job(job_id) is not None
+    assert await toast(fake, alice, question, confirm) == "🗑 Forgotten"
+    assert await bot.service.history.job(job_id) is None
+    assert not bot.service.history.source_path(job_id).exists()
