@@ -83,8 +83,8 @@ async def scenario(rounds: int, hostile: list[tuple[str, bytes]]) -> tuple[list[
 
         service.listen("telegram", handler)
         coffee = (IMAGES / "coffee.png").read_bytes()
-        await service.submit(BOB, "warm", coffee)  # warm-up: imports, first model load
-        await asyncio.sleep(0.5)
+        warm = await service.submit(BOB, "warm", coffee)  # warm-up: imports, first model load
+        await delivered.setdefault(warm.job.id, asyncio.get_running_loop().create_future())
         ticker, latencies, outcomes = Ticker(), [], []
         ticker.start()
         try:

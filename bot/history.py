@@ -154,13 +154,12 @@ class History:
         await self._db.close()
 
     async def _migrate(self) -> None:
-        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()
+        version = await self.schema_version()
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             await self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
     async def schema_version(self) -> int:
-        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()
-        return version
+        return int((await self._row("PRAGMA user_version"))[0])
 
     # users -----------------------------------------------------------------------------------
 
@@ -174,7 +173,7 @@ class History:
                 (origin.platform, origin.user_id, origin.user_name, time.time()),
             )
             await self._db.commit()
-        row = await self._one(
+        row = await self._row(
             "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?", origin.platform, origin.user_id
         )
         return _user(row)
@@ -233,7 +232,7 @@ class History:
         record = await self.job(job_id)
         if record is None:
             return None
-        row = await self._one("SELECT reference_count FROM jobs WHERE id = ?", job_id)
+        row = await self._row("SELECT reference_count FROM jobs WHERE id = ?", job_id)
         image, references = await asyncio.to_thread(self._read_inputs, job_id, row["reference_count"])
         return Job(
             id=record.id,
@@ -375,20 +374,20 @@ class History:
             limit,
             offset,
         )
-        return [await self.job(row["id"]) for row in rows]
+        return await self._records(rows)
 
     async def count_jobs(self, user_id: int, *statuses: Status) -> int:
         marks = ",".join("?" * len(statuses)) if statuses else ""
         where = f" AND status IN ({marks})" if statuses else ""
-        row = await self._one(
+        row = await self._row(
             f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?{where}", user_id, *[s.value for s in statuses]
         )
-        return row["n"]
+        return int(row["n"])
 
     async def compared(self, first_job: str) -> list[JobRecord]:
         """The jobs of a --compare set (by its first job's id), in the order they were submitted."""
         rows = await self._all("SELECT id FROM jobs WHERE compare_of = ? ORDER BY created_at, rowid", first_job)
-        return [await self.job(row["id"]) for row in rows]
+        return await self._records(rows)
 
     async def claim_compare_sheet(self, first_job: str) -> bool:
         """True for the one caller that gets to hand out a --compare set's sheet; False ever after."""
@@ -446,6 +445,17 @@ class History:
 
     async def _one(self, sql: str, *args: Any) -> aiosqlite.Row | None:
         return await (await self._db.execute(sql, args)).fetchone()
+
+    async def _row(self, sql: str, *args: Any) -> aiosqlite.Row:
+        """The one row a query always has."""
+        row = await self._one(sql, *args)
+        if row is None:
+            raise LookupError(f"no row for {sql!r}")
+        return row
+
+    async def _records(self, rows: list[aiosqlite.Row]) -> list[JobRecord]:
+        """The records of job ids (those gone meanwhile left out)."""
+        return [record for row in rows if (record := await self.job(row["id"])) is not None]
 
     async def _all(self, sql: str, *args: Any) -> list[aiosqlite.Row]:
         return list(await (await self._db.execute(sql, args)).fetchall())

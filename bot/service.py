@@ -207,7 +207,7 @@ class Service:
 
     def _source_side(self) -> int:
         """The longest side any model works at: a stored source is never larger (nor upscaled)."""
-        return max([self.settings.limits.max_size, *(entry.size for entry in self.models)])
+        return int(max([self.settings.limits.max_size, *(entry.size for entry in self.models)]))
 
     async def act(self, origin: Origin, button: str | Press) -> Ticket:
         """The job a button press makes from an earlier result. Raises Refusal.

@@ -70,8 +70,8 @@ def origin_of_interaction(interaction: discord.Interaction) -> Origin:
 def allowed_here(bot: RemixBot, channel: object, guild_id: int | None) -> bool:
     """Jobs may start in DMs, and in the server channels DISCORD_ALLOWED_CHANNELS allows (threads
     follow their channel): the core's rule, which never depends on what the bot can see."""
-    here = {getattr(channel, "id", None), getattr(channel, "parent_id", None)} - {None}
-    return channel_allowed(bot.settings.discord_allowed_channels, guild_id, {int(i) for i in here})
+    here = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
+    return channel_allowed(bot.settings.discord_allowed_channels, guild_id, {int(i) for i in here if i is not None})
 
 
 def is_image(attachment: discord.Attachment) -> bool:
