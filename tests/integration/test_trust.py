@@ -220,3 +220,15 @@ async def test_forget_needs_the_users_own_confirmation_then_deletes_everything(s
     assert await service.jobs(ALICE) == [] and (await service.history.job(theirs.id)) is not None
     with pytest.raises(Refusal, match="isn't valid"):
         await service.forget(ALICE, asked.code), "a code works once"
+
+
+async def test_a_result_over_the_output_cap_is_not_kept(settings, coffee):
+    service = await build_service(replace(settings, limits=replace(settings.limits, max_output_pixels=1_000_000)))
+    events = Events()
+    service.listen("telegram", events)
+    try:
+        record = await events.done((await service.submit(ALICE, "big --size 1536", coffee)).job.id)  # 1536×1024
+        assert record.status is Status.failed and "larger than 1 megapixels" in record.error
+        assert record.outputs == () and list((service.history.data_dir / "outputs").iterdir()) == []
+    finally:
+        await close_service(service)
