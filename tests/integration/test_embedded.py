@@ -18,22 +18,10 @@ BOB = Origin(platform="console", user_id="bob", chat_id="c1", user_name="Bob")
 
 
 @pytest.fixture
-async def service(settings):
-    service = await build_service(settings)
-    yield service
-    await close_service(service)
-
-
-@pytest.fixture
 def events(service):
     events = Events()
     service.listen("console", events)
     return events
-
-
-@pytest.fixture
-def coffee(images_dir) -> bytes:
-    return (images_dir / "coffee.png").read_bytes()
 
 
 async def test_a_remix_reports_queued_running_progress_and_done_with_parameters(service, events, coffee):

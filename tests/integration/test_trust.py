@@ -28,22 +28,10 @@ NOT_HERE = "isn't available here"
 
 
 @pytest.fixture
-async def service(settings):
-    service = await build_service(settings)
-    yield service
-    await close_service(service)
-
-
-@pytest.fixture
 def events(service):
     events = Events()
     service.listen("telegram", events)
     return events
-
-
-@pytest.fixture
-def coffee(images_dir) -> bytes:
-    return (images_dir / "coffee.png").read_bytes()
 
 
 async def test_every_use_case_refuses_a_job_from_another_chat(service, events, coffee):
