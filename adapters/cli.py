@@ -24,6 +24,7 @@ from bot.queue.local import LocalQueue
 from bot.queue.wire import describe_worker
 from bot.service import Refusal, Service
 from bot.settings import Settings, load_settings
+from bot.text import neutral
 
 log = logging.getLogger("remixbot")
 
@@ -157,7 +158,7 @@ async def history(settings: Settings, user: str | None, limit: int) -> int:
                 print(f"no user {user}", file=sys.stderr)
                 return 1
         for u in users:
-            print(f"{u.platform}:{u.platform_user_id} {u.name}")
+            print(neutral(f"{u.platform}:{u.platform_user_id} {u.name}"))  # a name can't steer the terminal
             for job in await store.jobs_of(u.id, limit=limit):
                 parent = f" ← {job.parent_job}" if job.parent_job else ""
                 print(
