@@ -220,3 +220,18 @@ async def test_a_result_over_the_output_cap_is_not_kept(settings, coffee):
         assert record.outputs == () and list((service.history.data_dir / "outputs").iterdir()) == []
     finally:
         await close_service(service)
+
+
+async def test_the_console_never_lets_text_steer_the_terminal(service, images_dir, tmp_path):
+    from adapters.console import Console
+
+    out = io.StringIO()
+    console = Console(service, stdout=out)
+    picture = tmp_path / "in.png"
+    picture.write_bytes((images_dir / "coffee.png").read_bytes())
+    await console.handle(f"{picture} a \x1b[2J\x1b]0;pwned\x07red\x07 cat --seed 1")
+    ticket_id = out.getvalue().split()[1]
+    record = await service.history.job(ticket_id)
+    assert record.request.prompt == "a red cat"
+    console.say(f"echo {chr(27)}[31mraw{chr(7)}")
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue() and "echo raw" in out.getvalue()
