@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Bot, CallbackQuery, Update
+from telegram import Bot, CallbackQuery, Message, Update, User
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
@@ -81,7 +81,9 @@ class Presses:
             await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
             return
         if press.button is Button.delete:
-            await self._delete(query, press, origin, toast)
+            if not isinstance(message, Message):
+                raise Refusal("That button only works in the chat it came with.")
+            await self._delete(message, query.from_user, press, origin, toast)
             return
         if press.button is Button.forget:  # its "job" is the confirmation code
             answer = await self._service.forget(origin, press.job_id)
@@ -107,19 +109,16 @@ class Presses:
         else:
             await self._act(query, press, origin, toast)
 
-    async def _delete(self, query: CallbackQuery, press: Press, origin: Origin, toast: Toast) -> None:
+    async def _delete(self, message: Message, user: User, press: Press, origin: Origin, toast: Toast) -> None:
         """🗑 Delete: the core decides (owner, or an admin of this chat; only the job's own message)."""
-        message = query.message
         shown = result_of(message, self._bot.id)  # the job this message shows, read from the message itself
         admin = False
         if message.chat.type != ChatType.PRIVATE:
             try:
-                member = await self._bot.get_chat_member(message.chat.id, query.from_user.id)
+                member = await self._bot.get_chat_member(message.chat.id, user.id)
                 admin = member.status in ADMINS
             except TelegramError as error:
-                log.info(
-                    "could not tell whether %s administers chat %s: %s", query.from_user.id, message.chat.id, error
-                )
+                log.info("could not tell whether %s administers chat %s: %s", user.id, message.chat.id, error)
         await self._service.delete(origin, press.job_id, shown_in=shown[0] if shown else None, is_admin=admin)
         await toast("🗑 Deleted")
         try:
