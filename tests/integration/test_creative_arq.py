@@ -200,5 +200,5 @@ async def test_compare_and_before_after_over_redis(service, images_dir):
     with Image.open(io.BytesIO(sheets[0])) as sheet:
         assert sheet.width == 480 + 480 + 3 * 12 and sheet.height > 320  # labelled under the pictures
     assert records[0].request.show_source
-    with Image.open(io.BytesIO(await service.before_after(records[1].id, 0))) as pair:
+    with Image.open(io.BytesIO(await service.before_after(ALICE, records[1].id, 0))) as pair:
         assert pair.width == 480 + 480 + 3 * 12  # the 600x400 source at the 480x320 result's height

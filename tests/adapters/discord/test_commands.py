@@ -17,6 +17,7 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
         ("history", 1),
         ("info", 1),
         ("cancel", 1),
+        ("forget", 1),
         ("Remix", 3),
     }, "the slash commands and the message menu"
     options = {o["name"]: o for o in commands[("remix", 1)]["options"]}

@@ -29,6 +29,7 @@ async def test_command_menu_start_and_help(bot, fake, alice):
         "history",
         "cancel",
         "info",
+        "forget",
     ]
     chat = fake.private(alice)
     welcome = await said(fake, chat, alice, "/start")
