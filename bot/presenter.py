@@ -59,6 +59,7 @@ LABELS = {
     Button.info: Label("ℹ️", "Info"),
     Button.delete: Label("🗑", "Delete"),
     Button.cancel: Label("✖️", "Cancel"),
+    Button.forget: Label("🗑", "Forget everything"),
 }
 
 
