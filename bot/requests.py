@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.jobs import Action, Request
 from bot.models import Models
+from bot.prompts import check_prompt
 from bot.settings import Limits
 
 MAX_SEED = 2**32 - 1
@@ -108,6 +109,9 @@ def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Mode
     negative = values.get("no", "")
     check_length("prompt", prompt, limits.max_prompt_length)
     check_length("negative prompt", negative, limits.max_prompt_length)
+    for text in (prompt, negative):
+        if reason := check_prompt(text):
+            raise RequestError(reason)
     return Request(
         prompt=prompt,
         model=model,

@@ -54,7 +54,7 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
-from engine.kinds import ip_adapter
+from engine.kinds import ip_adapter, prompts
 from engine.work import UserFacingError, Work
 
 log = logging.getLogger(__name__)
@@ -393,8 +393,7 @@ class Img2ImgModel:
         self._set_tiling(works[0].image.size)
         with torch.inference_mode():
             result = self.pipe(
-                prompt=[work.request.prompt for work, _ in rows],
-                negative_prompt=negatives if any(negatives) else None,
+                **prompts.call_kwargs(self.pipe, [work.request.prompt for work, _ in rows], negatives),
                 # one source for one work (the pipeline repeats it); else one per row
                 image=works[0].image if len(works) == 1 else [work.image for work, _ in rows],
                 strength=strength,
