@@ -62,6 +62,7 @@ class Request:
     num_frames: int | None = None  # animate: frames in the clip; None: the model's default
     fps: int | None = None  # animate: frames per second; None: the model's default
     ip_adapter_scale: float | None = None  # how strongly reference images steer; None: the model's default
+    loras: tuple[tuple[str, float], ...] = ()  # (name, weight) read from <lora:name:weight> tags in the prompt
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ def _convert(kind: Any, value: Any) -> Any:
 
 _FIELD_TYPES: dict[tuple[type, str], Any] = {
     (Request, "compare"): ("tuple", None),
+    (Request, "loras"): ("tuple", ("tuple", None)),
     (Job, "action"): Action,
     (Job, "request"): Request,
     (Job, "origin"): Origin,

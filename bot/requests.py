@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.jobs import Action, Request
+from bot.loras import LoraError, split_loras, with_lora_tags
 from bot.models import Models
 from bot.prompts import check_prompt
 from bot.settings import Limits
@@ -105,7 +106,7 @@ def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Mode
     """Parse ``prompt --flag value …`` into a Request, applying the user's defaults."""
     prompt, values = split_flags(text)
     model = pick_model(values.get("model"), defaults, models)
-    prompt = unquote(prompt)
+    prompt, loras = pick_loras(unquote(prompt), models)
     negative = values.get("no", "")
     check_length("prompt", prompt, limits.max_prompt_length)
     check_length("negative prompt", negative, limits.max_prompt_length)
@@ -130,7 +131,16 @@ def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Mode
         num_frames=optional(values, "frames", lambda raw: to_int("frames", raw, 2, MAX_FRAMES)),
         fps=optional(values, "fps", lambda raw: to_int("fps", raw, 1, MAX_FPS)),
         ip_adapter_scale=optional(values, "ref-scale", lambda raw: to_float("ref-scale", raw, 0, 1)),
+        loras=loras,
     )
+
+
+def pick_loras(prompt: str, models: Models) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """The prompt without its <lora:…> tags, and the LoRAs they name (known ones only)."""
+    try:
+        return split_loras(prompt, models.loras)
+    except LoraError as error:
+        raise RequestError(str(error)) from None
 
 
 def split_flags(text: str) -> tuple[str, dict[str, str]]:
@@ -327,7 +337,8 @@ def number(value: float) -> str:
 
 def format_request(request: Request) -> str:
     """The request as chat text that ``parse_request`` reads back to the same Request."""
-    parts = [quote_prompt(request.prompt)] if request.prompt else []
+    prompt = with_lora_tags(request.prompt, request.loras)
+    parts = [quote_prompt(prompt)] if prompt else []
     parts += [f"--model {request.model}", f"--strength {number(request.strength)}"]
     if request.seed is not None:
         parts.append(f"--seed {request.seed}")
@@ -384,8 +395,10 @@ def request_from_parameters(
     if strength is None:
         strength = pick_strength(None, defaults, models[model].strength)
     seed = params.get("seed")
+    prompt, loras = pick_loras(str(params.get("prompt", ""))[: limits.max_prompt_length], models)
     return Request(
-        prompt=str(params.get("prompt", ""))[: limits.max_prompt_length],
+        prompt=prompt,
+        loras=loras,
         model=model,
         strength=clamp(strength, 0, 1),
         negative_prompt=str(params.get("negative_prompt", ""))[: limits.max_prompt_length],

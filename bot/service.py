@@ -135,11 +135,7 @@ class Service:
             else:
                 request = requests.parse_request(text, defaults=defaults, limits=limits, models=self.models)
                 if found and not _has_flags(text):
-                    offer = requests.format_request(
-                        requests.request_from_parameters(
-                            images.parse_parameters(found), defaults=defaults, models=self.models
-                        )
-                    )
+                    offer = self._offer(found, defaults)
         except requests.RequestError as error:
             raise Refusal(str(error)) from None
         request = self._resolve(request)
@@ -215,6 +211,15 @@ class Service:
             parent_job=parent_job,
             parent_output=parent_output,
         )
+
+    def _offer(self, found: str, defaults: requests.Defaults) -> str:
+        """The source PNG's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
+        try:
+            params = images.parse_parameters(found)
+            request = requests.request_from_parameters(params, defaults=defaults, models=self.models)
+            return requests.format_request(request)
+        except requests.RequestError:
+            return ""
 
     async def _enqueue(self, user: UserRecord, job: Job, offer: str, *, compare_of: str | None = None) -> Ticket:
         async with self._submit_lock:  # the cap check and the insert must not interleave

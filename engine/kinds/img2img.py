@@ -55,6 +55,7 @@ from PIL import Image
 from bot.jobs import Progress
 from bot.models import ModelEntry
 from engine.kinds import ip_adapter, prompts
+from engine.kinds.loras import LoadedLoras
 from engine.work import UserFacingError, Work
 
 log = logging.getLogger(__name__)
@@ -353,11 +354,12 @@ class Img2ImgModel:
     label: str
     vae_tiling: int = VAE_TILING  # decode in tiles above this longest side (px); 0: never
     speed: dict[str, Any] = field(default_factory=dict)  # the speed options in effect
+    loras: LoadedLoras = field(default_factory=LoadedLoras)  # resident LoRAs, the active ones
 
     def batch_key(self, work: Work) -> tuple:
-        """Works with equal keys can run as one batch: same working size, steps, strength and guidance."""
+        """Works with equal keys can run as one batch: same working size, steps, strength, guidance, LoRAs."""
         steps, strength, guidance = _call_settings(work)
-        return (work.image.size, steps, strength, guidance, ip_adapter.batch_key(work))
+        return (work.image.size, steps, strength, guidance, ip_adapter.batch_key(work), work.request.loras)
 
     def run(self, work: Work, progress: Progress) -> list[Image.Image]:
         outcome = self.run_batch([work], progress)[0]
@@ -391,6 +393,7 @@ class Img2ImgModel:
             return kwargs
 
         self._set_tiling(works[0].image.size)
+        self.loras.activate(self.pipe, works[0])  # one batch key: the same LoRAs for every work
         with torch.inference_mode():
             result = self.pipe(
                 **prompts.call_kwargs(self.pipe, [work.request.prompt for work, _ in rows], negatives),
