@@ -27,6 +27,7 @@ class Action(enum.StrEnum):
     upscale = "upscale"
     fixface = "fixface"
     animate = "animate"
+    outpaint = "outpaint"  # zoom out or pan: a larger canvas, its new border filled in
 
 
 class Status(enum.StrEnum):
@@ -63,6 +64,8 @@ class Request:
     fps: int | None = None  # animate: frames per second; None: the model's default
     ip_adapter_scale: float | None = None  # how strongly reference images steer; None: the model's default
     loras: tuple[tuple[str, float], ...] = ()  # (name, weight) read from <lora:name:weight> tags in the prompt
+    zoom: float | None = None  # outpaint: zoom out 1.5 or 2 times around the picture
+    pan: str | None = None  # outpaint: "left", "right", "up" or "down": half the picture added on that side
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ DEFAULT_FOR_ACTION = {
     Action.upscale: "classic",
     Action.fixface: "classic",
     Action.animate: "classic",
+    Action.outpaint: "classic",
 }
 
 

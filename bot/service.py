@@ -181,6 +181,7 @@ class Service:
             model=model,
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
+            max_size=self.settings.limits.max_size,
         )
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
         return await self._enqueue(user, job, "")
