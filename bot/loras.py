@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,12 +37,15 @@ def find_loras(folder: Path | None) -> dict[str, Path]:
     return found
 
 
-def split_loras(prompt: str, known: Mapping[str, Path]) -> tuple[str, tuple[tuple[str, float], ...]]:
-    """The prompt without its ``<lora:name:weight>`` tags, and the tags' (name, weight) in order."""
-    loras: dict[str, float] = {}
+def split_loras(prompt: str, known: Mapping[str, Path]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The prompt without its ``<lora:name:weight>`` tags, and the tags' (name, weight as written) in order.
+
+    A tag without a weight has weight "1"; a name given twice keeps its last weight.
+    """
+    loras: dict[str, str] = {}
     for match in _TAG.finditer(prompt):
         name = resolve_lora(match[1].strip(), known)
-        loras[name] = to_weight(name, match[2])
+        loras[name] = (match[2] or "").strip() or "1"
     if len(loras) > MAX_LORAS:
         raise LoraError(f"Up to {MAX_LORAS} LoRAs at once, please (got {len(loras)}).")
     if not loras:
@@ -63,18 +65,6 @@ def resolve_lora(name: str, known: Mapping[str, Path]) -> str:
     close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(lowered[c] for c in close)}?" if close else " Send /loras to see them."
     raise LoraError(f"There's no LoRA called {name!r}.{hint}")
-
-
-def to_weight(name: str, raw: str | None) -> float:
-    if raw is None or not raw.strip():
-        return 1.0
-    try:
-        weight = float(raw)
-    except ValueError:
-        raise LoraError(f"The weight of LoRA {name} must be a number, got {raw!r}.") from None
-    if not math.isfinite(weight) or not MIN_WEIGHT <= weight <= MAX_WEIGHT:
-        raise LoraError(f"The weight of LoRA {name} must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}, got {raw}.")
-    return weight
 
 
 def lora_tags(loras: tuple[tuple[str, float], ...]) -> str:

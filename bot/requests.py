@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.jobs import Action, Request
+from bot.loras import MAX_WEIGHT as MAX_LORA_WEIGHT
+from bot.loras import MIN_WEIGHT as MIN_LORA_WEIGHT
 from bot.loras import LoraError, split_loras, with_lora_tags
 from bot.models import Models
 from bot.prompts import check_prompt
@@ -136,11 +138,15 @@ def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Mode
 
 
 def pick_loras(prompt: str, models: Models) -> tuple[str, tuple[tuple[str, float], ...]]:
-    """The prompt without its <lora:…> tags, and the LoRAs they name (known ones only)."""
+    """The prompt without its <lora:…> tags, and the LoRAs they name (known ones only) at their weights."""
     try:
-        return split_loras(prompt, models.loras)
+        text, tags = split_loras(prompt, models.loras)
     except LoraError as error:
         raise RequestError(str(error)) from None
+    loras = []
+    for name, raw in tags:
+        loras.append((name, to_float(f"the weight of LoRA {name}", raw, MIN_LORA_WEIGHT, MAX_LORA_WEIGHT)))
+    return text, tuple(loras)
 
 
 def split_flags(text: str) -> tuple[str, dict[str, str]]:
