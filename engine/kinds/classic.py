@@ -60,7 +60,6 @@ from engine.work import Clip, Work
 
 LABEL = "classic"
 DEVICE = "cpu"  # no torch: the runner never picks (or imports torch to pick) a device for it
-OUTPAINT_MAX_SIDE = 1536  # a zoom out or pan grows to at most this longest side unless the request says
 REFERENCE_SIDE = 768  # filter sizes are tuned for this longest side and scale with the image
 
 
@@ -760,7 +759,7 @@ def _camera_frame(still: np.ndarray, t: float, end_zoom: float, pan: np.ndarray)
 def _outpaint(work: Work, progress: Progress) -> list[Image.Image]:
     """Zoom out or pan: the picture on a larger canvas, the border filled from its own texture and colours."""
     request = work.request
-    max_side = request.size or OUTPAINT_MAX_SIDE
+    max_side = request.size or outpaint.MAX_SIDE
     image = outpaint.extend(
         work.image, zoom=request.zoom, pan=request.pan, max_side=max_side, multiple=work.entry.multiple
     )

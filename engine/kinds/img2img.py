@@ -52,9 +52,9 @@ from typing import Any
 
 from PIL import Image
 
-from bot.jobs import Progress
+from bot.jobs import Action, Progress
 from bot.models import ModelEntry
-from engine.kinds import ip_adapter, prompts
+from engine.kinds import ip_adapter, outpaint, prompts
 from engine.kinds.loras import LoadedLoras
 from engine.work import UserFacingError, Work
 
@@ -359,9 +359,14 @@ class Img2ImgModel:
     def batch_key(self, work: Work) -> tuple:
         """Works with equal keys can run as one batch: same working size, steps, strength, guidance, LoRAs."""
         steps, strength, guidance = _call_settings(work)
-        return (work.image.size, steps, strength, guidance, ip_adapter.batch_key(work), work.request.loras)
+        alone = id(work) if work.action is Action.outpaint else None  # an outpaint runs alone (run)
+        return (alone, work.image.size, steps, strength, guidance, ip_adapter.batch_key(work), work.request.loras)
 
     def run(self, work: Work, progress: Progress) -> list[Image.Image]:
+        if work.action is Action.outpaint:  # zoom out / pan: the border redrawn by the inpainting twin
+            self.loras.activate(self.pipe, work)
+            steps, _, guidance = _call_settings(work)
+            return outpaint.redraw(self.pipe, work, progress, steps=steps, guidance=guidance)
         outcome = self.run_batch([work], progress)[0]
         if isinstance(outcome, Exception):
             raise outcome

@@ -6,16 +6,25 @@ is scaled down once when it must be) and its sides multiples of ``multiple``. ``
 classic fill that runs everywhere: the border is the picture's reflected texture, fading with the
 distance from the picture into the colours OpenCV's Telea inpainting spreads outwards, with a soft
 blend in between. ``extend`` does both; the picture itself stays untouched, pixel for pixel, inside.
+``redraw`` is the diffusion path for a diffusers model: the classic fill redrawn under a feathered
+mask by the model's inpainting pipeline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from bot.jobs import Progress
+from engine.kinds import prompts
+from engine.work import Work
+
+MAX_SIDE = 1536  # the longest side a zoom out or pan grows to unless the request says
+STRENGTH = 0.9  # the diffusion path redraws the classic fill this much
 ZOOMS = (1.5, 2.0)
 PANS = {"left": (1, 0, 0, 0), "up": (0, 1, 0, 0), "right": (0, 0, 1, 0), "down": (0, 0, 0, 1)}
 PAN_SHARE = 0.5  # a pan adds half the picture's width (or height) on that side
@@ -98,3 +107,69 @@ def fill_border(pixels: np.ndarray, plan: Layout) -> np.ndarray:
     out = texture * keep + smooth.astype(np.float32) * (1 - keep)
     filled: np.ndarray = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     return filled
+
+
+# --- the diffusion path ----------------------------------------------------------------------------
+
+
+def feathered_mask(plan: Layout, feather: int = 8) -> Image.Image:
+    """White over the new border, black over the picture, softened across the seam (``feather`` px)."""
+    width, height = plan.canvas
+    left, top, right, bottom = plan.box
+    mask = np.full((height, width), 255, np.uint8)
+    mask[top:bottom, left:right] = 0
+    soft: np.ndarray = cv2.GaussianBlur(mask, (0, 0), feather / 2) if feather > 0 else mask
+    return Image.fromarray(soft, "L")
+
+
+def redraw(pipe: Any, work: Work, progress: Progress, *, steps: int, guidance: float) -> list[Image.Image]:
+    """Outpaint with a diffusers pipeline: the classic fill redrawn by its inpainting twin, the picture kept.
+
+    ``AutoPipelineForInpainting.from_pipe`` shares the loaded components (no weights are copied); a
+    model that is not an inpainting one (4 input channels) inpaints by blending latents under the mask.
+    """
+    import torch
+    from diffusers import AutoPipelineForInpainting
+
+    request = work.request
+    max_side = request.size or MAX_SIDE
+    plan = layout(work.image.size, zoom=request.zoom, pan=request.pan, max_side=max_side, multiple=work.entry.multiple)
+    canvas = extend(work.image, zoom=request.zoom, pan=request.pan, max_side=max_side, multiple=work.entry.multiple)
+    mask = feathered_mask(plan)
+    inpaint = AutoPipelineForInpainting.from_pipe(pipe)
+    inpaint.set_progress_bar_config(disable=True)
+    device = str(getattr(pipe, "device", "cpu"))
+    generators = [
+        torch.Generator(device=device if device.startswith("cuda") else "cpu").manual_seed(int(seed))
+        for seed in work.seeds
+    ]
+    count = len(work.seeds)
+    expected = max(1, int(steps * STRENGTH))
+
+    def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        total = getattr(pipe, "num_timesteps", None) or expected
+        progress(min(i + 1, total), total)
+        return kwargs
+
+    with torch.inference_mode():
+        images = inpaint(
+            **prompts.call_kwargs(inpaint, [request.prompt] * count, [request.negative_prompt] * count),
+            image=canvas,
+            mask_image=mask,
+            width=plan.canvas[0],
+            height=plan.canvas[1],
+            strength=STRENGTH,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=generators,
+            callback_on_step_end=on_step_end,
+            output_type="pil",
+        ).images
+    left, top, right, bottom = plan.box
+    picture = canvas.crop(plan.box)
+    outputs = []
+    for image in images:
+        out = Image.composite(image.convert("RGB").resize(canvas.size), canvas, mask)
+        out.paste(picture, (left, top))  # the picture itself, untouched
+        outputs.append(out)
+    return outputs
