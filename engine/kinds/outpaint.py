@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -80,6 +79,8 @@ def extend(image: Image.Image, *, zoom: float | None, pan: str | None, max_side:
 
 def fill_border(pixels: np.ndarray, plan: Layout) -> np.ndarray:
     """The canvas with the picture in ``plan.box`` and its border filled (uint8 RGB)."""
+    import cv2  # here, not at import: importing the classic kind stays light
+
     width, height = plan.canvas
     left, top, right, bottom = plan.box
     reflected = cv2.copyMakeBorder(
@@ -114,6 +115,8 @@ def fill_border(pixels: np.ndarray, plan: Layout) -> np.ndarray:
 
 def feathered_mask(plan: Layout, feather: int = 8) -> Image.Image:
     """White over the new border, black over the picture, softened across the seam (``feather`` px)."""
+    import cv2
+
     width, height = plan.canvas
     left, top, right, bottom = plan.box
     mask = np.full((height, width), 255, np.uint8)
