@@ -19,7 +19,9 @@ from bot import logs, metrics
 from bot.history import History
 from bot.jobs import Action, Event, Origin, Status
 from bot.models import load_models
-from bot.queue import ArqQueue, LocalQueue, describe_worker
+from bot.queue.arq_queue import ArqQueue
+from bot.queue.local import LocalQueue
+from bot.queue.wire import describe_worker
 from bot.service import Refusal, Service
 from bot.settings import Settings, load_settings
 
@@ -31,8 +33,14 @@ async def build_service(settings: Settings) -> Service:
     models = load_models(settings.models_path, settings.lora_dir)
     history = await History.open(settings.data_dir)
     if settings.redis_url:
-        queue = ArqQueue(settings.redis_url, job_timeout=settings.job_timeout, result_ttl=settings.result_ttl)
-        service = Service(settings, models, history, queue, availability=lambda: queue.availability(models))
+        workers = ArqQueue(
+            settings.redis_url,
+            job_timeout=settings.job_timeout,
+            result_ttl=settings.result_ttl,
+            max_result_bytes=settings.max_result_bytes,
+            lease=settings.job_lease,
+        )
+        service = Service(settings, models, history, workers, availability=lambda: workers.availability(models))
     else:
         from engine import registry
         from engine.runner import Engine
@@ -182,6 +190,7 @@ async def worker(settings: Settings, groups: list[str]) -> int:
         poll_delay=settings.poll_delay,
         lease=settings.job_lease,
         device=settings.device,
+        max_result_bytes=settings.max_result_bytes,
     )
     log.info("worker serving groups %s", ", ".join(groups))
     try:

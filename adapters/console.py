@@ -3,8 +3,8 @@
 Type ``PATH prompt --flags`` to remix an image file, then act on results by name::
 
     > photo.jpg a watercolor of the harbor --strength 0.6
-    queued 3f9a0c1b2d4e — position 1
-    3f9a0c1b2d4e rendering 50%
+    queued 3f9a0c1b2d4e (classic) · ⏳ Queued — position 1
+    3f9a0c1b2d4e 🎨 Rendering 50%
     3f9a0c1b2d4e done: remixes/3f9a0c1b2d4e-0.png
       actions: reroll · vary 1 · strong 1 · upscale 1 · fixface 1 · animate 1 · info
     > upscale 1
@@ -18,11 +18,14 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from bot import presenter
 from bot.actions import Button, Press
+from bot.flags import help_text
 from bot.history import JobRecord
 from bot.jobs import Event, Origin, Status
-from bot.requests import HELP
 from bot.service import Refusal, Service
+
+INFO_LIMIT = 10_000  # a terminal has no message limit; this keeps /info readable
 
 COMMANDS = """commands:
   PATH prompt --flags     remix an image file (e.g. photo.jpg warm cinematic --strength 0.6)
@@ -87,7 +90,7 @@ class Console:
     async def _dispatch(self, line: str) -> None:
         word, _, rest = line.partition(" ")
         if word == "help":
-            self.say(COMMANDS + "\n\n" + HELP)
+            self.say(COMMANDS + "\n\n" + help_text(self.service.settings.limits))
         elif word in WORDS:
             await self._press(WORDS[word], rest.strip())
         elif word == "source":
@@ -121,7 +124,8 @@ class Console:
         ticket = await self.service.submit(self.origin, text, await asyncio.to_thread(path.read_bytes))
         self._open.update(job.id for job in ticket.jobs)
         for job in ticket.jobs:
-            self.say(f"queued {job.id} ({job.request.model}) — position {ticket.position}")
+            position = ticket.position if job is ticket.job else 0
+            self.say(f"queued {job.id} ({job.request.model}) · {presenter.queued(position)}")
         if ticket.offer:
             self.say(f"this image carries settings; to reuse them type: {path_text} {ticket.offer}")
 
@@ -133,7 +137,7 @@ class Console:
             raise Refusal("nothing to act on yet — remix an image first")
         ticket = await self.service.act(self.origin, Press(button, job_id, max(index, 0)))
         self._open.add(ticket.job.id)
-        self.say(f"queued {ticket.job.id} ({button.value} of {job_id}) — position {ticket.position}")
+        self.say(f"queued {ticket.job.id} ({button.value} of {job_id}) · {presenter.queued(ticket.position)}")
 
     async def _before_after(self, rest: str) -> None:
         args = rest.split()
@@ -163,31 +167,14 @@ class Console:
         record = await self.service.job(job_id) if job_id else None
         if record is None:
             raise Refusal("no such job")
-        r = record.request
-        self.say(
-            f"{record.id} {record.action.value} {record.status.value} — model {r.model}, "
-            f"strength {r.strength}, seed {r.seed}, steps {r.num_inference_steps}, "
-            f"cfg {r.guidance_scale}"
-        )
-        negative = f"  negative: {r.negative_prompt!r}" if r.negative_prompt else ""
-        self.say(f"  prompt: {r.prompt!r}{negative}")
-        if record.parent_job:
-            self.say(
-                f"  from: {record.parent_job}"
-                + (f" output {record.parent_output + 1}" if record.parent_output is not None else "")
-            )
-        if record.engine:
-            self.say(f"  ran on: {record.engine}" + (f" ({record.note})" if record.note else ""))
+        self.say(presenter.info(record, presenter.Plain(), INFO_LIMIT))
 
     async def _history(self, page: int) -> None:
         records = await self.service.jobs(self.origin, page=page)
         if not records:
             self.say("no jobs yet" if page == 0 else "no more jobs")
-        for record in records:
-            self.say(
-                f"{record.id} {record.status.value:<9} {record.action.value:<8} "
-                f"{record.request.model:<8} {record.request.prompt[:40]!r} {len(record.outputs)} output(s)"
-            )
+        for number, record in enumerate(records, start=1):
+            self.say(presenter.history_line(number, record, presenter.Plain()))
 
     async def _settings(self, rest: str) -> None:
         changes = {}
@@ -211,12 +198,12 @@ class Console:
 
     async def on_event(self, record: JobRecord, event: Event) -> None:
         if event.status is Status.queued and event.position:
-            self.say(f"{record.id} queued — position {event.position}")
+            self.say(f"{record.id} {presenter.progress(event)}")
         elif event.status is Status.running and event.total:
             percent = event.percent // 25 * 25  # a line per quarter is plenty in a terminal
             if percent > self._shown.get(record.id, -1):
                 self._shown[record.id] = percent
-                self.say(f"{record.id} rendering {percent}%")
+                self.say(f"{record.id} {presenter.progress(event)}")
         elif event.status is Status.done:
             self._last_job = record.id
             self._shown.pop(record.id, None)
@@ -226,11 +213,9 @@ class Console:
             words = ("vary", "strong", "upscale", "fixface", "animate", "source")
             each = " · ".join(f"{w} {i}" for w in words for i in range(1, n + 1))
             self.say(f"  actions: reroll · {each} · info")
-        elif event.status is Status.failed:
+        elif event.status.finished:
             self._shown.pop(record.id, None)
-            self.say(f"{record.id} failed: {record.error}")
-        elif event.status is Status.cancelled:
-            self.say(f"{record.id} cancelled")
+            self.say(f"{record.id} {presenter.outcome(record)}")
         if event.status.finished:
             try:
                 if event.status is Status.done and record.request.show_source:

@@ -117,9 +117,9 @@ def plain(arch: str, folder: Path, device: str, dtype: str, images: int, side: i
 
     reset_memory(device)
     cls = getattr(diffusers, ARCHITECTURES[arch]["pipeline"])
-    from engine.kinds.img2img import _dtype_kwarg  # "dtype" in new diffusers, "torch_dtype" before
+    from engine.kinds.sources import dtype_kwarg  # "dtype" in new diffusers, "torch_dtype" before
 
-    pipe = cls.from_pretrained(str(folder), **{_dtype_kwarg(): getattr(torch, dtype)}).to(device)
+    pipe = cls.from_pretrained(str(folder), **{dtype_kwarg(): getattr(torch, dtype)}).to(device)
     pipe.set_progress_bar_config(disable=True)
     data = source_png(side)
 

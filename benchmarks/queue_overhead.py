@@ -44,7 +44,7 @@ from adapters.cli import build_service, close_service  # noqa: E402
 from bot import images  # noqa: E402
 from bot.jobs import Action, Event, Job, Origin, Request, Status, new_job_id  # noqa: E402
 from bot.models import load_models  # noqa: E402
-from bot.queue import ArqQueue  # noqa: E402
+from bot.queue.arq_queue import ArqQueue  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 
 TINY = images.encode_png(Image.new("RGB", (64, 64), (90, 140, 200)))

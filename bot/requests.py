@@ -3,17 +3,21 @@
 ``a watercolor painting of the harbor --strength 0.55 --model fast --seed 42 --no blurry, text``
 
 Every mistake is a ``RequestError`` whose text is a friendly one-liner for the chat; unknown
-flags are never ignored. ``format_request`` is the inverse of ``parse_request``.
+flags are never ignored. ``format_request`` is the inverse of ``parse_request``. The flags
+themselves (names, aliases, bounds, help) are one table, in ``bot.flags``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from bot.flags import MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table, number, to_float
+from bot.flags import RequestError as RequestError  # the grammar's one error, raised by the table too
 from bot.jobs import Action, Request
 from bot.loras import MAX_WEIGHT as MAX_LORA_WEIGHT
 from bot.loras import MIN_WEIGHT as MIN_LORA_WEIGHT
@@ -21,19 +25,6 @@ from bot.loras import LoraError, split_loras, with_lora_tags
 from bot.models import Models
 from bot.prompts import check_prompt
 from bot.settings import Limits
-
-MAX_SEED = 2**32 - 1
-MAX_CFG = 30.0
-MAX_IMAGE_CFG = 10.0
-SCALES = (2, 4)
-MAX_COMPARE = 3
-MOTIONS = ("low", "high")
-MAX_FRAMES = 120
-MAX_FPS = 60
-
-
-class RequestError(ValueError):
-    """A request that can't be run; ``str(error)`` is a friendly message for the chat."""
 
 
 @dataclass(frozen=True)
@@ -44,47 +35,6 @@ class Defaults:
     strength: float | None = None
     num_images_per_prompt: int = 1
 
-
-# Canonical flag → an example value for messages (None: a bare switch).
-FLAGS: dict[str, str | None] = {
-    "strength": "0.55",
-    "model": "fast",
-    "seed": "42",
-    "no": "blurry, text",
-    "n": "4",
-    "size": "1024",
-    "steps": "30",
-    "cfg": "7",
-    "image-cfg": "1.5",
-    "scale": "2",
-    "compare": "fast,classic",
-    "show-source": None,
-    "motion": "high",
-    "frames": "48",
-    "fps": "24",
-    "ref-scale": "0.6",
-}
-ALIASES = {"s": "strength", "m": "model", "negative": "no"}
-
-HELP = """\
-Send a picture with a prompt, plus any of these options:
---strength 0.55 (-s): how much to change, 0 to 1
---model fast (-m): which model to use
---seed 42: repeat a result exactly
---no blurry, text: what to avoid (up to the next option)
---n 4: how many images
---size 1024: longest side in pixels
---steps 30: more steps, more detail, slower
---cfg 7: how closely to follow the prompt (0 to 30)
---image-cfg 1.5: how closely to keep the picture (edit models, 0 to 10)
---scale 2: upscale factor, 2 or 4
---compare fast,classic: run the same request on other models too
---show-source: show the source image next to the results
---motion high: how much an animation moves, low or high
---frames 48: frames in an animation (up to 120)
---fps 24: frames per second of an animation
---ref-scale 0.6: how strongly reference images steer the result, 0 to 1
-Example: a watercolor painting of the harbor --strength 0.55 --seed 42 --no blurry, text"""
 
 # A flag: --name, -name, or a phone's autocorrected —name / –name; an optional =value.
 _FLAG = re.compile(r"^(?:--?|[—–][—–-]?)(?P<name>[A-Za-z][\w-]*)(?:=(?P<value>.*))?$", re.DOTALL)
@@ -104,37 +54,44 @@ class Token:
         return _FLAG.match(self.text)
 
 
-def parse_request(text: str, *, defaults: Defaults, limits: Limits, models: Models) -> Request:
-    """Parse ``prompt --flag value …`` into a Request, applying the user's defaults."""
-    prompt, values = split_flags(text)
-    model = pick_model(values.get("model"), defaults, models)
-    prompt, loras = pick_loras(unquote(prompt), models)
-    negative = values.get("no", "")
+def parse_request(
+    text: str, *, defaults: Defaults, limits: Limits, models: Models, given: Mapping[str, Given] | None = None
+) -> Request:
+    """Parse ``prompt --flag value …`` into a Request, applying the user's defaults.
+
+    ``given``: flag values a face took apart from the text (Discord's typed options), by flag name.
+    """
+    flags = flag_table(limits)
+    prompt, written = split_flags(text, flags)
+    for name in given or {}:
+        if name in written:
+            raise RequestError(f"--{name} is given twice; use it once.")
+    values = {name: flags[name].take(raw) for name, raw in {**written, **(given or {})}.items()}
+    return build_request(unquote(prompt), values, defaults=defaults, limits=limits, models=models)
+
+
+def build_request(
+    prompt: str, values: Mapping[str, Value], *, defaults: Defaults, limits: Limits, models: Models
+) -> Request:
+    """The Request for a prompt and the flags' values (by flag name), the user's defaults filling the rest."""
+    flags = flag_table(limits)
+    model = pick_model(cast(str | None, values.get("model")), defaults, models)
+    prompt, loras = pick_loras(prompt, models)
+    fields: dict[str, Any] = {flags[name].field: value for name, value in values.items()}
+    fields.update(
+        prompt=prompt,
+        loras=loras,
+        model=model,
+        strength=pick_strength(cast(float | None, values.get("strength")), defaults, models[model].strength),
+        num_images_per_prompt=pick_count(cast(int | None, values.get("n")), defaults, limits),
+        compare=pick_compare(cast(tuple[str, ...] | None, values.get("compare")), model, models),
+    )
     check_length("prompt", prompt, limits.max_prompt_length)
-    check_length("negative prompt", negative, limits.max_prompt_length)
-    for text in (prompt, negative):
+    check_length("negative prompt", fields.get("negative_prompt", ""), limits.max_prompt_length)
+    for text in (prompt, fields.get("negative_prompt", "")):
         if reason := check_prompt(text):
             raise RequestError(reason)
-    return Request(
-        prompt=prompt,
-        model=model,
-        strength=pick_strength(values.get("strength"), defaults, models[model].strength),
-        negative_prompt=negative,
-        seed=optional(values, "seed", lambda raw: to_int("seed", raw, 0, MAX_SEED)),
-        num_images_per_prompt=pick_count(values.get("n"), defaults, limits),
-        size=optional(values, "size", lambda raw: to_int("size", raw, limits.min_size, limits.max_size)),
-        num_inference_steps=optional(values, "steps", lambda raw: to_int("steps", raw, 1, limits.max_steps)),
-        guidance_scale=optional(values, "cfg", lambda raw: to_float("cfg", raw, 0, MAX_CFG)),
-        image_guidance_scale=optional(values, "image-cfg", lambda raw: to_float("image-cfg", raw, 0, MAX_IMAGE_CFG)),
-        scale=optional(values, "scale", to_scale),
-        compare=pick_compare(values.get("compare"), model, models),
-        show_source=to_switch(values.get("show-source")),
-        motion=optional(values, "motion", to_motion),
-        num_frames=optional(values, "frames", lambda raw: to_int("frames", raw, 2, MAX_FRAMES)),
-        fps=optional(values, "fps", lambda raw: to_int("fps", raw, 1, MAX_FPS)),
-        ip_adapter_scale=optional(values, "ref-scale", lambda raw: to_float("ref-scale", raw, 0, 1)),
-        loras=loras,
-    )
+    return Request(**fields)
 
 
 def pick_loras(prompt: str, models: Models) -> tuple[str, tuple[tuple[str, float], ...]]:
@@ -145,11 +102,17 @@ def pick_loras(prompt: str, models: Models) -> tuple[str, tuple[tuple[str, float
         raise RequestError(str(error)) from None
     loras = []
     for name, raw in tags:
-        loras.append((name, to_float(f"the weight of LoRA {name}", raw, MIN_LORA_WEIGHT, MAX_LORA_WEIGHT)))
+        weight = to_float(f"the weight of LoRA {name}", raw)
+        if not MIN_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT:
+            raise RequestError(
+                f"the weight of LoRA {name} must be between {number(MIN_LORA_WEIGHT)} and {number(MAX_LORA_WEIGHT)}, "
+                f"got {raw}"
+            )
+        loras.append((name, weight))
     return text, tuple(loras)
 
 
-def split_flags(text: str) -> tuple[str, dict[str, str]]:
+def split_flags(text: str, flags: Flags) -> tuple[str, dict[str, str]]:
     """The prompt (the text outside flags) and each flag's raw value, by canonical name."""
     tokens = [Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
     values: dict[str, str] = {}
@@ -162,10 +125,10 @@ def split_flags(text: str) -> tuple[str, dict[str, str]]:
             prompt_parts.append(text[tokens[index].start : tokens[end - 1].end])
             index = end
             continue
-        name = canonical(match["name"])
-        if name in values:
-            raise RequestError(f"--{name} is given twice; use it once.")
-        values[name], index = take_value(text, tokens, index, name, match["value"])
+        flag = flags[canonical(match["name"], flags)]
+        if flag.name in values:
+            raise RequestError(f"--{flag.name} is given twice; use it once.")
+        values[flag.name], index = take_value(text, tokens, index, flag, match["value"])
     return " ".join(prompt_parts).strip(), values
 
 
@@ -177,47 +140,48 @@ def next_flag(tokens: list[Token], index: int) -> int:
     return index
 
 
-def canonical(written: str) -> str:
+def canonical(written: str, flags: Flags) -> str:
     """The canonical flag name for what the user typed; unknown flags suggest the closest one."""
     name = written.lower().replace("_", "-")
-    name = ALIASES.get(name, name)
-    if name in FLAGS:
+    name = flags.aliases.get(name, name)
+    if name in flags:
         return name
-    known = list(FLAGS) + [alias for alias in ALIASES if len(alias) > 1]
+    known = list(flags) + [alias for alias in flags.aliases if len(alias) > 1]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if close:
         raise RequestError(f"I don't know the option --{written}; did you mean --{close[0]}?")
     raise RequestError(f"I don't know the option --{written}; send /help to see the options.")
 
 
-def take_value(text: str, tokens: list[Token], index: int, name: str, inline: str | None) -> tuple[str, int]:
+def take_value(text: str, tokens: list[Token], index: int, flag: Flag, inline: str | None) -> tuple[str, int]:
     """A flag's raw value and the index after it: ``--flag value``, ``--flag=value`` or bare."""
-    if FLAGS[name] is None:
+    if flag.kind == "switch":
         return (inline if inline is not None else "yes"), index + 1
     start = index + 1
-    end = value_end(tokens, start, name, inline)
+    end = value_end(tokens, start, flag, inline)
     parts = [inline] if inline is not None else []
     if end > start:
         parts.append(text[tokens[start].start : tokens[end - 1].end])
     value = unquote(" ".join(part for part in parts if part).strip())
     if not value:
-        raise RequestError(f"--{name} needs a value, e.g. --{name} {FLAGS[name]}")
+        raise RequestError(f"--{flag.name} needs a value, e.g. --{flag.name} {flag.example}")
     return value, end
 
 
-def value_end(tokens: list[Token], start: int, name: str, inline: str | None) -> int:
+def value_end(tokens: list[Token], start: int, flag: Flag, inline: str | None) -> int:
     """The index after the tokens that belong to a flag's value.
 
     ``--no`` runs until the next flag; ``--compare a, b`` goes on after a trailing comma; any
     other flag takes the next token, or none when its value came after ``=``.
     """
-    if name == "no":
+    if flag.to_next_flag:
         return next_flag(tokens, start - 1)
+    listing = flag.kind == "models"
     end = start
-    more = inline is None or (name == "compare" and inline.endswith(","))
+    more = inline is None or (listing and inline.endswith(","))
     while more and end < len(tokens) and tokens[end].flag is None:
         end += 1
-        more = name == "compare" and tokens[end - 1].text.endswith(",")
+        more = listing and tokens[end - 1].text.endswith(",")
     return end
 
 
@@ -257,124 +221,57 @@ def require_model(raw: str, models: Models) -> str:
     return name
 
 
-def pick_strength(raw: str | None, defaults: Defaults, model_strength: float) -> float:
-    if raw is not None:
-        return to_float("strength", raw, 0, 1)
+def pick_strength(value: float | None, defaults: Defaults, model_strength: float) -> float:
+    if value is not None:
+        return value
     return defaults.strength if defaults.strength is not None else model_strength
 
 
-def pick_count(raw: str | None, defaults: Defaults, limits: Limits) -> int:
-    if raw is not None:
-        return to_int("n", raw, 1, limits.max_num_images)
+def pick_count(value: int | None, defaults: Defaults, limits: Limits) -> int:
+    if value is not None:
+        return value
     return max(1, min(defaults.num_images_per_prompt, limits.max_num_images))
 
 
-def pick_compare(raw: str | None, model: str, models: Models) -> tuple[str, ...]:
-    """1 to 3 other registry models, duplicates (and the main model) dropped."""
-    if raw is None:
+def pick_compare(names: tuple[str, ...] | None, model: str, models: Models) -> tuple[str, ...]:
+    """1 to 3 other registry models, duplicates (and the main model) dropped; () when not asked for."""
+    if names is None:
         return ()
-    names: list[str] = []
-    for part in re.split(r"[,\s]+", raw):
-        if part:
-            name = require_model(part, models)
-            if name != model and name not in names:
-                names.append(name)
-    if not names:
+    chosen: list[str] = []
+    for written in names:
+        name = require_model(written, models)
+        if name != model and name not in chosen:
+            chosen.append(name)
+    if not chosen:
         raise RequestError(f"--compare needs at least one model other than {model}.")
-    if len(names) > MAX_COMPARE:
-        raise RequestError(f"--compare takes up to {MAX_COMPARE} other models, got {len(names)}.")
-    return tuple(names)
-
-
-def optional(values: dict[str, str], name: str, convert: Any) -> Any:
-    """``convert(value)`` when the flag was given, else None."""
-    return convert(values[name]) if name in values else None
-
-
-def to_float(label: str, raw: str, low: float, high: float) -> float:
-    """A number in ``low..high``; ``0,55`` (a decimal comma) is read as 0.55."""
-    text = raw.replace(",", ".") if raw.count(",") == 1 and "." not in raw else raw
-    try:
-        value = float(text)
-    except ValueError:
-        raise RequestError(f"{label} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise RequestError(f"{label} must be between {number(low)} and {number(high)}, got {raw}")
-    return value
-
-
-def to_int(label: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise RequestError(f"{label} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise RequestError(f"{label} must be between {low} and {high}, got {raw}")
-    return value
-
-
-def to_scale(raw: str) -> int:
-    text = raw.lower().strip("x")
-    if text not in {str(scale) for scale in SCALES}:
-        raise RequestError(f"scale must be 2 or 4, got {raw}")
-    return int(text)
-
-
-def to_motion(raw: str) -> str:
-    if raw.lower() not in MOTIONS:
-        raise RequestError(f"motion must be low or high, got {raw}")
-    return raw.lower()
-
-
-def to_switch(raw: str | None) -> bool:
-    if raw is None:
-        return False
-    if raw.lower() in ("yes", "true", "on", "1"):
-        return True
-    if raw.lower() in ("no", "false", "off", "0"):
-        return False
-    raise RequestError(f"--show-source is a switch; use it without a value, got {raw!r}")
-
-
-def number(value: float) -> str:
-    """A float as short text that reads back exactly: 7.0 → "7", 0.55 → "0.55"."""
-    return repr(float(value)).removesuffix(".0")
+    if len(chosen) > MAX_COMPARE:
+        raise RequestError(f"--compare takes up to {MAX_COMPARE} other models, got {len(chosen)}.")
+    return tuple(chosen)
 
 
 def format_request(request: Request) -> str:
     """The request as chat text that ``parse_request`` reads back to the same Request."""
     prompt = with_lora_tags(request.prompt, request.loras)
     parts = [quote_prompt(prompt)] if prompt else []
-    parts += [f"--model {request.model}", f"--strength {number(request.strength)}"]
-    if request.seed is not None:
-        parts.append(f"--seed {request.seed}")
-    if request.num_images_per_prompt != 1:
-        parts.append(f"--n {request.num_images_per_prompt}")
-    if request.size is not None:
-        parts.append(f"--size {request.size}")
-    if request.num_inference_steps is not None:
-        parts.append(f"--steps {request.num_inference_steps}")
-    if request.guidance_scale is not None:
-        parts.append(f"--cfg {number(request.guidance_scale)}")
-    if request.image_guidance_scale is not None:
-        parts.append(f"--image-cfg {number(request.image_guidance_scale)}")
-    if request.scale is not None:
-        parts.append(f"--scale {request.scale}")
-    if request.compare:
-        parts.append(f"--compare {','.join(request.compare)}")
-    if request.show_source:
-        parts.append("--show-source")
-    if request.motion is not None:
-        parts.append(f"--motion {request.motion}")
-    if request.num_frames is not None:
-        parts.append(f"--frames {request.num_frames}")
-    if request.fps is not None:
-        parts.append(f"--fps {request.fps}")
-    if request.ip_adapter_scale is not None:
-        parts.append(f"--ref-scale {number(request.ip_adapter_scale)}")
-    if request.negative_prompt:  # last: its value runs to the end
-        parts.append(f"--no {quote_prompt(request.negative_prompt)}")
-    return " ".join(parts)
+    return " ".join(parts + [text for _, text in written_flags(request)])
+
+
+def written_flags(request: Request) -> list[tuple[Flag, str]]:
+    """Every flag the request sets, as written (``--name value``): each field that differs from the
+    Request's default, in the table's order; a flag whose value runs to the next flag comes last."""
+    flags = flag_table(Limits())  # writing needs the names and kinds only, not the bounds
+    written = []
+    for flag in sorted(flags.values(), key=lambda flag: flag.to_next_flag):
+        value = getattr(request, flag.field)
+        if value != _UNSET.get(flag.field, _ALWAYS):
+            text = flag.write(quote_prompt(value) if flag.kind == "text" else value)
+            if text:
+                written.append((flag, text))
+    return written
+
+
+_ALWAYS = object()  # a field without a default (model, strength) is always written
+_UNSET = {f.name: f.default for f in dataclasses.fields(Request) if f.default is not dataclasses.MISSING}
 
 
 def quote_prompt(text: str) -> str:
@@ -394,8 +291,9 @@ def request_from_parameters(
     models: Models,
     limits: Limits | None = None,
 ) -> Request:
-    """A Request reusing the settings ``images.parse_parameters`` found, kept within the limits."""
+    """A Request reusing the settings ``images.parse_parameters`` found, kept within the flags' bounds."""
     limits = limits or Limits()
+    flags = flag_table(limits)
     model = resolve_model(str(params.get("model", "")), models) or pick_model(None, defaults, models)
     strength = params.get("strength")
     if strength is None:
@@ -406,27 +304,23 @@ def request_from_parameters(
         prompt=prompt,
         loras=loras,
         model=model,
-        strength=clamp(strength, 0, 1),
+        strength=flags["strength"].clamp(strength),
         negative_prompt=str(params.get("negative_prompt", ""))[: limits.max_prompt_length],
         seed=seed if isinstance(seed, int) and 0 <= seed <= MAX_SEED else None,
         num_images_per_prompt=pick_count(None, defaults, limits),
-        size=size_from(params, limits),
-        num_inference_steps=maybe_clamp(params.get("num_inference_steps"), 1, limits.max_steps),
-        guidance_scale=maybe_clamp(params.get("guidance_scale"), 0, MAX_CFG),
-        image_guidance_scale=maybe_clamp(params.get("image_guidance_scale"), 0, MAX_IMAGE_CFG),
+        size=size_from(params, flags["size"]),
+        num_inference_steps=clamped(params.get("num_inference_steps"), flags["steps"]),
+        guidance_scale=clamped(params.get("guidance_scale"), flags["cfg"]),
+        image_guidance_scale=clamped(params.get("image_guidance_scale"), flags["image-cfg"]),
     )
 
 
-def size_from(params: dict[str, Any], limits: Limits) -> int | None:
-    """The longest side of the original's ``Size``, within the limits."""
+def size_from(params: dict[str, Any], flag: Flag) -> int | None:
+    """The longest side of the original's ``Size``, within the flag's bounds."""
     if "width" not in params or "height" not in params:
         return None
-    return int(clamp(max(params["width"], params["height"]), limits.min_size, limits.max_size))
+    return int(flag.clamp(max(params["width"], params["height"])))
 
 
-def clamp(value: Any, low: float, high: float) -> Any:
-    return min(max(value, low), high)
-
-
-def maybe_clamp(value: Any, low: float, high: float) -> Any:
-    return None if value is None else clamp(value, low, high)
+def clamped(value: Any, flag: Flag) -> Any:
+    return None if value is None else type(value)(flag.clamp(value))

@@ -12,7 +12,7 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,18 +20,17 @@ from PIL import Image
 
 from bot import images, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
+from bot.flags import MAX_SEED, Given
 from bot.history import History, JobRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
 from bot.models import Models
-from bot.queue import JobQueue
+from bot.queue.port import JobQueue, QueueUnavailable
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[JobRecord, Event], Awaitable[None]]
 Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
-
-MAX_SEED = 2**32 - 1
 
 
 class Refusal(Exception):
@@ -77,14 +76,30 @@ class Service:
 
     async def start(self) -> None:
         """Start the queue and pick up jobs left unfinished by the last run."""
-        await self.queue.start(self._on_event)
+        await self.queue.start(self._on_event, on_reconnect=self.recover)
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Check every unfinished job against the queue: deliver, leave running, or queue again.
+
+        At start (jobs of the last run) and whenever the queue got its connection back (a Redis
+        restart may have lost jobs or the events that finished them). A job whose inputs are gone
+        fails with a message, so nothing counts against a user's cap forever."""
         for job_id in await self.history.unfinished():
-            job = await self.history.load_job(job_id)
+            try:
+                job = await self.history.load_job(job_id)
+            except OSError:  # its input files are gone
+                job = None
             if job is None:
+                error = "This job can't run any more (its images are gone). Please send it again."
+                await self._on_event(Event(job_id, Status.failed, result=Result(job_id, Status.failed, error=error)))
                 continue
             await self.history.requeue(job_id)
             log.info("recovering job %s", job_id)
-            await self.queue.recover(job)
+            try:
+                await self.queue.recover(job)
+            except Exception:  # Redis went away again: the next reconnect checks once more
+                log.exception("recovering job %s failed", job_id)
 
     async def close(self) -> None:
         await self.queue.close()
@@ -116,8 +131,12 @@ class Service:
         *,
         parent_job: str | None = None,
         parent_output: int | None = None,
+        options: Mapping[str, Given] | None = None,
     ) -> Ticket:
-        """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal."""
+        """A remix of ``image`` as ``text`` (prompt and flags) asks. Raises Refusal.
+
+        ``options``: flag values a face took apart from the text (Discord's typed options), by flag name.
+        """
         user = await self.history.user(origin)
         defaults = self._defaults(user)
         limits = self.settings.limits
@@ -128,13 +147,15 @@ class Service:
         offer = ""
         found = images.read_parameters(image)
         try:
-            if found and not text.strip():
+            if found and not text.strip() and not options:
                 request = requests.request_from_parameters(
-                    images.parse_parameters(found), defaults=defaults, models=self.models
+                    images.parse_parameters(found), defaults=defaults, models=self.models, limits=limits
                 )
             else:
-                request = requests.parse_request(text, defaults=defaults, limits=limits, models=self.models)
-                if found and not _has_flags(text):
+                request = requests.parse_request(
+                    text, defaults=defaults, limits=limits, models=self.models, given=options
+                )
+                if found and not _has_flags(text) and not options:
                     offer = self._offer(found, defaults)
         except requests.RequestError as error:
             raise Refusal(str(error)) from None
@@ -217,7 +238,8 @@ class Service:
         """The source PNG's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
         try:
             params = images.parse_parameters(found)
-            request = requests.request_from_parameters(params, defaults=defaults, models=self.models)
+            limits = self.settings.limits
+            request = requests.request_from_parameters(params, defaults=defaults, models=self.models, limits=limits)
             return requests.format_request(request)
         except requests.RequestError:
             return ""
@@ -226,7 +248,11 @@ class Service:
         async with self._submit_lock:  # the cap check and the insert must not interleave
             await self._check_limits(user, job.origin)
             await self.history.add_job(job, user.id, compare_of=compare_of)
-        position = await self.queue.submit(job)
+        try:
+            position = await self.queue.submit(job)
+        except QueueUnavailable as unavailable:  # nothing was queued: the job ends here, off the cap
+            await self.history.finish(Result(job.id, Status.failed, error=str(unavailable)))
+            raise Refusal(str(unavailable)) from None
         log.info(
             "job %s queued (%s, %s) for %s:%s",
             job.id,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # a job's results as they cross Redis (bot.queue.wire)
 
 
 class Secret(str):
@@ -51,6 +52,7 @@ class Settings:
     job_timeout: int = 900  # seconds a job may run
     poll_delay: float = 0.02  # seconds between an idle arq worker's looks at its queue
     result_ttl: int = 7 * 24 * 3600  # seconds a worker's result waits in Redis for the bot
+    max_result_bytes: int = MAX_RESULT_BYTES  # a worker refuses to store more (the job fails, saying so)
     vary_strength_subtle: float = 0.35
     vary_strength_strong: float = 0.7
     limits: Limits = field(default_factory=Limits)
@@ -121,6 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_timeout=_int(env, "REMIXBOT_JOB_TIMEOUT", base.job_timeout),
         poll_delay=_float(env, "REMIXBOT_POLL_DELAY", base.poll_delay),
         result_ttl=_int(env, "REMIXBOT_RESULT_TTL", base.result_ttl),
+        max_result_bytes=_bytes(env, "REMIXBOT_MAX_RESULT_BYTES", base.max_result_bytes),
         vary_strength_subtle=_float(env, "REMIXBOT_VARY_SUBTLE", base.vary_strength_subtle),
         vary_strength_strong=_float(env, "REMIXBOT_VARY_STRONG", base.vary_strength_strong),
         limits=limits,

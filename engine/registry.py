@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 from bot.models import ModelEntry, Models
-from engine.work import UserFacingError
+from engine.work import Kind, UserFacingError
 
-# kind (as written in models.toml) → module under engine/kinds with check() and load()
+# kind (as written in models.toml) → module under engine/kinds that exports its ``KIND``
 KINDS: dict[str, str] = {
     "classic": "engine.kinds.classic",
     "diffusers-img2img": "engine.kinds.img2img",
     "upscale-spandrel": "engine.kinds.upscale",  # super-resolution weights (Real-ESRGAN, SwinIR, HAT), tiled
-    "face-restore": "engine.kinds.faces",  # Fix face: GFPGAN/CodeFormer weights or an img2img model per face
+    "face-restore": "engine.kinds.face_restore",  # Fix face: GFPGAN/CodeFormer weights or an img2img model per face
     "image-to-video": "engine.kinds.animate",
     "instruct-pix2pix": "engine.kinds.edit",
     "flux-kontext": "engine.kinds.edit",
@@ -25,16 +24,20 @@ class ModelUnavailable(UserFacingError):
     """An entry that cannot run here; the message is user-safe ("needs weights: …")."""
 
 
-def kind_module(entry: ModelEntry) -> ModuleType:
+def kind_of(entry: ModelEntry) -> Kind:
+    """The entry's kind, as its module declares it (importing the module the first time)."""
     if entry.kind not in KINDS:
         raise ModelUnavailable(f"{entry.name}: unknown model kind {entry.kind!r}")
-    return importlib.import_module(KINDS[entry.kind])
+    kind = importlib.import_module(KINDS[entry.kind]).KIND
+    if not isinstance(kind, Kind):
+        raise TypeError(f"{KINDS[entry.kind]}.KIND is not an engine.work.Kind")
+    return kind
 
 
 def check(entry: ModelEntry) -> str | None:
     """None when the entry can run on this machine, else the reason (user-safe)."""
     try:
-        return kind_module(entry).check(entry)
+        return kind_of(entry).check(entry)
     except ModelUnavailable as error:
         return str(error)
     except ImportError as error:

@@ -43,7 +43,7 @@ class Residency:
         self._models: collections.OrderedDict[str, Model] = collections.OrderedDict()  # LRU first
         self._sizes: dict[str, int] = {}  # last measured size of every model ever loaded
         self._in_use: collections.Counter[str] = collections.Counter()
-        self._loading: dict[str, concurrent.futures.Future] = {}
+        self._loading: dict[str, concurrent.futures.Future[Model]] = {}
         self._reserved: dict[str, int] = {}  # expected bytes of prefetches under way
         self._lock = threading.Lock()
         self._loader = concurrent.futures.ThreadPoolExecutor(1, "engine-loader")
@@ -63,7 +63,7 @@ class Residency:
                 return self._use(entry.name)
             future = self._loading.get(entry.name)
             owner = future is None
-            if owner:
+            if future is None:
                 future = self._loading[entry.name] = concurrent.futures.Future()
         if owner:
             self._fill(entry, future, use=True)
@@ -80,7 +80,7 @@ class Residency:
             if self._in_use[entry.name] <= 0:
                 del self._in_use[entry.name]
 
-    def prefetch(self, entry: ModelEntry) -> concurrent.futures.Future:
+    def prefetch(self, entry: ModelEntry) -> concurrent.futures.Future[bool]:
         """Load ``entry`` on the loader thread if its expected size fits in the free room.
 
         The future gives True when the model is resident (or another load of it is under way), False
@@ -89,7 +89,7 @@ class Residency:
         try:
             return self._loader.submit(self._prefetch, entry)
         except RuntimeError:  # closed
-            done: concurrent.futures.Future = concurrent.futures.Future()
+            done: concurrent.futures.Future[bool] = concurrent.futures.Future()
             done.set_result(False)
             return done
 
@@ -113,7 +113,7 @@ class Residency:
                     "its size is unknown" if expected is None else "no room in the memory budget",
                 )
                 return False
-            future: concurrent.futures.Future = concurrent.futures.Future()
+            future: concurrent.futures.Future[Model] = concurrent.futures.Future()
             self._loading[entry.name] = future
             self._reserved[entry.name] = expected
         log.info("prefetching %s (~%d MiB)", entry.name, expected >> 20)
@@ -156,7 +156,7 @@ class Residency:
         taken = sum(self._sizes.get(name, 0) for name in self._models) + sum(self._reserved.values())
         return taken + size <= self.budget
 
-    def _fill(self, entry: ModelEntry, future: concurrent.futures.Future, use: bool) -> None:
+    def _fill(self, entry: ModelEntry, future: concurrent.futures.Future[Model], use: bool) -> None:
         """Load ``entry``, admit it, and settle ``future`` with the model (or the error)."""
         try:
             model = self._load(entry)

@@ -10,7 +10,7 @@ evicted, a resident model is never loaded again). When a job has to wait for its
 its model is not resident, the model is prefetched on the loader thread if the budget has room.
 
 Batching: concurrent ``run`` calls for one group wait at its thread. When the thread takes a job
-whose model can batch (it has ``run_batch`` and ``batch_key``, like diffusers-img2img), it adds the
+whose model can batch (an ``engine.work.BatchingModel``, like diffusers-img2img), it adds the
 waiting jobs of the same model with the same key (working size, steps, strength, guidance), up to
 ``batch_size`` jobs (default: 8 on a GPU, 1 on a CPU, where a batch only makes every job wait for
 the whole batch: see BENCHMARKS.md), waiting at most ``batch_window`` seconds for more, and runs
@@ -35,12 +35,11 @@ import collections
 import concurrent.futures
 import io
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
@@ -48,18 +47,21 @@ from bot import images
 from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
 from bot.loras import lora_hashes
 from bot.models import ModelEntry, Models
+from engine import device as devices
 from engine import registry
 from engine.residency import Residency, free_memory
-from engine.work import Clip, Model, UserFacingError, Work
+from engine.work import BatchingModel, Clip, Model, UserFacingError, Work
 
 if TYPE_CHECKING:
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Items = Sequence[Image.Image | Clip]  # what a model's run gives for one job: an image or clip per seed
+
 # Actions that re-render the source at the model's working size (img2img-like).
 RENDER_ACTIONS = (Action.remix, Action.reroll, Action.vary)
-DEFAULT_BUDGET_SHARE = 0.8  # of the device's memory, when no REMIXBOT_MEMORY_BUDGET is set
 CODEC_THREADS = 2
 GPU_BATCH_SIZE = 8  # jobs per batch on CUDA unless REMIXBOT_BATCH_SIZE says otherwise
 
@@ -73,11 +75,13 @@ class Engine:
         memory_budget: int = 0,
         batch_size: int = 0,
         batch_window: float = 0.03,
+        cudnn_benchmark: bool = True,
     ):
         """``memory_budget`` in bytes (0: 80% of the device's memory); ``batch_size`` 0: 8 on a GPU, 1 on a
-        CPU; ``batch_window`` in seconds (0: no batching)."""
+        CPU; ``batch_window`` in seconds (0: no batching); ``cudnn_benchmark``: see ``engine.device``."""
         self.models = models
         self._device_preference = device
+        self._cudnn_benchmark = cudnn_benchmark
         self._device: str | None = None
         self._batch_size = max(0, int(batch_size))
         self.batch_window = max(0.0, float(batch_window))
@@ -162,7 +166,7 @@ class Engine:
         self.residency.release(entry)
         return model
 
-    def prefetch(self, name: str) -> concurrent.futures.Future | None:
+    def prefetch(self, name: str) -> concurrent.futures.Future[bool] | None:
         """Load model ``name`` on the loader thread if the budget has room (a hint: never evicts).
 
         The future says whether it is (or is being made) resident; None for an unknown name.
@@ -175,7 +179,7 @@ class Engine:
 
     def concurrency(self, group: str) -> int:
         """How many jobs of ``group`` a queue should hand over at once: the batch size where batching can
-        happen (a group with a kind whose module says ``BATCHES = True``, batching on), else 1."""
+        happen (a group with a kind that batches, batching on), else 1."""
         entry = next((e for e in self.models if e.queue_group == group and _batches(e)), None)
         if entry is None or self.batch_window <= 0:
             return 1
@@ -200,7 +204,7 @@ class Engine:
 
     # the caller's side ------------------------------------------------------------------------
 
-    async def _on_codec_thread(self, function: Callable, *args: Any) -> Any:
+    async def _on_codec_thread(self, function: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._codec, function, *args)
         except RuntimeError:
@@ -210,10 +214,10 @@ class Engine:
 
     async def _wait_for_run(
         self, job: Job, entry: ModelEntry, work: Work, on_progress: Callable[[int, int], None], cancel: threading.Event
-    ) -> tuple[Model, list]:
+    ) -> tuple[Model, Items]:
         """Hand the work to the group thread and wait for (model, items); raises the run's error."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[tuple[Model, Items]] = loop.create_future()
 
         def settle(value: Any, error: BaseException | None) -> None:
             def resolve() -> None:
@@ -272,11 +276,9 @@ class Engine:
     def _collect(self, line: _Line, head: _Pending, model: Model) -> list[_Pending]:
         """Waiting jobs that can share ``head``'s batch, gathered for up to ``batch_window`` seconds."""
         limit = self.batch_size(head.entry)
-        if limit <= 1 or self.batch_window <= 0:
+        if limit <= 1 or self.batch_window <= 0 or not isinstance(model, BatchingModel):
             return []
-        batch_key = getattr(model, "batch_key", None)
-        if batch_key is None or not hasattr(model, "run_batch"):
-            return []
+        batch_key = model.batch_key
         key = batch_key(head.work)
 
         def fits(item: _Pending) -> bool:
@@ -316,10 +318,11 @@ class Engine:
 
         try:
             progress(0, 1)
-            if len(live) == 1:
-                outcomes: list = [model.run(live[0].work, progress)]
+            outcomes: Sequence[Items | Exception]
+            if len(live) > 1 and isinstance(model, BatchingModel):  # _collect batches no other model's jobs
+                outcomes = model.run_batch([item.work for item in live], progress)
             else:
-                outcomes = model.run_batch([item.work for item in live], progress)  # type: ignore[attr-defined]
+                outcomes = [model.run(live[0].work, progress)]
         except JobCancelled:
             for item in live:
                 item.finish(error=JobCancelled(item.job.id))
@@ -356,20 +359,21 @@ class Engine:
             raise registry.ModelUnavailable(reason)
         device = self._device_for(entry)
         log.info("loading model %s (%s) on %s", entry.name, entry.kind, device)
-        return registry.kind_module(entry).load(entry, device)
+        return registry.kind_of(entry).load(entry, device)
 
     def _expected_nbytes(self, entry: ModelEntry) -> int | None:
-        estimate = getattr(registry.kind_module(entry), "expected_nbytes", None)
-        return None if estimate is None else estimate(entry, self._device_for(entry))
+        return registry.kind_of(entry).expected_nbytes(entry, self._device_for(entry))
 
     def _device_for(self, entry: ModelEntry) -> str:
-        if getattr(registry.kind_module(entry), "DEVICE", None) == "cpu":
-            return "cpu"  # kinds without torch (classic, noop) never make us import it
+        fixed = registry.kind_of(entry).device
+        if fixed is not None:
+            return fixed  # kinds without torch (classic, noop) never make us import it
         with self._device_lock:  # not self._lock: picking the device imports torch, which takes seconds
             if self._device is None:
-                self._device = self._device_preference or _pick_device()
+                self._device = self._device_preference or devices.pick()
+                devices.configure_torch(self._device, cudnn_benchmark=self._cudnn_benchmark)
                 if self.residency.budget is None:
-                    self.residency.budget = default_budget(self._device)
+                    self.residency.budget = devices.default_budget(self._device)
                 log.info(
                     "engine device %s, memory budget %s",
                     self._device,
@@ -409,7 +413,7 @@ class Engine:
             raise registry.ModelUnavailable(f"the model {name!r} is not on this server")
         return entry, self.load(entry)
 
-    def _outputs(self, job: Job, entry: ModelEntry, model: Model, work: Work, items: list) -> tuple[Output, ...]:
+    def _outputs(self, job: Job, entry: ModelEntry, model: Model, work: Work, items: Items) -> tuple[Output, ...]:
         outputs = tuple(
             self._output(job, entry, model, i, seed, item)
             for i, (seed, item) in enumerate(zip(work.seeds, items, strict=True))
@@ -433,7 +437,7 @@ class Engine:
             height=item.height,
             steps=request.num_inference_steps or entry.num_inference_steps,
             guidance_scale=guidance,
-            sampler=getattr(model, "sampler", model.label),
+            sampler=model.label,
             model=entry.name,
             strength=request.strength,
             lora_hashes=lora_hashes(request.loras, self.models.loras),
@@ -456,7 +460,7 @@ class Engine:
         if model is None and entry is not None:
             model = self.residency.peek(entry.name)
         label = model.label if model else ""
-        notes = [getattr(model, "note", "") if model else "", *(getattr(work, "notes", None) or ())]
+        notes = work.notes if work is not None else []
         note = "; ".join(dict.fromkeys(text for text in notes if text))
         return Result(
             job_id=job.id,
@@ -569,16 +573,16 @@ class _ShuttingDown(UserFacingError):
 
 
 def _batches(entry: ModelEntry) -> bool:
-    """Whether the entry's kind can run several jobs as one batch (its module says ``BATCHES = True``)."""
+    """Whether the entry's kind can run several jobs as one batch."""
     if entry.kind not in registry.KINDS:
         return False
     try:
-        return bool(getattr(registry.kind_module(entry), "BATCHES", False))
+        return registry.kind_of(entry).batches
     except ImportError:
         return False
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable, *args: Any) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> None:
     try:
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -589,27 +593,6 @@ def _open(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image.convert("RGB")
-
-
-def _pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def default_budget(device: str) -> int | None:
-    """80% of the device's memory: the GPU's for CUDA, else the machine's RAM (None if unknown)."""
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * DEFAULT_BUDGET_SHARE)
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-    return int(total * DEFAULT_BUDGET_SHARE)
 
 
 def _out_of_memory(failure: BaseException) -> bool:

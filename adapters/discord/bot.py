@@ -43,7 +43,7 @@ class RemixBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.board = StatusBoard(self, service, interval=status_interval)
         self.sync_commands = sync_commands
-        commands.register(self.tree)
+        commands.register(self.tree, settings.limits)
         # Listen at once, before login: jobs recovered at start may report before the gateway is up.
         service.listen("discord", self.board.on_event)
 

@@ -20,22 +20,18 @@ import discord
 
 from adapters.discord import answers, intake, render
 from bot.actions import DISCORD_TEMPLATE, Button, Press, parse_button
+from bot.flags import number
 from bot.history import JobRecord
 from bot.jobs import Origin
-from bot.requests import Defaults, number
+from bot.presenter import LABELS
+from bot.requests import Defaults
 from bot.service import Refusal
 
 if TYPE_CHECKING:
     from adapters.discord.bot import RemixBot
 
 MAX_IMAGE_ROWS = 4  # 4 rows of per-image buttons + the last row = Discord's 5 rows
-PER_IMAGE = (
-    (Button.upscale, "⬆️", "Upscale"),
-    (Button.fixface, "🙂", "Fix face"),
-    (Button.animate, "🎞", "Animate"),
-    (Button.vary, "🔀", "Vary"),
-    (Button.varystrong, "🌪", "Strong vary"),
-)
+PER_IMAGE = (Button.upscale, Button.fixface, Button.animate, Button.vary, Button.varystrong)
 STRENGTHS = ("auto", "0.35", "0.5", "0.65", "0.8")
 SETTING_VALUE = re.compile(r"[A-Za-z0-9_.\-]{1,80}")
 
@@ -108,7 +104,7 @@ class SettingsButton(
 
 def status_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ResultButton(Press(Button.cancel, job_id), label="Cancel", emoji="✖", row=0))
+    view.add_item(labelled(Press(Button.cancel, job_id), row=0))
     return view
 
 
@@ -119,15 +115,8 @@ def result_view(record: JobRecord) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     images = [o for o in record.outputs if render.is_still(o.media_type)][:MAX_IMAGE_ROWS]
     for row, output in enumerate(images):
-        for button, emoji, label in PER_IMAGE:
-            view.add_item(
-                ResultButton(
-                    Press(button, record.id, output.index),
-                    label=f"{label} {output.index + 1}",
-                    emoji=emoji,
-                    row=row,
-                )
-            )
+        for button in PER_IMAGE:
+            view.add_item(labelled(Press(button, record.id, output.index), row=row, number=output.index + 1))
     add_last_row(view, record.id, len(images), before_after=bool(images))
     return view
 
@@ -139,20 +128,28 @@ def failed_view(record: JobRecord) -> discord.ui.View:
 
 
 def add_last_row(view: discord.ui.View, job_id: str, row: int, *, before_after: bool = False) -> None:
-    view.add_item(ResultButton(Press(Button.reroll, job_id), label="Reroll", emoji="🔄", row=row))
-    view.add_item(ResultButton(Press(Button.info, job_id), label="Info", emoji="ℹ️", row=row))
-    view.add_item(
-        ResultButton(Press(Button.delete, job_id), label="Delete", emoji="🗑", style=discord.ButtonStyle.danger, row=row)
-    )
+    view.add_item(labelled(Press(Button.reroll, job_id), row=row))
+    view.add_item(labelled(Press(Button.info, job_id), row=row))
+    view.add_item(labelled(Press(Button.delete, job_id), row=row, style=discord.ButtonStyle.danger))
     if before_after:  # one for the whole result: the per-image rows have no room left
-        press = Press(Button.source, job_id, 0)
-        view.add_item(ResultButton(press, label="Before/after", emoji="↔️", row=row))
+        view.add_item(labelled(Press(Button.source, job_id, 0), row=row))
+
+
+def labelled(
+    press: Press, *, row: int, number: int | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary
+) -> ResultButton:
+    """A button with the core's label (and the image's number, on a per-image button)."""
+    label = LABELS[press.button]
+    text = label.text if number is None else f"{label.text} {number}"
+    return ResultButton(press, label=text, emoji=label.emoji, style=style, row=row)
 
 
 def history_view(records: list[JobRecord], page: int, has_next: bool) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for position, record in enumerate(records[: render.MAX_PER_PAGE], start=1):
-        view.add_item(ResultButton(Press(Button.reroll, record.id), label=str(position), emoji="🔄", row=0))
+        view.add_item(
+            ResultButton(Press(Button.reroll, record.id), label=str(position), emoji=LABELS[Button.reroll].emoji, row=0)
+        )
     if page > 0:
         view.add_item(HistoryButton(page - 1, "◀ Newer", row=1))
     if has_next:

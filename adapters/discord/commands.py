@@ -9,15 +9,18 @@ job is its status message, posted in the channel with the bot token).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import discord
 from discord import app_commands
 
 from adapters.discord import answers, buttons, intake, render
-from bot.requests import MAX_CFG, MAX_FPS, MAX_FRAMES, MAX_IMAGE_CFG, MAX_SEED, MOTIONS, number
+from bot.flags import Flag, Given, flag_table
 from bot.service import Refusal
+from bot.settings import Limits
 
 if TYPE_CHECKING:
     from adapters.discord.bot import RemixBot
@@ -25,11 +28,11 @@ if TYPE_CHECKING:
 MODAL_TIMEOUT = 600.0  # seconds a "Remix" modal (and its image download) waits for the user
 
 
-def register(tree: app_commands.CommandTree) -> None:
+def register(tree: app_commands.CommandTree, limits: Limits) -> None:
     for command in (
-        remix_command,
+        remix_command(limits),
         models_command,
-        settings_command,
+        settings_command(limits),
         history_command,
         info_command,
         cancel_command,
@@ -64,148 +67,125 @@ def check_channel(interaction: discord.Interaction) -> None:
         raise Refusal(render.NOT_HERE)
 
 
-def request_text(
-    prompt: str,
-    *,
-    model: str | None = None,
-    strength: float | None = None,
-    negative: str | None = None,
-    seed: int | None = None,
-    count: int | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    cfg: float | None = None,
-    image_cfg: float | None = None,
-    scale: int | None = None,
-    compare: str | None = None,
-    show_source: bool | None = None,
-    motion: str | None = None,
-    frames: int | None = None,
-    fps: int | None = None,
-    ref_scale: float | None = None,
-) -> str:
-    """The slash command's options as the request grammar every face shares (``prompt --flags``)."""
-    parts = [prompt.strip()]
-    flags: tuple[tuple[str, object], ...] = (
-        ("model", model.strip() if model else None),
-        ("strength", strength),
-        ("seed", seed),
-        ("n", count),
-        ("size", size),
-        ("steps", steps),
-        ("cfg", cfg),
-        ("image-cfg", image_cfg),
-        ("scale", scale),
-        ("compare", model_list(compare)),
-        ("motion", motion),
-        ("frames", frames),
-        ("fps", fps),
-        ("ref-scale", ref_scale),
-    )
-    for flag, value in flags:
-        if value is not None:
-            parts += [f"--{flag}", number(value) if isinstance(value, float) else str(value)]
-    if show_source:
-        parts.append("--show-source")
-    if negative and negative.strip():
-        parts += ["--no", negative.strip()]  # last: its value runs to the end
-    return " ".join(parts)
-
-
 def model_list(text: str | None) -> str | None:
-    """``"fast, classic"`` → ``"fast,classic"`` (one token for --compare); None when empty."""
+    """``"fast, classic"`` → ``"fast,classic"``; None when empty."""
     names = [name for name in re.split(r"[,\s]+", text or "") if name]
     return ",".join(names) or None
 
 
 # /remix ----------------------------------------------------------------------------------------
 
+REFERENCES = ("ref1", "ref2", "ref3")
 
-@app_commands.command(name="remix", description="Remix an image: attach it and say what to make of it")
-@app_commands.describe(
-    image="The picture to remix",
-    prompt="What to make of it, e.g. a watercolor of the harbor",
-    model="Which model to use (default: yours, see /settings)",
-    strength="How much to change, 0 to 1",
-    negative="What to avoid, e.g. blurry, text",
-    seed="Repeat a result exactly",
-    count="How many images",
-    size="Longest side of the output in pixels",
-    steps="Denoising steps: more detail, slower",
-    cfg="How closely to follow the prompt, 0 to 30",
-    image_cfg="How closely to keep the picture (instruction-edit models), 0 to 10",
-    scale="The Upscale button's factor",
-    compare="Also run it on these models, comma-separated (a side-by-side sheet follows)",
-    show_source="Post your picture next to each result",
-    motion="How much the Animate button's clip moves",
-    frames="Frames in the Animate button's clip",
-    fps="Frames per second of the Animate button's clip",
-    ref1="A reference image",
-    ref2="A second reference image",
-    ref3="A third reference image",
-    ref_scale="How strongly the reference images steer the result, 0 to 1",
-)
-@app_commands.choices(
-    scale=[app_commands.Choice(name="×2", value=2), app_commands.Choice(name="×4", value=4)],
-    motion=[app_commands.Choice(name=motion, value=motion) for motion in MOTIONS],
-)
-async def remix_command(
+
+def option_type(flag: Flag) -> Any:
+    """The annotation discord.py turns into the flag's option: its type, bounds or choices."""
+    if flag.choices:
+        return Literal[flag.choices]
+    if flag.kind == "int" and flag.low is not None and flag.high is not None:
+        return app_commands.Range[int, int(flag.low), int(flag.high)]
+    if flag.kind == "float" and flag.low is not None and flag.high is not None:
+        return app_commands.Range[float, float(flag.low), float(flag.high)]
+    if flag.kind == "switch":
+        return bool
+    if flag.max_length:
+        return app_commands.Range[str, 1, flag.max_length]
+    return str
+
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+Option = tuple[Any, str]  # the annotation discord.py reads an option's type, bounds or choices from; its description
+
+
+def command(
+    name: str,
+    description: str,
+    callback: Callable[..., Coroutine[Any, Any, None]],
+    required: dict[str, Option],
+    optional: dict[str, Option],
+) -> app_commands.Command[Any, ..., None]:
+    """An app command whose options are listed here rather than written in ``callback``'s signature.
+
+    discord.py reads a command's options from its callback's signature, so the callback is given
+    one built from these (every optional option defaults to None) and takes them as keywords.
+    """
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction)
+    ]
+    parameters += [inspect.Parameter(key, keyword, annotation=kind) for key, (kind, _) in required.items()]
+    parameters += [
+        inspect.Parameter(key, keyword, default=None, annotation=Optional[kind])  # noqa: UP045 (Range has no `|`)
+        for key, (kind, _) in optional.items()
+    ]
+    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # discord.py reads it
+    app_commands.describe(**{key: text for key, (_, text) in {**required, **optional}.items()})(callback)
+    return app_commands.Command(name=name, description=description, callback=callback)
+
+
+def remix_command(limits: Limits) -> app_commands.Command[Any, ..., None]:
+    """/remix: the image, the prompt, an option per flag of the core's table (its keyword, bounds and
+    help) and ref1–ref3 (just before ref_scale, which weighs them). The options the user set go to
+    the core by flag name, as typed values: nothing is turned back into text."""
+    flags = flag_table(limits)
+
+    async def remix(
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: str,
+        ref1: discord.Attachment | None,
+        ref2: discord.Attachment | None,
+        ref3: discord.Attachment | None,
+        **options: Given | None,
+    ) -> None:
+        given = {name: value for name, flag in flags.items() if (value := options[flag.keyword]) is not None}
+        references = [ref for ref in (ref1, ref2, ref3) if ref is not None]
+        await remix_with(interaction, image, prompt, references, given)
+
+    optional: dict[str, Option] = {}
+    for flag in flags.values():
+        if flag.name == "ref-scale":
+            for key, which in zip(REFERENCES, ("A", "A second", "A third"), strict=True):
+                optional[key] = (discord.Attachment, f"{which} reference image")
+        optional[flag.keyword] = (option_type(flag), sentence(flag.describe()))
+    required: dict[str, Option] = {
+        "image": (discord.Attachment, "The picture to remix"),
+        "prompt": (
+            app_commands.Range[str, 1, limits.max_prompt_length],
+            "What to make of it, e.g. a watercolor of the harbor",
+        ),
+    }
+    made = command("remix", "Remix an image: attach it and say what to make of it", remix, required, optional)
+    made.autocomplete("model")(model_choices)
+    made.autocomplete("compare")(compare_choices)
+    return made
+
+
+async def remix_with(
     interaction: discord.Interaction,
     image: discord.Attachment,
-    prompt: app_commands.Range[str, 1, 1000],
-    model: str | None = None,
-    strength: app_commands.Range[float, 0.0, 1.0] | None = None,
-    negative: app_commands.Range[str, 1, 1000] | None = None,
-    seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
-    count: app_commands.Range[int, 1, 4] | None = None,
-    size: app_commands.Range[int, 64, 4096] | None = None,
-    steps: app_commands.Range[int, 1, 500] | None = None,
-    cfg: app_commands.Range[float, 0.0, MAX_CFG] | None = None,
-    image_cfg: app_commands.Range[float, 0.0, MAX_IMAGE_CFG] | None = None,
-    scale: int | None = None,
-    compare: app_commands.Range[str, 1, 200] | None = None,
-    show_source: bool | None = None,
-    motion: str | None = None,
-    frames: app_commands.Range[int, 2, MAX_FRAMES] | None = None,
-    fps: app_commands.Range[int, 1, MAX_FPS] | None = None,
-    ref1: discord.Attachment | None = None,
-    ref2: discord.Attachment | None = None,
-    ref3: discord.Attachment | None = None,
-    ref_scale: app_commands.Range[float, 0.0, 1.0] | None = None,
+    prompt: str,
+    references: list[discord.Attachment],
+    given: dict[str, Given],
 ) -> None:
     bot = bot_of(interaction)
     check_channel(interaction)
-    attachments = [image, *(ref for ref in (ref1, ref2, ref3) if ref is not None)]
+    attachments = [image, *references]
     for attachment in attachments:
         problem = intake.attachment_problem(attachment, bot.settings.limits)
         if problem:
             raise Refusal(problem)
     await interaction.response.defer(ephemeral=True, thinking=True)
     data = await asyncio.gather(*(intake.read(attachment) for attachment in attachments))
-    text = request_text(
-        prompt,
-        model=model,
-        strength=strength,
-        negative=negative,
-        seed=seed,
-        count=count,
-        size=size,
-        steps=steps,
-        cfg=cfg,
-        image_cfg=image_cfg,
-        scale=scale,
-        compare=compare,
-        show_source=show_source,
-        motion=motion,
-        frames=frames,
-        fps=fps,
-        ref_scale=ref_scale,
-    )
     ticket = await intake.remix(
         bot,
         origin=intake.origin_of_interaction(interaction),
         channel=channel_of(interaction),
-        text=text,
+        text=prompt.strip(),
+        options=given,
         image=data[0],
         references=tuple(data[1:]),
         upload_limit=interaction.filesize_limit,
@@ -213,7 +193,6 @@ async def remix_command(
     await interaction.edit_original_response(content=render.acknowledged(ticket))
 
 
-@remix_command.autocomplete("model")
 async def model_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     service = bot_of(interaction).service
     availability = await service.availability()
@@ -229,7 +208,6 @@ async def model_choices(interaction: discord.Interaction, current: str) -> list[
     return choices[:25]
 
 
-@remix_command.autocomplete("compare")
 async def compare_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """The models typed so far, plus one more that can run here (completing the last name typed)."""
     service = bot_of(interaction).service
@@ -273,10 +251,10 @@ async def remix_message(interaction: discord.Interaction, message: discord.Messa
 
 
 class RemixModal(discord.ui.Modal, title="Remix this image"):
-    prompt = discord.ui.TextInput(
+    prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
         label="Prompt", placeholder="make it winter, as a watercolor", max_length=1000, custom_id="prompt"
     )
-    strength = discord.ui.TextInput(
+    strength: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
         label="Strength, 0 to 1 (optional)",
         placeholder="0.6",
         required=False,
@@ -284,7 +262,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
         custom_id="strength",
     )
 
-    def __init__(self, target: discord.Message, attachment: discord.Attachment, download: asyncio.Task):
+    def __init__(self, target: discord.Message, attachment: discord.Attachment, download: asyncio.Task[bytes]):
         super().__init__(timeout=MODAL_TIMEOUT)
         self.target = target
         self.attachment = attachment
@@ -314,7 +292,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
         )
         await interaction.edit_original_response(content=render.acknowledged(ticket))
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]  # discord.py's Modal narrows BaseView's
         await answers.report(interaction, error)
 
     async def on_timeout(self) -> None:
@@ -333,15 +311,27 @@ async def models_command(interaction: discord.Interaction) -> None:
     await answers.tell(interaction, None, embed=embed)
 
 
-@app_commands.command(name="settings", description="Your defaults for /remix (only you see them)")
-@app_commands.describe(
-    model="Your default model", strength="Your default strength, 0 to 1", count="How many images by default"
-)
-async def settings_command(
-    interaction: discord.Interaction,
-    model: str | None = None,
-    strength: app_commands.Range[float, 0.0, 1.0] | None = None,
-    count: app_commands.Range[int, 1, 4] | None = None,
+def settings_command(limits: Limits) -> app_commands.Command[Any, ..., None]:
+    """/settings: the defaults /remix starts from, within the table's bounds for strength and count."""
+    flags = flag_table(limits)
+
+    async def settings(
+        interaction: discord.Interaction, model: str | None, strength: float | None, count: int | None
+    ) -> None:
+        await change_settings(interaction, model, strength, count)
+
+    optional: dict[str, Option] = {
+        "model": (str, "Your default model"),
+        "strength": (option_type(flags["strength"]), f"Your default strength, {flags['strength'].bounds}"),
+        "count": (option_type(flags["n"]), f"How many images by default, {flags['n'].bounds}"),
+    }
+    made = command("settings", "Your defaults for /remix (only you see them)", settings, {}, optional)
+    made.autocomplete("model")(model_choices)
+    return made
+
+
+async def change_settings(
+    interaction: discord.Interaction, model: str | None, strength: float | None, count: int | None
 ) -> None:
     bot = bot_of(interaction)
     await interaction.response.defer(ephemeral=True, thinking=True)
@@ -357,9 +347,6 @@ async def settings_command(
     defaults = await service.change_settings(origin, **changes) if changes else await service.user_settings(origin)
     text, view = await buttons.settings_page(bot, defaults)
     await answers.tell(interaction, text, view=view)
-
-
-settings_command.autocomplete("model")(model_choices)
 
 
 @app_commands.command(name="history", description="Your recent jobs (only you see them)")

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import discord
 
 from adapters.discord import render
 from bot.actions import Press, parse_button
+from bot.flags import Given
 from bot.jobs import Action, Origin
-from bot.requests import RequestError, pick_compare, require_model, split_flags
+from bot.requests import Defaults, RequestError, parse_request
 from bot.service import Refusal, Ticket
 from bot.settings import Limits
 
@@ -115,15 +117,14 @@ def parent_of(message: discord.Message, attachment: discord.Attachment) -> tuple
     return None, None
 
 
-def requested_models(text: str, default: str, bot: RemixBot) -> list[str]:
-    """The models a request text would run on (for the availability check), or [] if it won't parse."""
-    models = bot.service.models
+def requested_models(text: str, options: Mapping[str, Given], defaults: Defaults, bot: RemixBot) -> list[str]:
+    """The models a request would run on (for the availability check), or [] if it won't parse."""
+    limits, models = bot.settings.limits, bot.service.models
     try:
-        _, values = split_flags(text)
-        model = require_model(values["model"], models) if "model" in values else default
-        return [model, *(pick_compare(values["compare"], model, models) if "compare" in values else ())]
+        request = parse_request(text, defaults=defaults, limits=limits, models=models, given=options)
     except RequestError:
         return []  # the service explains the mistake
+    return [request.model, *request.compare]
 
 
 async def check_models(bot: RemixBot, names: list[str]) -> None:
@@ -143,6 +144,7 @@ async def remix(
     channel: discord.abc.Messageable,
     text: str,
     image: bytes,
+    options: Mapping[str, Given] | None = None,
     references: tuple[bytes, ...] = (),
     reply_to: discord.Message | None = None,
     parent_job: str | None = None,
@@ -151,9 +153,9 @@ async def remix(
 ) -> Ticket:
     """Submit a remix and post a status message per job. Raises Refusal."""
     defaults = await bot.service.user_settings(origin)
-    await check_models(bot, requested_models(text, defaults.model, bot))
+    await check_models(bot, requested_models(text, options or {}, defaults, bot))
     ticket = await bot.service.submit(
-        origin, text, image, references, parent_job=parent_job, parent_output=parent_output
+        origin, text, image, references, parent_job=parent_job, parent_output=parent_output, options=options
     )
     await post(bot, ticket, origin, channel, reply_to, upload_limit)
     return ticket

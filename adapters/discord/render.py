@@ -13,10 +13,12 @@ import discord
 from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES, escape_markdown, escape_mentions
 from PIL import Image
 
+from bot import presenter
+from bot.flags import number
 from bot.history import JobRecord, OutputRecord
-from bot.jobs import Action, Event, Job, Status
+from bot.jobs import Action, Job, Origin, Status
 from bot.models import Models
-from bot.requests import Defaults, format_request, number
+from bot.requests import Defaults
 from bot.service import Ticket
 
 MAX_CONTENT = 2000  # Discord's message content limit
@@ -24,37 +26,42 @@ MAX_BODY = 24 * 1024 * 1024  # Discord caps a request at 25 MiB: keep a margin f
 MAX_PER_PAGE = 5
 MAX_FIELDS = 25  # fields in one embed
 
-ACTION_TITLES = {
-    Action.remix: "🎨",
-    Action.reroll: "🔄 Reroll",
-    Action.vary: "🔀 Variation",
-    Action.upscale: "⬆️ Upscale",
-    Action.fixface: "🙂 Face fix",
-    Action.animate: "🎞 Animation",
-}
-STATUS_MARKS = {
-    Status.queued: "⏳",
-    Status.running: "🎨",
-    Status.done: "✅",
-    Status.failed: "❌",
-    Status.cancelled: "✖",
-}
-
 NOT_HERE = "I don't take requests in this channel; a server admin has picked other channels for me."
 NO_IMAGE = "That message has no image for me to remix."
 SOMETHING_WRONG = "Something went wrong on my side; it has been logged. Please try again."
 
 
-def safe(text: str, limit: int = 300) -> str:
-    """User text made inert for Discord (no markdown, no pings) and kept short."""
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
+def escape(text: str) -> str:
+    """Text made inert for Discord: no markdown, no pings."""
     return escape_markdown(escape_mentions(text))
 
 
+def safe(text: str, limit: int = 300) -> str:
+    """User text made inert for Discord and kept short."""
+    return escape(presenter.clip(presenter.plain(text), limit))
+
+
 def clip(text: str, limit: int = MAX_CONTENT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return presenter.clip(text, limit)
+
+
+class Markdown:
+    """Discord's markdown, for the core's presenter."""
+
+    def text(self, plain: str) -> str:
+        return escape(plain)
+
+    def bold(self, plain: str) -> str:
+        return f"**{escape(plain)}**"
+
+    def code(self, plain: str) -> str:
+        return f"`{plain.replace('`', 'ˋ')}`"
+
+    def user(self, origin: Origin) -> str:
+        return mention(origin.user_id)
+
+
+MARKDOWN = Markdown()
 
 
 def mention(user_id: str) -> str:
@@ -64,9 +71,9 @@ def mention(user_id: str) -> str:
 def title(action: Action, prompt: str, parent_output: int | None) -> str:
     """The first words of a job's messages: what it is."""
     if action is Action.remix:
-        return f"🎨 **{safe(prompt)}**" if prompt else "🎨 Remix"
+        return f"{presenter.MARKS[Status.running]} **{safe(prompt)}**" if prompt else presenter.TITLES[action]
     image = f" of image {parent_output + 1}" if parent_output is not None else ""
-    what = f"{ACTION_TITLES[action]}{image}"
+    what = f"{presenter.TITLES[action]}{image}"
     return f"{what} · **{safe(prompt, 200)}**" if prompt else what
 
 
@@ -77,30 +84,6 @@ def header(job: Job | JobRecord) -> str:
         f"{title(job.action, request.prompt, job.parent_output)} · {request.model}"
         f" · requested by {mention(job.origin.user_id)}"
     )
-
-
-def progress(event: Event) -> str:
-    """The second line of a status message while the job waits or runs."""
-    if event.status is Status.queued:
-        return queued(event.position or 0, event.eta_seconds)
-    if event.total:
-        return f"🎨 Rendering {event.percent}%"
-    return "🎨 Starting…"
-
-
-def queued(position: int, eta_seconds: float | None = None) -> str:
-    if position <= 0:
-        return "🎨 Starting…"
-    eta = f" · ready in about {duration(eta_seconds)}" if eta_seconds else ""
-    return f"⏳ Queued — position {position}{eta}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def status(head: str, line: str) -> str:
@@ -120,22 +103,15 @@ def acknowledged(ticket: Ticket) -> str:
     return text
 
 
-def seeds(record: JobRecord) -> str:
-    found = [output.seed for output in record.outputs]
-    if not found:
-        return f"seed {record.request.seed}"
-    return f"seed {found[0]}" if len(found) == 1 else f"seeds {found[0]}–{found[-1]}"
-
-
 def result(record: JobRecord, notes: list[str]) -> str:
     """The line under the result (prompt, model, strength or scale, seed, requested by) and notes."""
     r = record.request
     if record.action is Action.upscale:
         settings = f"×{r.scale or 2}"
     elif record.action in (Action.remix, Action.reroll, Action.vary):
-        settings = f"strength {number(r.strength)} · {seeds(record)}"
+        settings = f"strength {number(r.strength)} · {presenter.seeds(record)}"
     else:
-        settings = seeds(record)
+        settings = presenter.seeds(record)
     line = (
         f"{title(record.action, r.prompt, record.parent_output)} · {r.model} · {settings}"
         f" · requested by {mention(record.origin.user_id)}"
@@ -159,49 +135,14 @@ def before_after(record: JobRecord, indexes: list[int]) -> str:
     return clip(f"↔️ Before / after{which} · {record.request.model}")
 
 
-def failed(record: JobRecord) -> str:
-    error = record.error or "The job failed."
-    return clip(f"{header(record)}\n❌ {safe(error, 500)}")
-
-
-def cancelled(record: JobRecord) -> str:
-    return clip(f"{header(record)}\n✖ Cancelled")
+def finished(record: JobRecord) -> str:
+    """A failed or cancelled job's message: its header and the outcome."""
+    return clip(f"{header(record)}\n{escape(presenter.outcome(record))}")
 
 
 def info(record: JobRecord) -> str:
     """A job's full parameters (the Info button and /info)."""
-    r = record.request
-    state = f"{STATUS_MARKS[record.status]} {record.status.value}"
-    lines = [
-        f"**Job** `{record.id}` · {record.action.value} · {state}",
-        f"**Prompt:** {safe(r.prompt, 900) or '—'}",
-    ]
-    if r.negative_prompt:
-        lines.append(f"**Negative:** {safe(r.negative_prompt, 500)}")
-    details = [f"model {r.model}", f"strength {number(r.strength)}", seeds(record)]
-    if r.num_inference_steps is not None:
-        details.append(f"steps {r.num_inference_steps}")
-    if r.guidance_scale is not None:
-        details.append(f"cfg {number(r.guidance_scale)}")
-    if r.size:
-        details.append(f"size {r.size}")
-    if r.scale:
-        details.append(f"scale {r.scale}×")
-    lines.append("**Settings:** " + " · ".join(details))
-    if record.outputs:
-        sizes = ", ".join(f"{o.width}×{o.height}" for o in record.outputs if o.width)
-        lines.append(f"**Outputs:** {len(record.outputs)}" + (f" ({sizes})" if sizes else ""))
-    if record.parent_job:
-        which = f" image {record.parent_output + 1}" if record.parent_output is not None else ""
-        lines.append(f"**From:** `{record.parent_job}`{which}")
-    if record.engine:
-        note = f" ({safe(record.note, 200)})" if record.note else ""
-        lines.append(f"**Ran on:** {safe(record.engine, 200)}{note}")
-    if record.error:
-        lines.append(f"**Error:** {safe(record.error, 300)}")
-    lines.append(f"**Requested by:** {mention(record.origin.user_id)}")
-    lines.append(f"**To repeat it:** `{clip(format_request(r), 900).replace('`', 'ˋ')}`")
-    return clip("\n".join(lines))
+    return presenter.info(record, MARKDOWN, MAX_CONTENT)
 
 
 def history(records: list[JobRecord], page: int) -> str:
@@ -210,12 +151,7 @@ def history(records: list[JobRecord], page: int) -> str:
         return "You have no jobs yet — try `/remix`." if page == 0 else "No more jobs."
     lines = [f"**Your jobs** — page {page + 1}"]
     for number_, record in enumerate(records, start=1):
-        r = record.request
-        outputs = f" · {len(record.outputs)} image{'s' if len(record.outputs) != 1 else ''}" if record.outputs else ""
-        lines.append(
-            f"`{number_}` {STATUS_MARKS[record.status]} `{record.id}` {record.action.value} · {r.model}"
-            f" · {safe(r.prompt, 60) or '—'}{outputs} · <t:{int(record.created_at)}:R>"
-        )
+        lines.append(presenter.history_line(number_, record, MARKDOWN, when=f"<t:{int(record.created_at)}:R>"))
     lines.append("-# 🔄 n remixes job n again with a new seed.")
     return clip("\n".join(lines))
 
@@ -326,7 +262,7 @@ def shrink(data: bytes, budget: int) -> bytes:
                 return buffer.getvalue()
         if max(image.size) <= 64:
             return buffer.getvalue()
-        image = image.resize((max(1, image.width * 3 // 4), max(1, image.height * 3 // 4)), Image.LANCZOS)
+        image = image.resize((max(1, image.width * 3 // 4), max(1, image.height * 3 // 4)), Image.Resampling.LANCZOS)
 
 
 def mb(size: int) -> str:

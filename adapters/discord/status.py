@@ -21,6 +21,7 @@ import aiohttp
 import discord
 
 from adapters.discord import buttons, render
+from bot import presenter
 from bot.history import JobRecord
 from bot.jobs import Event, Job, Status
 from bot.service import Refusal, Service
@@ -74,7 +75,7 @@ class StatusBoard:
         head = render.header(job)
         reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
         message = await channel.send(
-            render.status(head, render.queued(position)),
+            render.status(head, presenter.queued(position)),
             view=buttons.status_view(job.id),
             reference=reference,
             allowed_mentions=NO_MENTIONS,
@@ -84,7 +85,7 @@ class StatusBoard:
         await self.service.history.set_status_message(job.id, f"{message.channel.id}:{message.id}")
         tracker = self._tracker(job.id)
         tracker.head = head
-        tracker.shown = render.queued(position)
+        tracker.shown = presenter.queued(position)
         tracker.last_edit = time.monotonic()
         if not tracker.located.done():
             tracker.located.set_result((message.channel.id, message.id))
@@ -122,7 +123,7 @@ class StatusBoard:
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
             return
-        tracker.pending = render.progress(event)
+        tracker.pending = presenter.progress(event)
         if tracker.flusher is None or tracker.flusher.done():
             tracker.flusher = asyncio.create_task(self._flush(tracker), name=f"discord-status-{record.id}")
 
@@ -228,9 +229,9 @@ class StatusBoard:
             uploads, notes = await self._uploads(record, channel_id)
             content, view = render.result(record, notes), buttons.result_view(record)
         elif record.status is Status.failed:
-            content, view = render.failed(record), buttons.failed_view(record)
+            content, view = render.finished(record), buttons.failed_view(record)
         else:
-            content = render.cancelled(record)
+            content = render.finished(record)
         if message_id:
             try:
                 await self._message(channel_id, message_id).edit(

@@ -45,7 +45,9 @@ class Commands:
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        await outbox.reply(self._bot, message.chat.id, message.message_id, render.help_text())
+        await outbox.reply(
+            self._bot, message.chat.id, message.message_id, render.help_text(self._service.settings.limits)
+        )
 
     async def nudge(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Private text that isn't a command: how to remix."""

@@ -10,9 +10,11 @@ import re
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.actions import Button, button_id
+from bot.flags import number
 from bot.history import JobRecord
 from bot.models import Models
-from bot.requests import Defaults, number
+from bot.presenter import LABELS
+from bot.requests import Defaults
 
 MAX_CALLBACK_DATA = 64  # bytes
 SETTING_PATTERN = re.compile(r"^set:(?P<key>model|strength|n):(?P<value>[\w.\-]{1,54})$")
@@ -22,24 +24,21 @@ DEFAULT_STRENGTH = "default"  # set:strength:default → the model's own strengt
 
 # The keyboard under one result, by row.
 RESULT_ROWS = (
-    ((Button.reroll, "🔄 Reroll"), (Button.vary, "🔀 Variations"), (Button.varystrong, "🌀 Strong")),
-    ((Button.upscale, "⬆️ Upscale"), (Button.fixface, "🙂 Fix face"), (Button.animate, "🎞 Animate")),
-    ((Button.original, "📄 Original"), (Button.source, "↔️ Before/after"), (Button.info, "ℹ️ Info")),
+    (Button.reroll, Button.vary, Button.varystrong),
+    (Button.upscale, Button.fixface, Button.animate),
+    (Button.original, Button.source, Button.info),
 )
 # Per-image buttons under an album (albums cannot carry a keyboard): one row per image.
-PER_IMAGE = (
-    (Button.vary, "🔀"),
-    (Button.varystrong, "🌀"),
-    (Button.upscale, "⬆️"),
-    (Button.fixface, "🙂"),
-    (Button.animate, "🎞"),
-    (Button.original, "📄"),
-    (Button.source, "↔️"),
-)
+PER_IMAGE = tuple(button for button in Button if button.takes_output)
 
 
 def press_button(text: str, button: Button, job_id: str, index: int | None = None) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=button_id(button, job_id, index))
+
+
+def labelled(button: Button, job_id: str, index: int | None = None) -> InlineKeyboardButton:
+    """A button with the core's label."""
+    return press_button(str(LABELS[button]), button, job_id, index)
 
 
 def _index(button: Button, index: int) -> int | None:
@@ -49,30 +48,23 @@ def _index(button: Button, index: int) -> int | None:
 def result_keyboard(job_id: str, index: int = 0, *, image: bool = True) -> InlineKeyboardMarkup:
     """The buttons under a single result; a clip gets Reroll, Original and Info only."""
     if not image:
-        return InlineKeyboardMarkup(
-            [
-                [
-                    press_button("🔄 Reroll", Button.reroll, job_id),
-                    press_button("📄 Original", Button.original, job_id, index),
-                    press_button("ℹ️ Info", Button.info, job_id),
-                ]
-            ]
-        )
+        row = [labelled(Button.reroll, job_id), labelled(Button.original, job_id, index), labelled(Button.info, job_id)]
+        return InlineKeyboardMarkup([row])
     return InlineKeyboardMarkup(
-        [[press_button(text, button, job_id, _index(button, index)) for button, text in row] for row in RESULT_ROWS]
+        [[labelled(button, job_id, _index(button, index)) for button in row] for row in RESULT_ROWS]
     )
 
 
 def album_keyboard(job_id: str, indexes: list[int]) -> InlineKeyboardMarkup:
     """The keyboard message that follows an album: Reroll all, then a row per image."""
-    rows = [[press_button("🔄 Reroll all", Button.reroll, job_id), press_button("ℹ️ Info", Button.info, job_id)]]
+    rows = [[press_button(f"{LABELS[Button.reroll]} all", Button.reroll, job_id), labelled(Button.info, job_id)]]
     for index in indexes:
-        rows.append([press_button(f"{icon} {index + 1}", button, job_id, index) for button, icon in PER_IMAGE])
+        rows.append([press_button(f"{LABELS[b].emoji} {index + 1}", b, job_id, index) for b in PER_IMAGE])
     return InlineKeyboardMarkup(rows)
 
 
 def status_keyboard(job_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[press_button("✖️ Cancel", Button.cancel, job_id)]])
+    return InlineKeyboardMarkup([[labelled(Button.cancel, job_id)]])
 
 
 def settings_keyboard(defaults: Defaults, models: Models, max_n: int) -> InlineKeyboardMarkup:

@@ -20,6 +20,7 @@ from adapters.telegram.delivery import Delivery
 from adapters.telegram.inputs import origin_of, user_name
 from adapters.telegram.keyboards import DEFAULT_STRENGTH, HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
 from adapters.telegram.status import StatusBoard
+from bot import presenter
 from bot.actions import Button, Press, parse_button
 from bot.jobs import Action
 from bot.service import Refusal, Service
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 TOAST_LIMIT = 200
 # Actions served by a model of their own, which may not be installed on this server.
 OWN_MODEL = (Action.upscale, Action.fixface, Action.animate)
-BUTTON_LABELS = {
-    Button.reroll: "🔄 Reroll",
-    Button.vary: "🔀 Variation",
-    Button.varystrong: "🌀 Strong variation",
-    Button.upscale: "⬆️ Upscale",
-    Button.fixface: "🙂 Fix face",
-    Button.animate: "🎞 Animate",
-}
 
 
 class Toast:
@@ -108,7 +101,7 @@ class Presses:
     async def _act(self, query: CallbackQuery, press: Press, origin, toast: Toast) -> None:
         """Reroll, variations, upscale, fix face, animate: a new job through the core."""
         action = press.button.action
-        name = BUTTON_LABELS[press.button]
+        name = str(presenter.LABELS[press.button])
         if action in OWN_MODEL:
             model = self._service.models.for_action(action).name
             reason = (await self._service.availability()).get(model)

@@ -10,31 +10,36 @@ from __future__ import annotations
 import html
 import re
 
-from bot import requests
+from bot import flags, presenter
 from bot.history import JobRecord, OutputRecord
-from bot.jobs import Action, Event, Status
+from bot.jobs import Action, Job, Origin
 from bot.models import Models
 from bot.requests import Defaults
+from bot.settings import Limits
 
 CAPTION_LIMIT = 1024  # Telegram's caption limit, after entities are parsed
 TAG = re.compile(r"\bjob ([0-9a-f]{12})(?: #(\d{1,2}))?")
 
-LABELS = {
-    Action.remix: "",
-    Action.reroll: "🔄 Reroll",
-    Action.vary: "🔀 Variation",
-    Action.upscale: "⬆️ Upscale",
-    Action.fixface: "🙂 Fix face",
-    Action.animate: "🎞 Animate",
-}
+MESSAGE_LIMIT = 4096  # Telegram's message text limit, after entities are parsed
 
-STATUS_MARKS = {
-    Status.queued: "⏳",
-    Status.running: "🎨",
-    Status.done: "✅",
-    Status.failed: "⚠️",
-    Status.cancelled: "✖️",
-}
+
+class Html:
+    """Telegram's HTML markup, for the core's presenter."""
+
+    def text(self, plain: str) -> str:
+        return html.escape(plain)
+
+    def bold(self, plain: str) -> str:
+        return f"<b>{html.escape(plain)}</b>"
+
+    def code(self, plain: str) -> str:
+        return f"<code>{html.escape(plain)}</code>"
+
+    def user(self, origin: Origin) -> str:
+        return html.escape(origin.user_name or origin.user_id)
+
+
+HTML = Html()
 
 WELCOME = """\
 Hi! I remix pictures.
@@ -70,43 +75,27 @@ NO_PICTURE = "That message has no picture. Reply /remix <prompt> to a photo or a
 FRIENDLY_ERROR = "Sorry — something went wrong on my side. Please try again in a moment."
 
 
-def help_text() -> str:
-    return WELCOME + requests.HELP
+def help_text(limits: Limits) -> str:
+    return WELCOME + flags.help_text(limits)
 
 
-def label(record: JobRecord, *, compare: bool = False) -> str:
-    """What a job is, for its status line: "⬆️ Upscale", or the model when comparing."""
-    text = LABELS.get(record.action, "")
-    if compare:
-        text = f"{text} {record.request.model}".strip()
+def label(job: Job | JobRecord) -> str:
+    """What a job is, before its status line: "⬆️ Upscale", and the model in a --compare set (a
+    remix needs no label: its status answers the request)."""
+    text = "" if job.action is Action.remix else presenter.TITLES[job.action]
+    if job.request.compare:
+        text = f"{text} {job.request.model}".strip()
     return text
 
 
-def queued_text(position: int) -> str:
-    return f"⏳ Queued — position {position}" if position > 0 else "⏳ Queued"
-
-
-def status_text(record: JobRecord, event: Event) -> str:
-    """The status line a job's event makes: "⏳ Queued — position 3", "🎨 Rendering 40%", …"""
-    if event.status is Status.queued:
-        text = queued_text(event.position or 0)
-    elif event.status is Status.running:
-        text = f"🎨 Rendering {event.percent}%" if event.total else "🎨 Rendering…"
-    elif event.status is Status.done:
-        took = ""
-        if record.started_at and record.finished_at:
-            took = f" in {record.finished_at - record.started_at:.1f} s"
-        text = f"✅ Done{took}"
-    elif event.status is Status.failed:
-        text = f"⚠️ {record.error or 'That did not work out.'}"
-    else:
-        text = "✖️ Cancelled"
-    prefix = label(record)
-    return f"{prefix} · {text}" if prefix else text
+def status_text(job: Job | JobRecord, line: str) -> str:
+    """A status message: "⬆️ Upscale · ⏳ Queued — position 3 · ready in about 20 s"."""
+    prefix = label(job)
+    return presenter.clip(f"{prefix} · {line}" if prefix else line, MESSAGE_LIMIT)
 
 
 def number(value: float | None) -> str:
-    return "default" if value is None else requests.number(value)
+    return "default" if value is None else flags.number(value)
 
 
 def caption(record: JobRecord, output: OutputRecord, count: int) -> str:
@@ -137,34 +126,8 @@ def result_tag(text: str | None) -> tuple[str, int] | None:
 
 
 def info_text(record: JobRecord) -> str:
-    """Every parameter of a job, as HTML, with the /remix line that repeats it."""
-    r = record.request
-    lines = [f"<b>Job {record.id}</b> — {record.action.value}, {record.status.value}"]
-    if r.prompt:
-        lines.append(f"Prompt: {html.escape(r.prompt)}")
-    if r.negative_prompt:
-        lines.append(f"Negative: {html.escape(r.negative_prompt)}")
-    lines.append(f"Model: {r.model} · strength {number(r.strength)} · seed {r.seed}")
-    image_cfg = f" · image cfg {number(r.image_guidance_scale)}" if r.image_guidance_scale is not None else ""
-    lines.append(f"Steps: {r.num_inference_steps} · cfg {number(r.guidance_scale)}{image_cfg}")
-    lines.append(
-        f"Images: {r.num_images_per_prompt} · size: {r.size or 'model default'}"
-        + (f" · scale ×{r.scale}" if r.scale else "")
-    )
-    if record.outputs:
-        lines.append(
-            "Outputs: " + ", ".join(f"#{o.index + 1} {o.width}×{o.height} seed {o.seed}" for o in record.outputs)
-        )
-    if record.parent_job:
-        which = f" #{record.parent_output + 1}" if record.parent_output is not None else ""
-        lines.append(f"From: job <code>{record.parent_job}</code>{which}")
-    if record.engine:
-        note = f" ({html.escape(record.note)})" if record.note else ""
-        lines.append(f"Ran on: {html.escape(record.engine)}{note}")
-    if record.error:
-        lines.append(f"Error: {html.escape(record.error)}")
-    lines.append(f"Repeat: <code>/remix {html.escape(requests.format_request(r))}</code>")
-    return "\n".join(lines)
+    """Every parameter of a job, as HTML, with the /remix line that repeats it (within Telegram's limit)."""
+    return presenter.info(record, HTML, MESSAGE_LIMIT, repeat="/remix ")
 
 
 def models_text(models: Models, availability: dict[str, str | None]) -> str:
@@ -194,20 +157,9 @@ def settings_text(defaults: Defaults, models: Models, name: str = "") -> str:
     )
 
 
-def history_line(number_: int, record: JobRecord) -> str:
-    mark = STATUS_MARKS[record.status]
-    prompt = record.request.prompt or "(no prompt)"
-    if len(prompt) > 40:
-        prompt = prompt[:39] + "…"
-    return (
-        f"{number_}. {mark} {record.action.value} · {record.request.model} — {html.escape(prompt)}"
-        f" · <code>{record.id}</code>"
-    )
-
-
 def history_text(records: list[JobRecord], page: int) -> str:
     head = f"<b>Your recent jobs</b> (page {page + 1}) — tap 🔄 to remix one again:"
-    return "\n".join([head] + [history_line(i + 1, record) for i, record in enumerate(records)])
+    return "\n".join([head] + [presenter.history_line(i + 1, record, HTML) for i, record in enumerate(records)])
 
 
 def too_big(size: int, limit: int) -> str:

@@ -21,6 +21,7 @@ from telegram.error import TelegramError
 from adapters.telegram import outbox, render
 from adapters.telegram.keyboards import status_keyboard
 from adapters.telegram.options import Options
+from bot import presenter
 from bot.history import History, JobRecord
 from bot.jobs import Action, Event, Job, Status
 from bot.service import Ticket
@@ -78,16 +79,11 @@ class StatusBoard:
     async def announce(self, ticket: Ticket, chat_id: int, reply_to: int | None) -> None:
         """Send each job's status message, as a reply to the message that asked for it."""
         self.expect(ticket)
-        compare = len(ticket.jobs) > 1
         for job in ticket.jobs:
-            await self._announce(job, chat_id, reply_to, ticket.position if job is ticket.job else 0, compare)
+            await self._announce(job, chat_id, reply_to, ticket.position if job is ticket.job else 0)
 
-    async def _announce(self, job: Job, chat_id: int, reply_to: int | None, position: int, compare: bool) -> None:
-        prefix = render.LABELS.get(job.action, "")
-        if compare:
-            prefix = f"{prefix} {job.request.model}".strip()
-        text = render.queued_text(position)
-        text = f"{prefix} · {text}" if prefix else text
+    async def _announce(self, job: Job, chat_id: int, reply_to: int | None, position: int) -> None:
+        text = render.status_text(job, presenter.queued(position))
         try:
             message = await outbox.reply(self._bot, chat_id, reply_to, text, markup=status_keyboard(job.id))
             self._shown[job.id] = Shown(chat_id, message.message_id, (0, -position), text, time.monotonic())
@@ -127,7 +123,7 @@ class StatusBoard:
                 shown = self._shown[record.id] = Shown(*place, progress=(-1, 0), text="", at=0.0)
             final = event.status.finished
             progress = progress_of(event)
-            text = render.status_text(record, event)
+            text = render.status_text(record, presenter.status_line(record, event))
             if progress < shown.progress or text == shown.text:
                 return True
             now = time.monotonic()

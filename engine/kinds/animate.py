@@ -1,17 +1,13 @@
 """The ``image-to-video`` model kind: a still becomes a short clip through a diffusers video pipeline.
 
 ``pipeline`` in the entry picks it: ``StableVideoDiffusionPipeline`` (the default; "svd"),
-``WanImageToVideoPipeline`` ("wan") or ``LTXImageToVideoPipeline`` ("ltx"), the last two for big GPUs
-(often with ``cpu_offload = true``). ``source`` is a diffusers folder or a cached hub id (see
-``engine.kinds.pretrained``). Request knobs: ``--motion low|high`` (SVD's ``motion_bucket_id``; a
-few words of the prompt for the prompt-driven pipelines), ``--frames``, ``--fps``, ``--steps``,
-``--cfg`` (SVD: the guidance at the last frame) and ``--size`` (longest side).
+``WanImageToVideoPipeline`` ("wan") or ``LTXImageToVideoPipeline`` ("ltx"), loaded through
+``engine.kinds.pretrained``. ``--motion`` is SVD's ``motion_bucket_id``, and a few words of the
+prompt for the prompt-driven pipelines.
 
 Decoding is what runs out of memory first, so it is bounded: SVD decodes ``decode_chunk_size``
-frames at a time (option, default 4), Wan and LTX decode in tiles. Each seed gives one H.264 MP4
-(``engine.clips``), or a GIF with ``clip_format = "gif"``. Options: ``num_frames``, ``fps``,
-``decode_chunk_size``, ``noise_aug_strength`` (SVD, 0.02), ``min_guidance_scale`` (SVD, 1.0),
-``clip_format``, and the loading options of ``engine.kinds.pretrained``.
+frames at a time, Wan and LTX decode in tiles. Each seed gives one H.264 MP4 (``engine.clips``), or
+a GIF. docs/models.md lists the options.
 """
 
 from __future__ import annotations
@@ -28,8 +24,8 @@ from bot.jobs import Progress
 from bot.models import ModelEntry
 from engine import clips
 from engine.kinds import pretrained
-from engine.kinds.img2img import BlankOutput
-from engine.work import Clip, Work
+from engine.kinds.outputs import BlankOutput
+from engine.work import Clip, Kind, Work
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +100,7 @@ class VideoModel:
         total = (steps + 1) * count
         done = 0
 
-        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             progress(done + min(i + 1, steps), total)  # raises JobCancelled: it propagates out of the pipe
             return kwargs
 
@@ -152,3 +148,6 @@ class VideoModel:
             done += 1
             progress(done, total)
         return outputs
+
+
+KIND = Kind(check=check, load=load)

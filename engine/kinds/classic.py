@@ -1,65 +1,37 @@
 """The ``classic`` model kind: real image operations picked from the prompt. No weights, no torch.
 
-The embedded default: it runs on any CPU with numpy, Pillow and OpenCV (imported lazily), in well
-under a second per image, and never downloads anything. Keywords in the prompt (case-insensitive)
-pick the effects; several combine in the order they appear ("warm watercolor", "noir sketch").
+The embedded default: it runs on any CPU with numpy, Pillow and OpenCV (imported where it is used),
+in well under a second per image, and never downloads anything. Keywords in the prompt pick the
+effects (``KEYWORDS``, ``SYNONYMS``; docs/models.md lists them for operators and users), combined in
+the order they appear; each effect is a function of float32 RGB with a seeded ``_Context``.
 
-Colour grades
-    warm        (golden, sunset)              golden white balance, soft highlight glow
-    cool        (cold, icy, winter)           blue-cyan white balance
-    cinematic   (film, movie, teal-orange)    teal shadows, orange highlights and skin, vignette
-    noir        (black and white, b&w, mono)  high-contrast black and white, grain, vignette
-    vintage     (sepia, retro, antique)       sepia toning, faded blacks, vignette, grain
-    vivid       (saturated, vibrant)          richer colour (vibrance: dull colours gain most)
+``strength`` blends the result with the source (0: the source exactly). The seed drives small
+variations; the same seed gives the same pixels: only ``numpy.random.default_rng(seed)`` is used,
+and the OpenCV calls used here give the same bytes whatever the thread count.
 
-Stylisations
-    sketch      (pencil, charcoal, drawing)   pencil lines with hatching on grainy paper
-    watercolor  (watercolour, aquarelle)      soft washes, pigment rims, granulation, paper
-    cartoon     (comic, toon, anime)          flat colour regions with dark ink outlines
-    oil         (impasto, painting)           Kuwahara brush strokes, impasto relief, canvas
-    detail      (sharp, enhance, crisp, hdr)  local contrast ("clarity") and fine sharpening
-
-``KEYWORDS`` and ``SYNONYMS`` hold the full lists. "drawing" and "painting" count only when no
-other stylisation is named ("a watercolor painting" is watercolor alone). A prompt with no keyword
-gets a mild polish (local contrast, a touch of vibrance), never the source unchanged.
-
-``strength`` blends with the source: 0 gives the source exactly, 1 the full effect. A keyword in
-``negative_prompt`` ("--no sepia"), or after "no"/"without" in the prompt, drops its effect;
-"--no grain" drops film grain and paper noise. The seed drives small variations (grade temperature
-and intensity, grain and paper texture, palette size, brush size, stroke angle): the same seed gives
-the same pixels, another seed a visibly different take. Only ``numpy.random.default_rng(seed)`` is
-used, and the OpenCV calls used here give the same bytes whatever the thread count.
-
-Upscale is a Lanczos resize by ``scale`` (default 2) plus a mild unsharp mask, its output capped at
-``max_side`` px (entry option, default 8192). Fix face finds the faces (``engine/kinds/faces.py``)
-and retouches each one (``retouch_face``: denoise, mild sharpening, a little local contrast), leaving
-every pixel outside the faces as it was; no face found gives the image back with a note. Each action
-has its own function in ``_ACTIONS``; a kind's run notes go to ``work.notes``.
-
-Reference images (remix, reroll, vary) lend the source their colours and tones: histogram matching
-in Lab, the references' histograms averaged, by ``ip_adapter_scale`` (``--ref-scale``, default 1),
-before any keyword's effect (a prompt with no keyword then gets no default polish). Animate is a Ken
-Burns move: an eased push-in (``--motion low|high``) drifting toward a seeded point, 3 s at 24 fps
-unless ``--frames``/``--fps`` say otherwise, encoded as an H.264 MP4 (a GIF with the entry option
-``clip_format = "gif"``) whose first frame is the still.
+Each action has its own function in ``_ACTIONS``: remix (reroll, vary), a Lanczos upscale, Fix face
+(``engine.kinds.faces`` finds the faces and ``faces.retouch_face`` retouches them), and a Ken Burns
+animation; reference images lend the source their tones by histogram matching in Lab. A run's notes
+go to ``work.notes``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from bot.jobs import Action, Progress
 from bot.models import ModelEntry
-from engine.kinds import outpaint
-from engine.work import Clip, Work
+from engine import clips
+from engine.kinds import faces, outpaint, upscale
+from engine.work import Clip, Kind, Work
 
 LABEL = "classic"
-DEVICE = "cpu"  # no torch: the runner never picks (or imports torch to pick) a device for it
 REFERENCE_SIDE = 768  # filter sizes are tuned for this longest side and scale with the image
 
 
@@ -86,12 +58,6 @@ Effect = Callable[[np.ndarray, _Context], np.ndarray]
 # Helpers
 
 
-def _cv2():
-    import cv2
-
-    return cv2
-
-
 def _luma(img: np.ndarray) -> np.ndarray:
     return (img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
 
@@ -110,7 +76,8 @@ def _to_f32(img: np.ndarray) -> np.ndarray:
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
+    smooth: np.ndarray = x * x * (3.0 - 2.0 * x)
+    return smooth
 
 
 def _s_curve(img: np.ndarray, amount: float, pivot: float = 0.5) -> np.ndarray:
@@ -119,11 +86,12 @@ def _s_curve(img: np.ndarray, amount: float, pivot: float = 0.5) -> np.ndarray:
         return img
     gain = 1.0 + 9.0 * amount
 
-    def curve(x):
+    def curve(x: np.ndarray | float) -> Any:  # an array for an array, a numpy float for a float
         return 1.0 / (1.0 + np.exp(-gain * (x - pivot)))
 
     low, high = curve(0.0), curve(1.0)
-    return ((curve(img) - low) / (high - low)).astype(np.float32)
+    curved: np.ndarray = ((curve(img) - low) / (high - low)).astype(np.float32)
+    return curved
 
 
 def _vibrance(img: np.ndarray, amount: float) -> np.ndarray:
@@ -132,7 +100,8 @@ def _vibrance(img: np.ndarray, amount: float) -> np.ndarray:
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     sat = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
     factor = (1.0 + amount * (1.0 - sat))[..., None]
-    return lum + (img - lum) * factor
+    vibrant: np.ndarray = lum + (img - lum) * factor
+    return vibrant
 
 
 def _vignette(img: np.ndarray, amount: float) -> np.ndarray:
@@ -145,16 +114,19 @@ def _vignette(img: np.ndarray, amount: float) -> np.ndarray:
 
 def _noise(ctx: _Context, shape: tuple[int, int], sigma: float = 0.0) -> np.ndarray:
     """Seeded noise with unit standard deviation, blurred by ``sigma`` pixels for larger grain."""
-    noise = ctx.rng.standard_normal(shape, dtype=np.float32)
+    import cv2
+
+    noise: np.ndarray = ctx.rng.standard_normal(shape, dtype=np.float32)
     if sigma > 0.3:
-        noise = _cv2().GaussianBlur(noise, (0, 0), sigma)
-        noise /= max(float(noise.std()), 1e-6)
+        noise = cv2.GaussianBlur(noise, (0, 0), sigma)
+        noise = noise / max(float(noise.std()), 1e-6)
     return noise
 
 
 def _fractal_noise(ctx: _Context, shape: tuple[int, int], octaves: int = 4, base: int = 6) -> np.ndarray:
     """Smooth multi-scale noise (paper, washes) with unit standard deviation."""
-    cv2 = _cv2()
+    import cv2
+
     h, w = shape
     total = np.zeros(shape, np.float32)
     for octave in range(octaves):
@@ -178,13 +150,14 @@ def _grain(img: np.ndarray, ctx: _Context, amount: float) -> np.ndarray:
 
 def _directional_blur(noise: np.ndarray, length: float, angle_deg: float) -> np.ndarray:
     """Smear ``noise`` along a line: pencil strokes and brush streaks."""
-    cv2 = _cv2()
+    import cv2
+
     size = max(3, round(length) | 1)
-    kernel = np.zeros((size, size), np.float32)
+    kernel: np.ndarray = np.zeros((size, size), np.float32)
     kernel[size // 2, :] = 1.0
     rotation = cv2.getRotationMatrix2D(((size - 1) / 2.0, (size - 1) / 2.0), angle_deg, 1.0)
     kernel = cv2.warpAffine(kernel, rotation, (size, size))
-    kernel /= kernel.sum()
+    kernel = kernel / kernel.sum()
     out = cv2.filter2D(noise, -1, kernel, borderType=cv2.BORDER_REFLECT)
     return out / max(float(out.std()), 1e-6)
 
@@ -192,31 +165,37 @@ def _directional_blur(noise: np.ndarray, length: float, angle_deg: float) -> np.
 def _guided_smooth(img: np.ndarray, radius: float, eps: float) -> np.ndarray:
     """Self-guided filter (He et al.): smooths where the local variance is below ``eps`` and keeps
     edges where it is above. A handful of box filters, so fast at any radius."""
-    cv2 = _cv2()
+    import cv2
+
     size = (2 * max(1, round(radius)) + 1,) * 2
 
-    def box(x):
+    def box(x: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)
 
     mean = box(img)
     variance = np.maximum(box(img * img) - mean * mean, 0.0)
     a = variance / (variance + eps)
     b = mean - a * mean
-    return box(a) * img + box(b)
+    smooth: np.ndarray = box(a) * img + box(b)
+    return smooth
 
 
 def _pencil_lines(img: np.ndarray, ctx: _Context, sigma: float) -> np.ndarray:
     """Grey-level pencil lines in [0, 1] (1: paper): the grey image colour-dodged by its blurred
     negative, so only edges stay dark."""
+    import cv2
+
     gray = _luma(img)
-    inverted_blur = _cv2().GaussianBlur(1.0 - gray, (0, 0), ctx.px(sigma))
-    return np.clip(gray / np.maximum(1.0 - inverted_blur, 1e-3), 0.0, 1.0)
+    inverted_blur = cv2.GaussianBlur(1.0 - gray, (0, 0), ctx.px(sigma))
+    lines: np.ndarray = np.clip(gray / np.maximum(1.0 - inverted_blur, 1e-3), 0.0, 1.0)
+    return lines
 
 
 def _kuwahara(img: np.ndarray, radius: float) -> np.ndarray:
     """Generalised Kuwahara: each pixel takes the mean colour of eight Gaussian windows around it,
     weighted towards the most uniform (lowest variance) ones. Flat strokes, kept edges."""
-    cv2 = _cv2()
+    import cv2
+
     h, w = img.shape[:2]
     lum = _luma(img)
     pad = int(np.ceil(radius)) + 1
@@ -252,18 +231,19 @@ def _palette(img: np.ndarray, colors: int, rng: np.random.Generator) -> np.ndarr
     seeded sample."""
     pixels = img.reshape(-1, 3)
     sample = pixels[rng.choice(len(pixels), size=min(len(pixels), 4096), replace=False)].astype(np.float32)
-    centres = [sample[rng.integers(len(sample))]]
+    starts = [sample[rng.integers(len(sample))]]
     for _ in range(colors - 1):  # k-means++: spread the starting colours out
-        nearest = ((sample[:, None, :] - np.array(centres)[None]) ** 2).sum(axis=2).min(axis=1)
-        centres.append(sample[rng.choice(len(sample), p=nearest / nearest.sum())] if nearest.sum() > 0 else sample[0])
-    centres = np.array(centres)
+        nearest = ((sample[:, None, :] - np.array(starts)[None]) ** 2).sum(axis=2).min(axis=1)
+        starts.append(sample[rng.choice(len(sample), p=nearest / nearest.sum())] if nearest.sum() > 0 else sample[0])
+    centres = np.array(starts)
     for _ in range(8):
         labels = ((sample[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
         for k in range(colors):
             members = sample[labels == k]
             if len(members):
                 centres[k] = members.mean(axis=0)
-    return np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    palette: np.ndarray = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    return palette
 
 
 def _nearest_colors(img: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -275,7 +255,8 @@ def _nearest_colors(img: np.ndarray, palette: np.ndarray) -> np.ndarray:
     table = ((grid[:, None, :] - colors[None]) ** 2).sum(axis=2).argmin(axis=1)
     bins = img.astype(np.int32) >> 3
     index = bins[..., 0] << 10 | bins[..., 1] << 5 | bins[..., 2]
-    return table[index]
+    nearest: np.ndarray = table[index]
+    return nearest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +337,8 @@ def vivid(img: np.ndarray, ctx: _Context) -> np.ndarray:
 
 def sketch(img: np.ndarray, ctx: _Context) -> np.ndarray:
     """Pencil: colour-dodge the grey image with its blurred negative, then hatch the shadows."""
-    cv2 = _cv2()
+    import cv2
+
     h, w = img.shape[:2]
     gray = _luma(img)
     # lifted blacks: dark areas become hatching rather than solid graphite
@@ -376,7 +358,8 @@ def sketch(img: np.ndarray, ctx: _Context) -> np.ndarray:
 
 
 def watercolor(img: np.ndarray, ctx: _Context) -> np.ndarray:
-    cv2 = _cv2()
+    import cv2
+
     h, w = img.shape[:2]
     # soft washes: flatten colour regions and keep their boundaries
     wash = _kuwahara(_guided_smooth(img, ctx.px(8), ctx.jitter(0.01, 0.02)), ctx.px(5.0))
@@ -403,14 +386,16 @@ def watercolor(img: np.ndarray, ctx: _Context) -> np.ndarray:
     # a light pencil underdrawing
     lines = _pencil_lines(img, ctx, 2.5) ** 2.5
     out = out * (0.72 + 0.28 * lines)[..., None]
-    return out * np.array([1.0, 0.99, 0.965], np.float32) + 0.015  # warm paper
+    painted: np.ndarray = out * np.array([1.0, 0.99, 0.965], np.float32) + 0.015  # warm paper
+    return painted
 
 
 _CHROMA_STRETCH = 2.5  # cartoon palettes: how much more colour differences count than lightness
 
 
 def cartoon(img: np.ndarray, ctx: _Context) -> np.ndarray:
-    cv2 = _cv2()
+    import cv2
+
     smooth = _to_u8(img)
     for _ in range(2):
         smooth = cv2.bilateralFilter(smooth, 7, 40, 5 * ctx.scale)
@@ -433,14 +418,15 @@ def cartoon(img: np.ndarray, ctx: _Context) -> np.ndarray:
     )
     edges = cv2.Canny(gray, 50, 120)
     edges = cv2.dilate(edges, np.ones((3, 3), np.uint8), iterations=max(1, round(2 * ctx.scale)))
-    ink = (ink > 0) & (edges > 0)
+    inked = (ink > 0) & (edges > 0)
     out = _vibrance(_to_f32(flat), 0.25)
     dark = np.array([0.08, 0.06, 0.07], np.float32)
-    return np.where(ink[..., None], dark, out)
+    return np.where(inked[..., None], dark, out)
 
 
 def oil(img: np.ndarray, ctx: _Context) -> np.ndarray:
-    cv2 = _cv2()
+    import cv2
+
     h, w = img.shape[:2]
     radius = ctx.px(ctx.jitter(4.0, 6.5))
     paint = _kuwahara(img, radius)
@@ -450,7 +436,7 @@ def oil(img: np.ndarray, ctx: _Context) -> np.ndarray:
     streaks = _directional_blur(_noise(ctx, (h, w), 0.8 * ctx.scale), ctx.px(13), ctx.jitter(0, 180))
     lum = cv2.GaussianBlur(_luma(paint), (0, 0), ctx.px(1.2)) + 0.006 * streaks
     relief = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3) + cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
-    out = paint * (1.0 - np.clip(relief * 1.2, -0.08, 0.08))[..., None]
+    out: np.ndarray = paint * (1.0 - np.clip(relief * 1.2, -0.08, 0.08))[..., None]
     if ctx.grain:  # canvas weave
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         period = max(2.5, 3.0 * ctx.scale)
@@ -460,7 +446,8 @@ def oil(img: np.ndarray, ctx: _Context) -> np.ndarray:
 
 
 def detail(img: np.ndarray, ctx: _Context) -> np.ndarray:
-    cv2 = _cv2()
+    import cv2
+
     # clarity: boost what an edge-preserving blur removes (no halos at strong edges) ...
     base = _guided_smooth(img, ctx.px(8), 0.01)
     out = img + (img - base) * ctx.jitter(1.0, 1.5)
@@ -472,7 +459,8 @@ def detail(img: np.ndarray, ctx: _Context) -> np.ndarray:
 
 def polish(img: np.ndarray, ctx: _Context) -> np.ndarray:
     """The default when no keyword matches: a mild, tasteful enhance."""
-    cv2 = _cv2()
+    import cv2
+
     lab = cv2.cvtColor(np.clip(img, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
     lightness = np.clip(lab[..., 0] * 2.55, 0, 255).astype(np.uint8)
     tiles = max(2, round(8 * min(img.shape[:2]) / REFERENCE_SIDE))
@@ -616,8 +604,6 @@ def _remix(work: Work, progress: Progress) -> list[Image.Image]:
 
 
 def _upscale(work: Work, progress: Progress) -> list[Image.Image]:
-    from engine.kinds import upscale
-
     factor = upscale.factor_of(work.request.scale)
     source = work.image.convert("RGB")
     upscale.output_size(source.size, factor, int(work.entry.options.get("max_side", upscale.MAX_SIDE)))
@@ -630,34 +616,16 @@ def _upscale(work: Work, progress: Progress) -> list[Image.Image]:
     return [big.copy() for _ in work.seeds]
 
 
-def retouch_face(crop: np.ndarray, seed: int, progress: Progress) -> np.ndarray:
-    """The classic Fix face on one face crop (uint8 RGB): non-local-means denoise, a mild unsharp
-    mask and a little local contrast, sized to the crop. Deterministic: ``seed`` is not used."""
-    cv2 = _cv2()
-    side = min(crop.shape[:2])
-    smooth = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(crop), None, 5, 5, 7, 21)
-    img = _to_f32(smooth)
-    blur = cv2.GaussianBlur(img, (0, 0), max(0.8, side / 300))
-    img = np.clip(img + (img - blur) * 0.6, 0.0, 1.0)
-    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
-    lightness = np.clip(lab[..., 0] * 2.55, 0, 255).astype(np.uint8)
-    local = cv2.createCLAHE(clipLimit=1.5, tileGridSize=(4, 4)).apply(lightness).astype(np.float32) / 2.55
-    lab[..., 0] += (local - lab[..., 0]) * 0.35
-    progress(1, 1)
-    return _to_u8(np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), 0.0, 1.0))
-
-
 def _fixface(work: Work, progress: Progress) -> list[Image.Image]:
-    from engine.kinds import faces
-
-    return faces.fix(work, progress, retouch_face, "classic retouch")
+    return faces.fix(work, progress, faces.retouch_face, "classic retouch")
 
 
 def _reference_tones(work: Work, rgb: np.ndarray) -> np.ndarray:
     """The uint8 RGB image in the colours and tones of ``work.references``: each Lab channel is
     histogram-matched to the references' averaged histograms (lightness half-way, to keep the
     source's own contrast), then blended with the source by ``ip_adapter_scale`` (default 1)."""
-    cv2 = _cv2()
+    import cv2
+
     scale = work.request.ip_adapter_scale
     amount = 1.0 if scale is None else float(np.clip(scale, 0.0, 1.0))
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
@@ -692,8 +660,6 @@ _MOTIONS = {"low": (1.10, 0.45), "high": (1.28, 0.9)}
 
 def _animate(work: Work, progress: Progress) -> list[Clip]:
     """A Ken Burns move on the still: an eased push-in drifting toward a seeded point, as an MP4."""
-    from engine import clips
-
     request = work.request
     fps = request.fps or CLIP_FPS
     count = request.num_frames or round(CLIP_SECONDS * fps)
@@ -714,7 +680,7 @@ def _animate(work: Work, progress: Progress) -> list[Clip]:
         pan = drift * np.sqrt(rng.uniform(0.3, 1.0)) * np.array([np.cos(angle), np.sin(angle)])
         end_zoom = 1.0 + (zoom - 1.0) * rng.uniform(0.85, 1.15)
 
-        def frames(pan=pan, end_zoom=end_zoom):
+        def frames(pan: np.ndarray = pan, end_zoom: float = end_zoom) -> Iterator[np.ndarray]:
             nonlocal step
             for i in range(count):
                 yield _camera_frame(still, i / max(count - 1, 1), end_zoom, pan)
@@ -736,7 +702,8 @@ def _camera_frame(still: np.ndarray, t: float, end_zoom: float, pan: np.ndarray)
     as a fraction of the room the zoom leaves). At t = 0 it is the still, pixel for pixel."""
     if t <= 0.0:
         return still
-    cv2 = _cv2()
+    import cv2
+
     height, width = still.shape[:2]
     eased = t * t * (3.0 - 2.0 * t)
     zoom = 1.0 + (end_zoom - 1.0) * eased
@@ -767,7 +734,7 @@ def _outpaint(work: Work, progress: Progress) -> list[Image.Image]:
     return [image for _ in work.seeds]
 
 
-_ACTIONS: dict[Action, Callable[[Work, Progress], list[Image.Image] | list[Clip]]] = {
+_ACTIONS: dict[Action, Callable[[Work, Progress], Sequence[Image.Image | Clip]]] = {
     Action.remix: _remix,
     Action.reroll: _remix,
     Action.vary: _remix,
@@ -785,7 +752,7 @@ class ClassicModel:
     def __init__(self, entry: ModelEntry):
         self.entry = entry
 
-    def run(self, work: Work, progress: Progress) -> list[Image.Image]:
+    def run(self, work: Work, progress: Progress) -> Sequence[Image.Image | Clip]:
         action = _ACTIONS.get(work.action)
         if action is None:
             raise NotImplementedError(f"the classic model cannot {work.action.value} yet")
@@ -799,3 +766,7 @@ def check(entry: ModelEntry) -> str | None:
 
 def load(entry: ModelEntry, device: str) -> ClassicModel:
     return ClassicModel(entry)
+
+
+# no torch: the runner never picks (or imports torch to pick) a device for it
+KIND = Kind(check=check, load=load, device="cpu")

@@ -1,14 +1,10 @@
 """The instruction-edit kinds: the prompt says what to change ("make the jacket red").
 
-``instruct-pix2pix``: ``StableDiffusionInstructPix2PixPipeline`` (e.g. ``timbrooks/instruct-pix2pix``);
-``--image-cfg`` (``image_guidance_scale``, default the entry's ``image_guidance_scale`` option or 1.5)
-says how closely to keep the picture, ``--cfg`` how closely to follow the instruction.
-``flux-kontext``: ``FluxKontextPipeline`` (``black-forest-labs/FLUX.1-Kontext-dev``), for large GPUs;
-it picks its own working resolution near the source's aspect.
-
-``source`` is a diffusers folder or a cached hub id, loaded by ``engine.kinds.pretrained`` (its
-options apply: ``dtype``, ``cpu_offload``, ``variant``…). Neither takes ``strength``: the whole
-schedule runs, so progress counts every step.
+``instruct-pix2pix``: ``StableDiffusionInstructPix2PixPipeline``; ``--image-cfg``
+(``image_guidance_scale``) says how closely to keep the picture, ``--cfg`` how closely to follow the
+instruction. ``flux-kontext``: ``FluxKontextPipeline``, for large GPUs; it picks its own working
+resolution near the source's aspect. Both load through ``engine.kinds.pretrained``. Neither takes
+``strength``: the whole schedule runs, so progress counts every step. docs/models.md lists the options.
 """
 
 from __future__ import annotations
@@ -20,9 +16,8 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
-from engine.kinds import img2img, pretrained
-from engine.kinds.img2img import BlankOutput
-from engine.work import Work
+from engine.kinds import outputs, pretrained
+from engine.work import Kind, Work
 
 # kind (models.toml) → diffusers pipeline class
 PIPELINES = {
@@ -65,7 +60,7 @@ class EditModel:
         steps = request.num_inference_steps or entry.num_inference_steps
         guidance = entry.guidance_scale if request.guidance_scale is None else request.guidance_scale
 
-        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             total = getattr(pipe, "num_timesteps", None) or steps
             progress(min(i + 1, total), total)  # raises JobCancelled: it propagates out of the pipeline
             return kwargs
@@ -86,10 +81,10 @@ class EditModel:
             negative = [request.negative_prompt] * count if request.negative_prompt else None
             kwargs.update(image_guidance_scale=image_guidance, negative_prompt=negative)
         result = self.pipe(**kwargs)
-        flagged = getattr(result, "nsfw_content_detected", None) or [False] * count
-        for array, nsfw in zip(result.images, flagged, strict=False):
-            if nsfw:
-                raise BlankOutput("the safety checker blanked an image; try another prompt or seed")
-            if img2img._is_blank(array):
-                raise BlankOutput("the model produced a blank image; try again with another seed")
-        return [image.convert("RGB") for image in img2img._to_pil(result.images)]
+        found = outputs.images(result.images, getattr(result, "nsfw_content_detected", None), self.label)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+KIND = Kind(check=check, load=load)

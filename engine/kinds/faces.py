@@ -11,44 +11,27 @@ opencv-python, or YuNet (``cv2.FaceDetectorYN``, better with turned and small fa
 sets ``yunet = "<path to face_detection_yunet_2023mar.onnx>"``. No face found is an answer, not an
 error: the image comes back unchanged with the note "no face found".
 
-The ``face-restore`` kind restores each face with, in this order of preference,
-
-* ``source``: a face-restoration model file that spandrel loads (GFPGAN 1.3/1.4, RestoreFormer;
-  CodeFormer with ``pip install 'remixbot[extra-arches]'``, opt-in for its non-commercial licence),
-  run at 512 px; ``fidelity`` (0 to 1, default 0.5) is CodeFormer's weight;
-* ``inpaint_model``: the name of a ``diffusers-img2img`` entry that redraws each face crop at
-  ``face_size`` px (default 512) with ``denoise`` strength (default 0.4) and ``prompt`` (default: the
-  job's prompt and ", detailed face") — the ADetailer approach. It runs on the face entry's thread:
-  give both entries the same ``group``.
-
-The classic kind's Fix face uses the same detection and paste with ``classic.retouch_face``.
+Both Fix face kinds use this module: ``classic`` restores each face with ``retouch_face`` (no
+weights), ``face-restore`` (``engine.kinds.face_restore``) with a model.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bot import images
-from bot.jobs import Action, Progress
+from bot.jobs import Progress
 from bot.models import ModelEntry
-from engine.kinds import weights
 from engine.work import UserFacingError, Work
-
-log = logging.getLogger(__name__)
 
 FEATHER = 0.25  # region = box + this × side on each side; the paste fades out across that margin
 CONTEXT = 0.5  # crop = box + this × side on each side: what a restorer is given
 DETECT_SIDE = 1024  # faces are looked for on a copy whose longest side is at most this
 MAX_FACES = 16  # the largest ones: a crowd would take minutes with a face model on a CPU
-FACE_SIZE = 512  # the side a face crop is restored at
-DENOISE = 0.4  # the inpaint model's strength on a face crop
 NO_FACE = "no face found"
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -75,10 +58,19 @@ def face_at(box: Box, width: int, height: int) -> Face:
     return Face(box=box, region=grow(box, FEATHER, width, height), crop=grow(box, CONTEXT, width, height))
 
 
+def detector_problem(entry: ModelEntry) -> str | None:
+    """Why the entry's face detector cannot run here (user-safe), or None. Reads no file."""
+    yunet = str(entry.options.get("yunet") or "")
+    if yunet and not Path(yunet).expanduser().is_file():
+        return f"needs weights: {Path(yunet).expanduser()} not found (the YuNet face detector)"
+    return None
+
+
 def find_faces(image: Image.Image, yunet: str = "") -> list[Face]:
     """The faces in ``image`` (at most ``MAX_FACES``), largest first: YuNet when a model path is given,
     else the Haar cascade."""
     import cv2
+    import cv2.data  # the folder of the Haar cascades
 
     rgb = image.convert("RGB")
     scale = min(1.0, DETECT_SIDE / max(rgb.size))
@@ -101,8 +93,8 @@ def find_faces(image: Image.Image, yunet: str = "") -> list[Face]:
             raise UserFacingError("Face detection is not available here (OpenCV's Haar cascade is missing).")
         gray = cv2.equalizeHist(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY))
         least = max(24, min(gray.shape) // 20)
-        found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(least, least))
-        rects = [tuple(float(v) for v in rect) for rect in found]
+        detected = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(least, least))
+        rects = [tuple(float(v) for v in rect) for rect in detected]
     boxes: list[Box] = []
     for x, y, w, h in sorted(rects, key=lambda r: -r[2] * r[3]):
         side = max(w, h) / scale  # a square around the detection, back at full size
@@ -147,7 +139,8 @@ def feather_mask(face: Face, width: int, height: int) -> np.ndarray:
 
     across = ramp(rx1 - rx0, rx0, rx1, bx0, bx1, width)
     down = ramp(ry1 - ry0, ry0, ry1, by0, by1, height)
-    return down[:, None] * across[None, :]
+    mask: np.ndarray = down[:, None] * across[None, :]
+    return mask
 
 
 def paste(pixels: np.ndarray, face: Face, restored: np.ndarray) -> None:
@@ -197,123 +190,21 @@ def resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.LANCZOS))
 
 
-# --- the face-restore kind ---------------------------------------------------------------------
+def retouch_face(crop: np.ndarray, seed: int, progress: Progress) -> np.ndarray:
+    """The classic Fix face on one face crop (uint8 RGB), no weights: non-local-means denoise, a mild
+    unsharp mask and a little local contrast, sized to the crop. Deterministic: ``seed`` is not used."""
+    import cv2
 
-
-@dataclass
-class FaceModel:
-    entry: ModelEntry
-    label: str
-    descriptor: Any = None  # a spandrel ImageModelDescriptor when ``source`` is set
-
-    def run(self, work: Work, progress: Progress) -> list[Image.Image]:
-        if self.descriptor is not None:
-            return fix(work, progress, self._restore)
-        return self._redraw(work, progress)
-
-    def _restore(self, crop: np.ndarray, seed: int, progress: Progress) -> np.ndarray:
-        """The spandrel model on the crop at 512 px, seeded (GFPGAN adds noise), back to the crop's size."""
-        import torch
-
-        descriptor = self.descriptor
-        square = resized(crop, FACE_SIZE, FACE_SIZE)
-        tensor = weights.to_tensor(square, descriptor)
-        devices = [descriptor.device] if descriptor.device.type == "cuda" else []
-        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            # GFPGAN and CodeFormer work on [-1, 1] images, and spandrel hands them [0, 1] as it is
-            architecture = str(descriptor.architecture.id)
-            if architecture == "GFPGAN":
-                result = descriptor.model(tensor * 2.0 - 1.0, return_rgb=False)[0].add(1.0).div(2.0)
-            elif architecture == "CodeFormer":
-                fidelity = float(self.entry.options.get("fidelity", 0.5))
-                result = descriptor.model(tensor * 2.0 - 1.0, weight=fidelity)[0].add(1.0).div(2.0)
-            else:
-                result = descriptor(tensor)
-        progress(1, 1)
-        return resized(weights.to_pixels(result), crop.shape[1], crop.shape[0])
-
-    def _redraw(self, work: Work, progress: Progress) -> list[Image.Image]:
-        """The ADetailer approach: each face crop redrawn by the inpaint model's img2img."""
-        name = str(self.entry.options["inpaint_model"])
-        if work.load_model is None:  # an engine that cannot hand over another model
-            from engine.kinds.classic import retouch_face
-
-            log.warning(
-                "%s: the engine passed no model loader; %s cannot be used, retouching instead", self.entry.name, name
-            )
-            return fix(work, progress, retouch_face, f"classic retouch: {name} is not available here")
-        entry, model = work.load_model(name)
-        size = int(self.entry.options.get("face_size", FACE_SIZE))
-        denoise = float(self.entry.options.get("denoise", DENOISE))
-        request = work.request
-        prompt = str(
-            self.entry.options.get("prompt")
-            or (f"{request.prompt}, detailed face" if request.prompt.strip() else "a detailed face")
-        )
-
-        def redraw(crop: np.ndarray, seed: int, step: Progress) -> np.ndarray:
-            small = images.fit(Image.fromarray(crop), size, entry.multiple)
-            face_request = replace(
-                request,
-                prompt=prompt,
-                model=entry.name,
-                strength=denoise,
-                seed=seed,
-                size=None,
-                num_images_per_prompt=1,
-                num_inference_steps=None,
-                guidance_scale=None,
-            )
-            face_work = Work(
-                action=Action.remix,
-                request=face_request,
-                entry=entry,
-                image=small,
-                references=(),
-                seeds=(seed,),
-                device=work.device,
-            )
-            [image] = model.run(face_work, step)
-            return resized(np.asarray(image.convert("RGB")), crop.shape[1], crop.shape[0])
-
-        return fix(work, progress, redraw, f"redrawn with {name}")
-
-
-def _options_problem(entry: ModelEntry) -> str | None:
-    yunet = str(entry.options.get("yunet") or "")
-    if yunet and not Path(yunet).expanduser().is_file():
-        return f"needs weights: {Path(yunet).expanduser()} not found (the YuNet face detector)"
-    for key, low, high in (("fidelity", 0.0, 1.0), ("denoise", 0.01, 1.0)):
-        value = entry.options.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high
-        ):
-            return f"misconfigured: {key} = {value!r} for {entry.name} (a number from {low:g} to {high:g})"
-    try:
-        weights.int_option(entry, "face_size", FACE_SIZE, 64, 2048)
-    except ValueError as error:
-        return str(error)
-    return None
-
-
-def check(entry: ModelEntry) -> str | None:
-    """None when the entry can run here; never imports torch."""
-    problem = _options_problem(entry)
-    if problem:
-        return problem
-    if entry.source.strip():
-        return weights.dtype_problem(entry) or weights.weights_problem(entry)
-    if not str(entry.options.get("inpaint_model") or "").strip():
-        return (
-            f'misconfigured: {entry.name} needs source = "<a face model .pth>" or '
-            'inpaint_model = "<a diffusers-img2img model name>" in models.toml'
-        )
-    return None
-
-
-def load(entry: ModelEntry, device: str) -> FaceModel:
-    if not entry.source.strip():
-        return FaceModel(entry=entry, label=f"faces redrawn by {entry.options['inpaint_model']}")
-    descriptor = weights.load_descriptor(entry, device)
-    return FaceModel(entry=entry, label=f"spandrel {weights.architecture(descriptor)}", descriptor=descriptor)
+    side = min(crop.shape[:2])
+    smooth = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(crop), None, 5, 5, 7, 21)
+    img = smooth.astype(np.float32) / 255.0
+    blur = cv2.GaussianBlur(img, (0, 0), max(0.8, side / 300))
+    img = np.clip(img + (img - blur) * 0.6, 0.0, 1.0)
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+    lightness = np.clip(lab[..., 0] * 2.55, 0, 255).astype(np.uint8)
+    local = cv2.createCLAHE(clipLimit=1.5, tileGridSize=(4, 4)).apply(lightness).astype(np.float32) / 2.55
+    lab[..., 0] += (local - lab[..., 0]) * 0.35
+    progress(1, 1)
+    rgb = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), 0.0, 1.0)
+    retouched: np.ndarray = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    return retouched

@@ -1,11 +1,8 @@
 """IP-Adapter for the ``diffusers-img2img`` kind: reference images steer a remix (SD 1.x / SDXL).
 
-Entry options: ``ip_adapter`` (a hub id or a local folder, e.g. "h94/IP-Adapter"),
-``ip_adapter_subfolder`` (e.g. "models"), ``ip_adapter_weight_name`` (e.g.
-"ip-adapter_sd15.safetensors"), ``image_encoder`` (the image encoder's folder in that repo when it is
-not ``<subfolder>/image_encoder``, e.g. "models/image_encoder" for SDXL's ViT-H adapters) and
-``ip_adapter_scale`` (default 0.6; ``--ref-scale`` per request). All of a job's references (up to 3)
-go to the one adapter as one image list; a job without references runs the adapter at scale 0.
+The entry's ``ip_adapter*`` and ``image_encoder`` options (docs/models.md) name the files, found like
+any source (``engine.kinds.sources``). All of a job's references (up to 3) go to the one adapter as
+one image list; a job without references runs the adapter at scale 0.
 
 img2img calls four functions: ``check`` (from its check), ``attach`` (when it loads the pipeline),
 ``batch_key`` (part of its batch key) and ``call_kwargs`` (the pipeline arguments of one run).
@@ -17,7 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from bot.models import ModelEntry
-from engine.kinds import img2img
+from engine.kinds import sources
 from engine.work import Work
 
 DEFAULT_SCALE = 0.6
@@ -49,16 +46,16 @@ def check(entry: ModelEntry) -> str | None:
             f'misconfigured: {entry.name}: ip_adapter needs ip_adapter_weight_name (e.g. "ip-adapter_sd15.safetensors")'
         )
     wanted = [str(PurePosixPath(subfolder, weight)) if subfolder else weight, f"{encoder}/config.json"]
-    kind, where = img2img._classify(repo)
-    if kind == "folder":
-        missing = [name for name in wanted if not (where / name).is_file()]
-    elif kind == "hub":
-        missing = [name for name in wanted if img2img._cached(where, name, entry) is None]
+    source = sources.locate(repo)
+    if source.kind == "folder":
+        missing = [name for name in wanted if not (source.path / name).is_file()]
+    elif source.kind == "hub":
+        missing = [name for name in wanted if sources.cached(source.where, name, entry) is None]
     else:
         return f"needs weights: ip-adapter {repo} not found"
     if not missing:
         return None
-    fetch = f" (hf download {repo} {wanted[0]} --include '{encoder}/*')" if kind == "hub" else ""
+    fetch = f" (hf download {repo} {wanted[0]} --include '{encoder}/*')" if source.kind == "hub" else ""
     return f"needs weights: ip-adapter {repo}: {', '.join(missing)} missing{fetch}"
 
 
@@ -68,18 +65,18 @@ def attach(pipe: Any, entry: ModelEntry) -> None:
         return
     reason = check(entry)
     if reason:
-        raise img2img.MissingWeights(reason)
+        raise sources.MissingWeights(reason)
     repo, subfolder, weight, encoder = _files(entry)
-    kind, where = img2img._classify(repo)
-    kwargs: dict[str, Any] = {"local_files_only": img2img._offline(entry)}
-    if kind == "hub":
-        kwargs["cache_dir"] = img2img._hub_cache_dir(entry)
+    source = sources.locate(repo)
+    kwargs: dict[str, Any] = {"local_files_only": sources.offline(entry)}
+    if source.kind == "hub":
+        kwargs["cache_dir"] = sources.hub_cache_dir(entry)
     pipe.load_ip_adapter(
-        str(where), subfolder=subfolder or "", weight_name=weight, image_encoder_folder=encoder, **kwargs
+        source.where, subfolder=subfolder or "", weight_name=weight, image_encoder_folder=encoder, **kwargs
     )
 
 
-def batch_key(work: Work) -> tuple:
+def batch_key(work: Work) -> tuple[int, ...]:
     """A part of img2img's batch key: a work with references runs alone (the adapter takes one image list
     for the whole batch)."""
     return (id(work),) if work.references else ()

@@ -17,10 +17,9 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
-from engine.work import Work
+from engine.work import Kind, Work
 
 LABEL = "noop"
-DEVICE = "cpu"  # no torch: the runner never picks (or imports torch to pick) a device for it
 
 
 class Noop:
@@ -46,3 +45,7 @@ def check(entry: ModelEntry) -> str | None:
 
 def load(entry: ModelEntry, device: str) -> Noop:
     return Noop(float(entry.options.get("seconds", 0.0)), int(entry.options.get("steps", 1)))
+
+
+# no torch: the runner never picks (or imports torch to pick) a device for it
+KIND = Kind(check=check, load=load, device="cpu")

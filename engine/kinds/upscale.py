@@ -1,20 +1,13 @@
 """The ``upscale-spandrel`` model kind: super-resolution models loaded with spandrel, run in tiles.
 
-``source`` is a weights file on this machine (``.pth``, ``.safetensors``, ``.pt``, ``.ckpt``):
-Real-ESRGAN x4plus, the compact realesr-general models, SwinIR, HAT, DAT, … spandrel tells the
-architecture and its native scale from the weights. Nothing is downloaded.
-
-The image is cut into tiles of at most ``tile`` px a side (the model's input, default 512), each
-carrying ``overlap`` px (default 32) of its neighbours as context; only each tile's core is kept.
-Memory is then bounded by the tile size whatever the image size, and seams vanish once the overlap
-covers the network's receptive radius (a convolutional net gives the untiled result, to rounding).
-When the asked factor (``--scale`` 2 or 4, default 2) differs from the model's own, each tile's
-output is resized with Lanczos to that factor before its core is kept. The output's longest side is
-capped at ``max_side`` px (default 8192): a larger ask is refused, saying the size it would have had.
-
-On CUDA the model runs in ``dtype`` (float16 by default; "bfloat16", "float32") when the architecture
-supports it, else in float32; a tile that runs out of memory is retried at half the size (down to 128).
-Options: ``tile``, ``overlap``, ``max_side``, ``dtype``.
+``source`` is a weights file that spandrel loads (``engine.kinds.weights``); it tells the
+architecture and its native scale. The image is cut into tiles of at most ``tile`` px a side, each
+carrying ``overlap`` px of its neighbours as context; only each tile's core is kept. Memory is then
+bounded by the tile size whatever the image size, and seams vanish once the overlap covers the
+network's receptive radius (a convolutional net gives the untiled result, to rounding). When the
+asked factor (``--scale``) differs from the model's own, each tile's output is resized with Lanczos
+to that factor before its core is kept. A tile that runs out of memory is retried at half the size.
+docs/models.md lists the options.
 """
 
 from __future__ import annotations
@@ -29,8 +22,8 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
-from engine.kinds import weights
-from engine.work import UserFacingError, Work
+from engine.kinds import sources, weights
+from engine.work import Kind, UserFacingError, Work
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +149,7 @@ def check(entry: ModelEntry) -> str | None:
         options(entry)
     except ValueError as error:
         return str(error)
-    return weights.dtype_problem(entry) or weights.weights_problem(entry)
+    return sources.dtype_problem(entry) or weights.weights_problem(entry)
 
 
 def load(entry: ModelEntry, device: str) -> UpscaleModel:
@@ -174,3 +167,6 @@ def load(entry: ModelEntry, device: str) -> UpscaleModel:
         overlap=overlap,
         max_side=max_side,
     )
+
+
+KIND = Kind(check=check, load=load)

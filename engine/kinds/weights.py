@@ -18,21 +18,13 @@ from typing import Any
 import numpy as np
 
 from bot.models import ModelEntry
+from engine.kinds import sources
 from engine.work import UserFacingError
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ENGINE_EXTRA = "needs the engine extra: pip install 'remixbot[engine]' (spandrel missing)"
-_DTYPES = {
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float32": "float32",
-    "fp32": "float32",
-}
 
 
 def weights_problem(entry: ModelEntry) -> str | None:
@@ -56,13 +48,6 @@ def int_option(entry: ModelEntry, key: str, default: int, low: int, high: int) -
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"misconfigured: {key} = {value!r} for {entry.name} (a whole number from {low} to {high})")
     return value
-
-
-def dtype_problem(entry: ModelEntry) -> str | None:
-    name = entry.options.get("dtype")
-    if name is not None and str(name).lower() not in _DTYPES:
-        return f"misconfigured: unknown dtype {name!r} for {entry.name} (float16, bfloat16 or float32)"
-    return None
 
 
 def load_descriptor(entry: ModelEntry, device: str) -> Any:
@@ -99,8 +84,8 @@ def load_descriptor(entry: ModelEntry, device: str) -> Any:
             "only RGB and greyscale models are supported"
         )
     descriptor.eval()
-    name = _DTYPES.get(str(entry.options.get("dtype", "float16")).lower(), "float32")
-    if device.startswith("cuda"):
+    if device.startswith("cuda"):  # on the CPU spandrel's models stay in float32
+        name = sources.dtype_name(entry, device)
         if name == "float16" and descriptor.supports_half:
             descriptor.half()
         elif name == "bfloat16" and descriptor.supports_bfloat16:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bot.actions import Button, Press, parse_button
+from bot.flags import help_text
 from bot.models import parse_models
-from bot.requests import HELP, Defaults, RequestError, format_request, parse_request
+from bot.requests import Defaults, RequestError, format_request, parse_request
 from bot.settings import Limits
 
 MODELS = parse_models("""
@@ -51,7 +52,7 @@ def test_bad_values_are_friendly_one_liners(text, message):
 
 
 def test_help_lists_the_new_flags():
-    words = {word.rstrip(":") for word in HELP.split()}
+    words = {word.rstrip(":") for word in help_text(Limits()).split()}
     assert {"--motion", "--frames", "--fps", "--ref-scale"} <= words
 
 

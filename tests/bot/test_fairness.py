@@ -16,7 +16,9 @@ from bot import images
 from bot.fairness import ORIGIN, UNIT, estimate
 from bot.jobs import Action, Event, Job, Origin, Request, Status
 from bot.models import load_models
-from bot.queue import ArqQueue, LocalQueue, queue_name
+from bot.queue.arq_queue import ArqQueue
+from bot.queue.local import LocalQueue
+from bot.queue.wire import queue_name
 from engine.runner import Engine
 from tests.integration.harness import noop_models
 

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from bot import images
+from bot.flags import help_text
 from bot.jobs import Request
 from bot.models import Models, parse_models
 from bot.requests import (
-    HELP,
     Defaults,
     RequestError,
     format_request,
@@ -491,9 +491,9 @@ def test_request_from_parameters_result_round_trips(models: Models) -> None:
 
 
 def test_help_lists_every_flag_and_an_example_that_parses(models: Models) -> None:
-    words = {word.rstrip(":") for word in HELP.split()}
+    words = {word.rstrip(":") for word in help_text(Limits()).split()}
     for flag in "--strength --model --seed --no --n --size --steps --cfg --image-cfg --scale".split():
         assert flag in words
     assert {"--compare", "--show-source"} <= words
-    example = HELP.split("Example: ", 1)[1]
+    example = help_text(Limits()).split("Example: ", 1)[1]
     assert parse(example, models).negative_prompt == "blurry, text"

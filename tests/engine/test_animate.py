@@ -174,7 +174,7 @@ def svd(tiny_svd):
         num_inference_steps=2,
         guidance_scale=2.5,
     )
-    return entry, registry.kind_module(entry).load(entry, "cpu")
+    return entry, registry.kind_of(entry).load(entry, "cpu")
 
 
 def test_svd_through_the_registry_makes_an_mp4_and_a_seed_repeats_it(svd, tmp_path):

@@ -46,7 +46,7 @@ def entry(tmp_path_factory) -> ModelEntry:
 
 @pytest.fixture(scope="module")
 def model(entry):
-    return registry.kind_module(entry).load(entry, "cpu")
+    return registry.kind_of(entry).load(entry, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from adapters.cli import build_service, close_service  # noqa: E402
 from bot.actions import Button, button_id  # noqa: E402
 from bot.jobs import Action, Origin, Request, Status  # noqa: E402
 from bot.models import ModelEntry  # noqa: E402
-from engine.kinds import classic, faces  # noqa: E402
+from engine.kinds import classic, face_restore, faces  # noqa: E402
 from engine.work import Work  # noqa: E402
 from tests.engine.tiny_spandrel import build_compact, build_gfpgan  # noqa: E402
 from tests.fixtures import IMAGES  # noqa: E402
@@ -141,8 +141,8 @@ def test_a_random_gfpgan_restores_the_face_and_pastes_it_back(weights_dir, astro
     """Full size (spandrel hard-codes GFPGAN's 512 px, 86 M parameters): the slowest test here."""
     path = build_gfpgan(weights_dir / "GFPGANv1.4.pth")
     entry = ModelEntry(name="gfpgan", kind="face-restore", source=str(path))
-    assert faces.check(entry) is None
-    model = faces.load(entry, "cpu")
+    assert face_restore.check(entry) is None
+    model = face_restore.load(entry, "cpu")
     assert model.label == "spandrel GFPGAN"
     work = work_for(entry, astronaut)
     [fixed] = model.run(work, lambda step, total: None)
@@ -153,7 +153,7 @@ def test_a_random_gfpgan_restores_the_face_and_pastes_it_back(weights_dir, astro
 def test_a_1x_restoration_model_works_as_a_face_restorer(weights_dir, astronaut):
     path = build_compact(weights_dir / "restore-1x.pth", scale=1)
     entry = ModelEntry(name="restore", kind="face-restore", source=str(path))
-    model = faces.load(entry, "cpu")
+    model = face_restore.load(entry, "cpu")
     assert model.label == "spandrel RealESRGAN Compact"
     steps = []
     work = work_for(entry, astronaut, seeds=(1, 2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ pytest.importorskip("transformers")
 
 from bot.jobs import Action, JobCancelled, Request  # noqa: E402
 from bot.models import ModelEntry  # noqa: E402
-from engine.kinds import img2img  # noqa: E402
+from engine.kinds import img2img, outputs, sources  # noqa: E402
 from engine.work import Work  # noqa: E402
 from tests.engine.tiny_models import build_tiny_sd, build_tiny_sd_single_file  # noqa: E402
 from tests.fixtures import IMAGES  # noqa: E402
@@ -132,10 +133,8 @@ def test_check_an_uncached_hub_id_asks_for_a_download(entry, empty_hub):
 
 
 def test_check_without_the_engine_extra(entry, monkeypatch):
-    real = img2img.importlib.util.find_spec
-    monkeypatch.setattr(
-        img2img.importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a)
-    )
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
     assert img2img.check(entry) == "needs the engine extra: pip install 'remixbot[engine]'"
 
 
@@ -239,7 +238,7 @@ def test_nan_output_raises_blank_output(model, entry, source, monkeypatch):
         return (torch.full_like(sample, float("nan")),)
 
     monkeypatch.setattr(vae, "decode", nan_decode)
-    with pytest.raises(img2img.BlankOutput, match="blank image"):
+    with pytest.raises(outputs.BlankOutput, match="blank image"):
         model.run(work_for(entry, source, seeds=(1,)), no_progress)
 
 
@@ -248,7 +247,7 @@ def test_safety_checker_blackout_raises_blank_output(model, entry, source, monke
         return image, [False, True]
 
     monkeypatch.setattr(model.pipe, "run_safety_checker", flag_second)
-    with pytest.raises(img2img.BlankOutput, match="safety checker"):
+    with pytest.raises(outputs.BlankOutput, match="safety checker"):
         model.run(work_for(entry, source, seeds=(1, 2)), no_progress)
 
 
@@ -267,10 +266,11 @@ def test_scheduler_option(entry, source, scheduler):
 
 
 def test_dtype_is_explicit(entry):
-    assert img2img._dtype(entry, "cpu") == torch.float32
-    assert img2img._dtype(replace(entry, options={"dtype": "bfloat16"}), "cpu") == torch.float32
-    assert img2img._dtype(entry, "cuda") == torch.float16
-    assert img2img._dtype(replace(entry, options={"dtype": "bfloat16"}), "cuda:1") == torch.bfloat16
+    assert sources.torch_dtype(entry, "cpu") == torch.float32
+    assert sources.torch_dtype(replace(entry, options={"dtype": "bfloat16"}), "cpu") == torch.float32
+    assert sources.torch_dtype(replace(entry, options={"cpu_dtype": "bf16"}), "cpu") == torch.bfloat16
+    assert sources.torch_dtype(entry, "cuda") == torch.float16
+    assert sources.torch_dtype(replace(entry, options={"dtype": "bfloat16"}), "cuda:1") == torch.bfloat16
 
 
 def test_a_cached_hub_id_loads_offline(entry, tiny_sd, empty_hub, source, model):

@@ -168,9 +168,9 @@ def test_real_ip_adapter_weights_are_asked_for_by_name(tiny, empty_hub):
         "models/image_encoder/config.json missing (hf download h94/IP-Adapter "
         "models/ip-adapter_sd15.safetensors --include 'models/image_encoder/*')"
     )
-    from engine.kinds import img2img
+    from engine.kinds import img2img, sources
 
-    with pytest.raises(img2img.MissingWeights, match="needs weights: ip-adapter h94/IP-Adapter"):
+    with pytest.raises(sources.MissingWeights, match="needs weights: ip-adapter h94/IP-Adapter"):
         img2img.load(hub, "cpu")
     nowhere = sd_entry(tiny["sd"], ip_adapter=str(tiny["sd"] / "nope"), ip_adapter_weight_name="x.bin")
     assert registry.check(nowhere).startswith("needs weights: ip-adapter ")
@@ -184,7 +184,7 @@ def test_a_tiny_ip_adapter_steers_the_remix_with_several_references(tiny, coffee
     steered = sd_entry(tiny["sd"], ip_adapter=str(tiny["ip"]), ip_adapter_weight_name=IP_ADAPTER_WEIGHTS)
     plain = sd_entry(tiny["sd"])
     assert registry.check(steered) is None
-    model = registry.kind_module(steered).load(steered, "cpu")
+    model = registry.kind_of(steered).load(steered, "cpu")
     source = coffee.resize((64, 40))
 
     def remix(entry, model, refs=(), **request) -> np.ndarray:
@@ -196,7 +196,7 @@ def test_a_tiny_ip_adapter_steers_the_remix_with_several_references(tiny, coffee
     both = remix(steered, model, references)
     assert np.array_equal(remix(steered, model, references), both)  # the same seed repeats
     one = remix(steered, model, references[:1])
-    unsteered = remix(plain, registry.kind_module(plain).load(plain, "cpu"))
+    unsteered = remix(plain, registry.kind_of(plain).load(plain, "cpu"))
     assert np.abs(both - unsteered).mean() > 3 and np.abs(both - one).mean() > 1
     assert np.array_equal(remix(steered, model), unsteered)  # no references: the adapter at scale 0
     assert np.array_equal(remix(steered, model, references, ip_adapter_scale=0.0), unsteered)

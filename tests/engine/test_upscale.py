@@ -114,7 +114,7 @@ def test_check_says_what_is_missing_without_importing_torch(tmp_path, compact):
     script = f"""
 import json, sys
 from bot.models import ModelEntry
-from engine.kinds import faces, upscale
+from engine.kinds import face_restore, upscale
 def entry(kind, **options):
     source = options.pop("source", "")
     return ModelEntry(name="m", kind=kind, source=source, options=options)
@@ -124,11 +124,11 @@ print(json.dumps([
     upscale.check(entry("upscale-spandrel", source="{compact}", tile=100, overlap=45)),
     upscale.check(entry("upscale-spandrel", source="{compact}", dtype="int8")),
     upscale.check(entry("upscale-spandrel", source="{compact}")),
-    faces.check(entry("face-restore")),
-    faces.check(entry("face-restore", source="{tmp_path / "GFPGANv1.4.pth"}")),
-    faces.check(entry("face-restore", inpaint_model="fast", yunet="{tmp_path / "yunet.onnx"}")),
-    faces.check(entry("face-restore", inpaint_model="fast", denoise=3)),
-    faces.check(entry("face-restore", inpaint_model="fast")),
+    face_restore.check(entry("face-restore")),
+    face_restore.check(entry("face-restore", source="{tmp_path / "GFPGANv1.4.pth"}")),
+    face_restore.check(entry("face-restore", inpaint_model="fast", yunet="{tmp_path / "yunet.onnx"}")),
+    face_restore.check(entry("face-restore", inpaint_model="fast", denoise=3)),
+    face_restore.check(entry("face-restore", inpaint_model="fast")),
 ]))
 print("torch" in sys.modules)
 """

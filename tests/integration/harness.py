@@ -156,3 +156,66 @@ def scrape(port: int, timeout: float = 30.0) -> dict[tuple[str, tuple[tuple[str,
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+class RedisServer:
+    """A redis-server of a test's own — a free port, its own directory — to kill and start again.
+
+    ``aof`` turns on append-only persistence (as docker-compose.yml does); without it a restart loses
+    everything. ``extra`` adds arguments (say, a password)."""
+
+    def __init__(self, directory: Path, *, aof: bool, extra: tuple[str, ...] = ()):
+        import shutil
+
+        if shutil.which("redis-server") is None:
+            import pytest
+
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.aof = aof
+        self.extra = extra
+        self.process: subprocess.Popen | None = None
+
+    def url(self, database: int = 0, password: str = "") -> str:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (again, on the same port and directory) and wait until it answers PING."""
+        import redis
+
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        args += ["--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec"]
+        self.process = subprocess.Popen([*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.AuthenticationError:
+                    return  # it answers: it wants a password
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye (with AOF, what was written so far survives)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

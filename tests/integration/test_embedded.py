@@ -188,3 +188,27 @@ async def test_history_is_private(service, events, coffee):
     await events.done(theirs.job.id)
     assert [r.id for r in await service.jobs(ALICE)] == [mine.job.id]
     assert [r.id for r in await service.jobs(BOB)] == [theirs.job.id]
+
+
+async def test_a_job_left_unfinished_whose_images_are_gone_fails_at_start_and_frees_the_cap(settings, coffee):
+    from bot.history import History
+    from bot.jobs import Job, Request, new_job_id
+
+    history = await History.open(settings.data_dir)
+    user = await history.user(ALICE)
+    request = Request(prompt="warm", model="classic", strength=0.5, seed=1)
+    job = Job(id=new_job_id(), action=Action.remix, request=request, image=coffee, origin=ALICE)
+    await history.add_job(job, user.id)  # the last run died before it ran
+    history.source_path(job.id).unlink()  # and its source is gone
+    await history.close()
+
+    service = await build_service(settings)
+    try:
+        events = Events()
+        service.listen("console", events)
+        record = await events.done(job.id)
+        assert record.status is Status.failed and "images are gone" in record.error
+        user = await service.history.user(ALICE)
+        assert await service.history.count_jobs(user.id, Status.queued, Status.running) == 0
+    finally:
+        await close_service(service)

@@ -25,7 +25,7 @@ def job_ids(text: str) -> list[str]:
 
 def is_result(message: dict[str, Any], job_id: str) -> bool:
     """The job's message shows its outcome: result buttons (and images), or a failure line."""
-    return f"info:{job_id}" in custom_ids(message) or "✖ Cancelled" in message["content"]
+    return f"info:{job_id}" in custom_ids(message) or "✖️ Cancelled" in message["content"]
 
 
 async def remix(

@@ -71,7 +71,7 @@ async def test_every_button_works_after_a_restart(remixbot, fake_discord, images
 
     info = await server.press(parent, f"info:{first}", bob)
     text = await info.text()
-    assert f"`{first}`" in text and "warm sunset" in text and "To repeat it" in text
+    assert f"`{first}`" in text and "warm sunset" in text and "Repeat:" in text
     assert info.replies()[0]["flags"] & 64, "only the presser sees the info"
 
     refused = await server.press(parent, f"delete:{first}", bob)

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from bot.jobs import Origin, Status
+from bot.requests import parse_request
 from tests.adapters.discord.conftest import TOKEN
 from tests.adapters.discord.fake_server import custom_ids, rows
 from tests.adapters.discord.steps import eventually, job_ids, remix, result
@@ -92,6 +93,41 @@ async def test_remix_options_reach_the_request(remixbot, fake_discord, images_di
     assert len(layout) == 5 and all(len(row) <= 5 for row in layout), "at most 5 rows of 5"
     assert layout[3] == [f"{b}:{job_id}:3" for b in PER_IMAGE]
     assert layout[4] == [f"reroll:{job_id}", f"info:{job_id}", f"delete:{job_id}", f"source:{job_id}:0"]
+
+
+async def test_typed_options_and_flags_in_the_prompt_make_the_request_the_text_would(
+    remixbot, fake_discord, images_dir
+):
+    server, service = fake_discord, remixbot.service
+    erin = server.user("erin")
+    interaction, job_id = await remix(
+        server,
+        erin,
+        images_dir / "coffee.png",
+        prompt="a lighthouse --seed 7 --no fog",  # pasted from /info: the grammar still reads it
+        steps=3,
+        cfg=2.5,
+        image_cfg=1.5,
+        scale=4,
+        show_source=True,
+        motion="low",
+        frames=12,
+        fps=6,
+        ref_scale=0.5,
+    )
+    await result(server, service, job_id)
+    text = (
+        "a lighthouse --seed 7 --no fog --steps 3 --cfg 2.5 --image-cfg 1.5 --scale 4 --show-source"
+        " --motion low --frames 12 --fps 6 --ref-scale 0.5"
+    )
+    defaults = await service.user_settings(_origin(interaction))
+    expected = parse_request(text, defaults=defaults, limits=remixbot.settings.limits, models=service.models)
+    assert (await service.job(job_id)).request == expected
+
+    clash = await server.slash(
+        "remix", erin, image=server.upload(images_dir / "coffee.png"), prompt="a cat --seed 1", seed=2
+    )
+    assert "--seed is given twice" in await clash.text()
 
 
 async def test_model_autocomplete_lists_the_registry_with_descriptions(remixbot, fake_discord):

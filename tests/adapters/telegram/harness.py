@@ -21,7 +21,8 @@ from adapters.telegram.options import Options
 from bot import sheets
 from bot.history import History
 from bot.models import load_models
-from bot.queue import ArqQueue, LocalQueue
+from bot.queue.arq_queue import ArqQueue
+from bot.queue.local import LocalQueue
 from bot.service import Service
 from bot.settings import Settings
 from tests.adapters.telegram.fake_server import ChatMessage, FakeTelegram

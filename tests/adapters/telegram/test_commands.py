@@ -140,7 +140,7 @@ async def test_cancel_and_info(bot, fake, alice, bob):
     _, bobs_job, _ = await remix(fake, fake.private(bob), bob, "/remix bob's secret")
 
     info = await said(fake, chat, alice, f"/info {job_id}")
-    assert f"Job {job_id} — remix, done" in info
+    assert f"Job {job_id} · remix · ✅ done" in info
     assert "Prompt: cinematic" in info and "Negative: blurry" in info and "seed 9" in info
     assert "Repeat: /remix cinematic --model classic --strength 0.6 --seed 9" in info
     assert await said(fake, chat, alice, "/info") == info  # no id: the latest job

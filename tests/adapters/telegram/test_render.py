@@ -98,3 +98,14 @@ def test_download_limit_is_the_bot_api_cap_unless_self_hosted(settings):
     assert download_limit(official) == 20 * MB
     assert download_limit(replace(official, telegram_base_url="https://api.telegram.org/bot")) == 20 * MB
     assert download_limit(replace(official, telegram_base_url="http://localhost:8081/bot")) == 50 * MB
+
+
+def test_info_fits_telegram_even_for_the_longest_prompts():
+    request = Request(
+        prompt="a <b>&" * 166, model="classic", strength=0.6, seed=42, negative_prompt="dark & <grim> " * 71
+    )
+    long = replace(record(), request=request)
+    text = render.info_text(long)
+    assert len(text) <= render.MESSAGE_LIMIT, "within the limit even before Telegram parses the HTML"
+    assert shown(text).startswith("Job 3f9a0c1b2d4e") and "…" in shown(text)
+    assert "<b>a" not in text, "user text is escaped"

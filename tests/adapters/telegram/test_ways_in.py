@@ -235,7 +235,7 @@ async def test_compare_posts_each_result_then_one_sheet_of_them_all(bot, fake, a
         assert model in result.text and result.callback("source:") == f"source:{job_id}:0"
     assert (await wait_final(fake, chat["id"], dreamy_id)).sent_text == "dreamy · ⏳ Queued"
     failed = await wait_final(fake, chat["id"], motion_id)  # a model that can't run here: its own line
-    assert failed.text.startswith("⚠️ ") and "no-such-kind" in failed.text
+    assert failed.text.startswith("motion · ⚠️ ") and "no-such-kind" in failed.text
 
     def sheets_sent():
         return [m for m in fake.bot_messages(chat["id"], "photo") if m.text.startswith("Compare:")]
