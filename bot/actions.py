@@ -25,6 +25,12 @@ class Button(enum.StrEnum):
     upscale = "upscale"
     fixface = "fixface"
     animate = "animate"
+    zoom15 = "zoom15"  # zoom out 1.5x
+    zoom2 = "zoom2"  # zoom out 2x
+    panleft = "panleft"
+    panright = "panright"
+    panup = "panup"
+    pandown = "pandown"
     original = "original"  # send the lossless PNG (with its parameters) as a file
     source = "source"  # a before/after sheet of one output next to its source (Service.before_after)
     info = "info"  # full parameters
@@ -45,10 +51,21 @@ class Button(enum.StrEnum):
             Button.upscale,
             Button.fixface,
             Button.animate,
+            *_OUTPAINT,
             Button.original,
             Button.source,
         )
 
+
+# What each Zoom out / Pan button asks of the outpaint action: (zoom, pan).
+_OUTPAINT = {
+    Button.zoom15: (1.5, None),
+    Button.zoom2: (2.0, None),
+    Button.panleft: (None, "left"),
+    Button.panright: (None, "right"),
+    Button.panup: (None, "up"),
+    Button.pandown: (None, "down"),
+}
 
 _ACTION_OF = {
     Button.reroll: Action.reroll,
@@ -57,6 +74,7 @@ _ACTION_OF = {
     Button.upscale: Action.upscale,
     Button.fixface: Action.fixface,
     Button.animate: Action.animate,
+    **dict.fromkeys(_OUTPAINT, Action.outpaint),
 }
 
 BUTTON_PATTERN = re.compile(
@@ -94,20 +112,31 @@ def parse_button(text: str) -> Press | None:
 
 
 def derive_request(
-    press: Press, parent: Request, *, seed: int, model: str | None, vary_subtle: float, vary_strong: float
+    press: Press,
+    parent: Request,
+    *,
+    seed: int,
+    model: str | None,
+    vary_subtle: float,
+    vary_strong: float,
+    max_size: int | None = None,
 ) -> Request:
     """The request of the job a button makes from its parent's request.
 
     ``seed`` is the new job's seed (a fresh one for reroll/vary, the output's for the others);
-    ``model`` the model that serves the action (None: keep the parent's).
+    ``model`` the model that serves the action (None: keep the parent's); ``max_size`` the longest
+    side a zoom out or pan may grow to.
     """
-    request = replace(parent, seed=seed, compare=(), show_source=False)
+    request = replace(parent, seed=seed, compare=(), show_source=False, zoom=None, pan=None)
     if press.button is Button.vary:
         request = replace(request, strength=vary_subtle)
     elif press.button is Button.varystrong:
         request = replace(request, strength=vary_strong)
     elif press.button in (Button.upscale, Button.fixface, Button.animate):
         request = replace(request, num_images_per_prompt=1)
+    elif press.button in _OUTPAINT:
+        zoom, pan = _OUTPAINT[press.button]
+        request = replace(request, num_images_per_prompt=1, zoom=zoom, pan=pan, size=max_size)
     if model is not None:
         request = replace(request, model=model)
     return request

@@ -18,11 +18,13 @@ import logging
 import math
 import re
 import warnings
+from collections.abc import Mapping
 from typing import Any, cast
 
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from bot.jobs import Request
+from bot.loras import with_lora_tags
 from bot.text import neutral
 
 log = logging.getLogger(__name__)
@@ -261,8 +263,10 @@ def format_parameters(
     sampler: str,
     model: str,
     strength: float,
+    lora_hashes: Mapping[str, str] | None = None,
 ) -> str:
-    """The A1111 infotext: the prompt, ``Negative prompt: …`` when there is one, then the settings."""
+    """The A1111 infotext: the prompt (with its ``<lora:…>`` tags), ``Negative prompt: …`` when there is
+    one, then the settings (``Lora hashes`` when LoRAs were used)."""
     image_cfg = request.image_guidance_scale
     settings: dict[str, Any] = {
         "Steps": steps,
@@ -273,10 +277,11 @@ def format_parameters(
         "Size": f"{width}x{height}",
         "Model": model,
         "Denoising strength": float(strength),
+        "Lora hashes": ", ".join(f"{name}: {digest}" for name, digest in (lora_hashes or {}).items()) or None,
     }
     line = ", ".join(f"{key}: {quote(value)}" for key, value in settings.items() if value is not None)
     negative = f"\n{_NEGATIVE} {request.negative_prompt}" if request.negative_prompt else ""
-    return f"{request.prompt}{negative}\n{line}".strip()
+    return f"{with_lora_tags(request.prompt, request.loras)}{negative}\n{line}".strip()
 
 
 def quote(value: Any) -> str:

@@ -27,6 +27,7 @@ class Action(enum.StrEnum):
     upscale = "upscale"
     fixface = "fixface"
     animate = "animate"
+    outpaint = "outpaint"  # zoom out or pan: a larger canvas, its new border filled in
 
 
 class Status(enum.StrEnum):
@@ -62,6 +63,9 @@ class Request:
     num_frames: int | None = None  # animate: frames in the clip; None: the model's default
     fps: int | None = None  # animate: frames per second; None: the model's default
     ip_adapter_scale: float | None = None  # how strongly reference images steer; None: the model's default
+    loras: tuple[tuple[str, float], ...] = ()  # (name, weight) read from <lora:name:weight> tags in the prompt
+    zoom: float | None = None  # outpaint: zoom out 1.5 or 2 times around the picture
+    pan: str | None = None  # outpaint: "left", "right", "up" or "down": half the picture added on that side
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ def _convert(kind: Any, value: Any) -> Any:
 
 _FIELD_TYPES: dict[tuple[type, str], Any] = {
     (Request, "compare"): ("tuple", None),
+    (Request, "loras"): ("tuple", ("tuple", None)),
     (Job, "action"): Action,
     (Job, "request"): Request,
     (Job, "origin"): Origin,

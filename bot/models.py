@@ -7,11 +7,12 @@ Reading the file needs no torch; the engine decides whether an entry can really 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bot.jobs import Action
+from bot.loras import find_loras
 
 # The model each button uses unless models.toml says otherwise.
 DEFAULT_FOR_ACTION = {
@@ -19,6 +20,7 @@ DEFAULT_FOR_ACTION = {
     Action.upscale: "classic",
     Action.fixface: "classic",
     Action.animate: "classic",
+    Action.outpaint: "classic",
 }
 
 
@@ -45,6 +47,7 @@ class ModelEntry:
 class Models:
     entries: dict[str, ModelEntry]
     defaults: dict[Action, str]
+    loras: dict[str, Path] = field(default_factory=dict)  # the LoRA folder's files by name (bot.loras)
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -105,5 +108,6 @@ def parse_models(text: str, base: Path | None = None) -> Models:
     return Models(entries=entries, defaults=defaults)
 
 
-def load_models(path: Path) -> Models:
-    return parse_models(path.read_text(encoding="utf-8"), base=path.parent)
+def load_models(path: Path, lora_dir: Path | None = None) -> Models:
+    models = parse_models(path.read_text(encoding="utf-8"), base=path.parent)
+    return replace(models, loras=find_loras(lora_dir))

@@ -17,10 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from bot.flags import MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table
+from bot.flags import MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table, number, to_float
 from bot.flags import RequestError as RequestError  # the grammar's one error, raised by the table too
 from bot.jobs import Action, Request
+from bot.loras import MAX_WEIGHT as MAX_LORA_WEIGHT
+from bot.loras import MIN_WEIGHT as MIN_LORA_WEIGHT
+from bot.loras import LoraError, split_loras, with_lora_tags
 from bot.models import Models
+from bot.prompts import check_prompt
 from bot.settings import Limits
 from bot.text import neutral
 
@@ -75,9 +79,11 @@ def build_request(
     """The Request for a prompt and the flags' values (by flag name), the user's defaults filling the rest."""
     flags = flag_table(limits)
     model = pick_model(cast(str | None, values.get("model")), defaults, models)
+    prompt, loras = pick_loras(prompt, models)
     fields: dict[str, Any] = {flags[name].field: value for name, value in values.items()}
     fields.update(
         prompt=prompt,
+        loras=loras,
         model=model,
         strength=pick_strength(cast(float | None, values.get("strength")), defaults, models[model].strength),
         num_images_per_prompt=pick_count(cast(int | None, values.get("n")), defaults, limits),
@@ -85,7 +91,28 @@ def build_request(
     )
     check_length("prompt", prompt, limits.max_prompt_length)
     check_length("negative prompt", fields.get("negative_prompt", ""), limits.max_prompt_length)
+    for text in (prompt, fields.get("negative_prompt", "")):
+        if reason := check_prompt(text):
+            raise RequestError(reason)
     return Request(**fields)
+
+
+def pick_loras(prompt: str, models: Models) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """The prompt without its <lora:…> tags, and the LoRAs they name (known ones only) at their weights."""
+    try:
+        text, tags = split_loras(prompt, models.loras)
+    except LoraError as error:
+        raise RequestError(str(error)) from None
+    loras = []
+    for name, raw in tags:
+        weight = to_float(f"the weight of LoRA {name}", raw)
+        if not MIN_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT:
+            raise RequestError(
+                f"the weight of LoRA {name} must be between {number(MIN_LORA_WEIGHT)} and {number(MAX_LORA_WEIGHT)}, "
+                f"got {raw}"
+            )
+        loras.append((name, weight))
+    return text, tuple(loras)
 
 
 def split_flags(text: str, flags: Flags) -> tuple[str, dict[str, str]]:
@@ -227,7 +254,8 @@ def pick_compare(names: tuple[str, ...] | None, model: str, models: Models) -> t
 
 def format_request(request: Request) -> str:
     """The request as chat text that ``parse_request`` reads back to the same Request."""
-    parts = [quote_prompt(request.prompt)] if request.prompt else []
+    prompt = with_lora_tags(request.prompt, request.loras)
+    parts = [quote_prompt(prompt)] if prompt else []
     return " ".join(parts + [text for _, text in written_flags(request)])
 
 
@@ -284,8 +312,10 @@ def request_from_parameters(
         strength = pick_strength(None, defaults, models[model].strength)
     seed = params.get("seed")
     strength = strength if _finite(strength) else models[model].strength
+    prompt, loras = pick_loras(str(params.get("prompt", ""))[: limits.max_prompt_length], models)
     return Request(
-        prompt=str(params.get("prompt", ""))[: limits.max_prompt_length],
+        prompt=prompt,
+        loras=loras,
         model=model,
         strength=flags["strength"].clamp(strength),
         negative_prompt=str(params.get("negative_prompt", ""))[: limits.max_prompt_length],

@@ -246,6 +246,7 @@ class Service:
             model=model,
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
+            max_size=self.settings.limits.max_size,
         )
         await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
@@ -624,14 +625,21 @@ def _prepare(
         else:
             request = requests.parse_request(text, defaults=defaults, limits=limits, models=models, given=options)
             if found and not _has_flags(text) and not options:
-                offer = requests.format_request(
-                    requests.request_from_parameters(
-                        images.parse_parameters(found), defaults=defaults, models=models, limits=limits
-                    )
-                )
+                offer = _offer(found, defaults, models, limits)
     except requests.RequestError as error:
         raise Refusal(str(error)) from None
     return source, refs, request, offer
+
+
+def _offer(found: str, defaults: requests.Defaults, models: Models, limits: Limits) -> str:
+    """The source PNG's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
+    try:
+        params = images.parse_parameters(found)
+        return requests.format_request(
+            requests.request_from_parameters(params, defaults=defaults, models=models, limits=limits)
+        )
+    except requests.RequestError:
+        return ""
 
 
 def _decode(data: bytes, limits: Limits, side: int) -> bytes:

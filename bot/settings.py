@@ -47,6 +47,7 @@ class Limits:
 class Settings:
     data_dir: Path = Path("data")
     models_path: Path = ROOT / "config" / "models.toml"
+    lora_dir: Path | None = None  # a folder of .safetensors LoRAs, used as <lora:name:weight> in prompts
     redis_url: str = ""  # empty: embedded mode (engine in-process)
     device: str = ""  # engine device: "", "cpu", "cuda", "cuda:1"; "" picks CUDA when present
     job_timeout: int = 900  # seconds a job may run
@@ -130,6 +131,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         data_dir=Path(env.get("REMIXBOT_DATA_DIR") or base.data_dir),
         models_path=Path(env.get("REMIXBOT_MODELS") or base.models_path),
+        lora_dir=Path(env["REMIXBOT_LORA_DIR"]).expanduser() if env.get("REMIXBOT_LORA_DIR") else base.lora_dir,
         redis_url=env.get("REDIS_URL", "").strip(),
         device=env.get("REMIXBOT_DEVICE", "").strip(),
         job_timeout=_int(env, "REMIXBOT_JOB_TIMEOUT", base.job_timeout),

@@ -45,6 +45,7 @@ from PIL import Image
 
 from bot import images
 from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
+from bot.loras import lora_hashes
 from bot.models import ModelEntry, Models
 from engine import device as devices
 from engine import registry
@@ -402,6 +403,7 @@ class Engine:
             seeds=seeds,
             device=self._device_for(entry),
             load_model=self._model_named,
+            lora_files=self.models.loras,
         )
 
     def _model_named(self, name: str) -> tuple[ModelEntry, Model]:
@@ -438,6 +440,7 @@ class Engine:
             sampler=model.label,
             model=entry.name,
             strength=request.strength,
+            lora_hashes=lora_hashes(request.loras, self.models.loras),
         )
         return Output(
             index=index, seed=seed, data=images.encode_png(item, parameters), width=item.width, height=item.height

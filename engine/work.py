@@ -15,8 +15,9 @@ also runs several works that share a ``batch_key`` as one call (``run_batch``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
@@ -44,6 +45,8 @@ class Work:
     # Another registry entry by name -> (entry, its resident model), for a kind that drives a second
     # model (face-restore's inpaint_model). The runner passes its own loader; None elsewhere.
     load_model: Callable[[str], tuple[ModelEntry, Model]] | None = None
+    # The LoRA folder's files by name (bot.loras.find_loras), for the request's ``loras``.
+    lora_files: Mapping[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

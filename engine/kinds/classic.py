@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 from bot.jobs import Action, Progress
 from bot.models import ModelEntry
 from engine import clips
-from engine.kinds import faces, upscale
+from engine.kinds import faces, outpaint, upscale
 from engine.work import Clip, Kind, Work
 
 LABEL = "classic"
@@ -723,6 +723,17 @@ def _camera_frame(still: np.ndarray, t: float, end_zoom: float, pan: np.ndarray)
     )
 
 
+def _outpaint(work: Work, progress: Progress) -> list[Image.Image]:
+    """Zoom out or pan: the picture on a larger canvas, the border filled from its own texture and colours."""
+    request = work.request
+    max_side = request.size or outpaint.MAX_SIDE
+    image = outpaint.extend(
+        work.image, zoom=request.zoom, pan=request.pan, max_side=max_side, multiple=work.entry.multiple
+    )
+    progress(1, 1)
+    return [image for _ in work.seeds]
+
+
 _ACTIONS: dict[Action, Callable[[Work, Progress], Sequence[Image.Image | Clip]]] = {
     Action.remix: _remix,
     Action.reroll: _remix,
@@ -730,6 +741,7 @@ _ACTIONS: dict[Action, Callable[[Work, Progress], Sequence[Image.Image | Clip]]]
     Action.upscale: _upscale,
     Action.animate: _animate,
     Action.fixface: _fixface,
+    Action.outpaint: _outpaint,
 }
 
 

@@ -28,9 +28,10 @@ from typing import Any
 
 from PIL import Image
 
-from bot.jobs import Progress
+from bot.jobs import Action, Progress
 from bot.models import ModelEntry
-from engine.kinds import ip_adapter, outputs, pretrained, sources
+from engine.kinds import ip_adapter, outpaint, outputs, pretrained, prompts, sources
+from engine.kinds.loras import LoadedLoras
 from engine.kinds.sources import MissingWeights
 from engine.work import Kind, Work
 
@@ -294,13 +295,19 @@ class Img2ImgModel:
     label: str
     vae_tiling: int = VAE_TILING  # decode in tiles above this longest side (px); 0: never
     speed: dict[str, Any] = field(default_factory=dict)  # the speed options in effect
+    loras: LoadedLoras = field(default_factory=LoadedLoras)  # resident LoRAs, the active ones
 
     def batch_key(self, work: Work) -> Hashable:
-        """Works with equal keys can run as one batch: same working size, steps, strength and guidance."""
+        """Works with equal keys can run as one batch: same working size, steps, strength, guidance, LoRAs."""
         steps, strength, guidance = _call_settings(work)
-        return (work.image.size, steps, strength, guidance, ip_adapter.batch_key(work))
+        alone = id(work) if work.action is Action.outpaint else None  # an outpaint runs alone (run)
+        return (alone, work.image.size, steps, strength, guidance, ip_adapter.batch_key(work), work.request.loras)
 
     def run(self, work: Work, progress: Progress) -> Images:
+        if work.action is Action.outpaint:  # zoom out / pan: the border redrawn by the inpainting twin
+            self.loras.activate(self.pipe, work)
+            steps, _, guidance = _call_settings(work)
+            return outpaint.redraw(self.pipe, work, progress, steps=steps, guidance=guidance)
         outcome = self.run_batch([work], progress)[0]
         if isinstance(outcome, Exception):
             raise outcome
@@ -318,6 +325,7 @@ class Img2ImgModel:
         if not any(work.seeds for work in works):
             return [[] for _ in works]
         self._set_tiling(works[0].image.size)
+        self.loras.activate(self.pipe, works[0])  # one batch key: the same LoRAs for every work
         with torch.inference_mode():
             result = self.pipe(**self.call_kwargs(works, progress))
         return self._outcomes(works, result)
@@ -328,8 +336,7 @@ class Img2ImgModel:
         steps, strength, guidance = _call_settings(works[0])
         negatives = [work.request.negative_prompt for work, _ in rows]
         return dict(
-            prompt=[work.request.prompt for work, _ in rows],
-            negative_prompt=negatives if any(negatives) else None,
+            **prompts.call_kwargs(self.pipe, [work.request.prompt for work, _ in rows], negatives),
             # one source for one work (the pipeline repeats it); else one per row
             image=works[0].image if len(works) == 1 else [work.image for work, _ in rows],
             strength=strength,
