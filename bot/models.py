@@ -7,7 +7,8 @@ Reading the file needs no torch; the engine decides whether an entry can really 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class ModelEntry:
 class Models:
     entries: dict[str, ModelEntry]
     defaults: dict[Action, str]
+    # [defaults] may list several models for an action ("the first of these that can run"): ``settle``
+    # picks among them once availability is known; until then the first is the default
+    choices: dict[Action, tuple[str, ...]] = field(default_factory=dict)
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -52,7 +56,7 @@ class Models:
     def __getitem__(self, name: str) -> ModelEntry:
         return self.entries[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self.entries.values())
 
     def names(self) -> list[str]:
@@ -62,6 +66,15 @@ class Models:
         """The model a button uses (upscale, fixface, animate) or the default remix model."""
         name = self.defaults.get(action) or self.defaults[Action.remix]
         return self.entries[name]
+
+    def settle(self, availability: dict[str, str | None]) -> Models:
+        """The registry with each listed default set to its first choice that can run (availability:
+        name → None when it runs), or its last choice when none can."""
+        defaults = dict(self.defaults)
+        for action, names in self.choices.items():
+            runnable = [name for name in names if name in availability and availability[name] is None]
+            defaults[action] = runnable[0] if runnable else names[-1]
+        return replace(self, defaults=defaults)
 
 
 _ENTRY_FIELDS = {
@@ -77,8 +90,12 @@ _ENTRY_FIELDS = {
 }
 
 
-def parse_models(text: str, base: Path | None = None) -> Models:
-    """Parse models.toml text. Relative ``source`` paths resolve against ``base``."""
+WEIGHTS_SCHEME = "weights:"  # source = "weights:realesrgan/x.safetensors": under the data dir's weights/
+
+
+def parse_models(text: str, base: Path | None = None, weights: Path | None = None) -> Models:
+    """Parse models.toml text. Relative ``source`` paths resolve against ``base``; ``weights:`` sources
+    against ``weights`` (the data dir's ``weights/`` folder, where ``remixbot weights`` installs)."""
     data = tomllib.loads(text)
     entries: dict[str, ModelEntry] = {}
     for name, raw in data.get("models", {}).items():
@@ -89,6 +106,8 @@ def parse_models(text: str, base: Path | None = None) -> Models:
         source = known.get("source", "")
         if base is not None and source.startswith(("./", "../")):
             known["source"] = str((base / source).resolve())
+        elif source.startswith(WEIGHTS_SCHEME):
+            known["source"] = str((weights or Path("data") / "weights") / source[len(WEIGHTS_SCHEME) :])
         entries[name] = ModelEntry(name=name, options=options, **known)
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
@@ -97,13 +116,20 @@ def parse_models(text: str, base: Path | None = None) -> Models:
             description="No weights, instant: colour grades and painterly looks picked from your prompt.",
         )
     defaults = dict(DEFAULT_FOR_ACTION)
+    choices: dict[Action, tuple[str, ...]] = {}
     for key, value in data.get("defaults", {}).items():
         action = Action(key if key != "model" else "remix")
-        if value not in entries:
-            raise ValueError(f"models.toml: default {key} = {value!r} is not a model")
-        defaults[action] = value
-    return Models(entries=entries, defaults=defaults)
+        names = tuple(value) if isinstance(value, list) else (value,)
+        for name in names:
+            if name not in entries:
+                raise ValueError(f"models.toml: default {key} = {name!r} is not a model")
+        if not names:
+            raise ValueError(f"models.toml: default {key} lists no model")
+        defaults[action] = names[0]
+        if len(names) > 1:
+            choices[action] = names
+    return Models(entries=entries, defaults=defaults, choices=choices)
 
 
-def load_models(path: Path) -> Models:
-    return parse_models(path.read_text(encoding="utf-8"), base=path.parent)
+def load_models(path: Path, weights: Path | None = None) -> Models:
+    return parse_models(path.read_text(encoding="utf-8"), base=path.parent, weights=weights)

@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "image-to-video": "engine.kinds.animate",
     "instruct-pix2pix": "engine.kinds.edit",
     "flux-kontext": "engine.kinds.edit",
+    "style-transfer": "engine.kinds.style",  # neural style transfer on onnxruntime (remixbot weights install style)
     "noop": "engine.kinds.noop",  # the source back unchanged: for measuring the queue (benchmarks, tests)
 }
 

