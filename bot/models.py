@@ -94,20 +94,21 @@ WEIGHTS_SCHEME = "weights:"  # source = "weights:realesrgan/x.safetensors": unde
 
 
 def parse_models(text: str, base: Path | None = None, weights: Path | None = None) -> Models:
-    """Parse models.toml text. Relative ``source`` paths resolve against ``base``; ``weights:`` sources
-    against ``weights`` (the data dir's ``weights/`` folder, where ``remixbot weights`` installs)."""
+    """Parse models.toml text. Relative ``source`` paths resolve against ``base``; ``weights:`` sources and
+    options against ``weights`` (the data dir's ``weights/`` folder, where ``remixbot weights`` installs)."""
     data = tomllib.loads(text)
     entries: dict[str, ModelEntry] = {}
     for name, raw in data.get("models", {}).items():
         if "kind" not in raw:
             raise ValueError(f"models.toml: model {name!r} has no kind")
+        folder = weights or Path("data") / "weights"
         known = {k: v for k, v in raw.items() if k in _ENTRY_FIELDS}
-        options = {k: v for k, v in raw.items() if k not in _ENTRY_FIELDS}
+        options = {k: _in_weights(v, folder) for k, v in raw.items() if k not in _ENTRY_FIELDS}
         source = known.get("source", "")
         if base is not None and source.startswith(("./", "../")):
             known["source"] = str((base / source).resolve())
-        elif source.startswith(WEIGHTS_SCHEME):
-            known["source"] = str((weights or Path("data") / "weights") / source[len(WEIGHTS_SCHEME) :])
+        else:
+            known["source"] = _in_weights(source, folder)
         entries[name] = ModelEntry(name=name, options=options, **known)
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
@@ -129,6 +130,13 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
         if len(names) > 1:
             choices[action] = names
     return Models(entries=entries, defaults=defaults, choices=choices)
+
+
+def _in_weights(value: Any, folder: Path) -> Any:
+    """A ``weights:PATH`` string (a source or a file option) as the path under ``folder``; else as is."""
+    if isinstance(value, str) and value.startswith(WEIGHTS_SCHEME):
+        return str(folder / value[len(WEIGHTS_SCHEME) :])
+    return value
 
 
 def load_models(path: Path, weights: Path | None = None) -> Models:
