@@ -56,6 +56,6 @@ def test_the_shipped_registry_prefers_real_esrgan_for_upscale(tmp_path):
     from bot.settings import ROOT
 
     models = load_models(ROOT / "config" / "models.toml", tmp_path / "weights")
-    assert models.choices[Action.upscale] == ("realesrgan-x4", "classic")
+    assert models.choices[Action.upscale] == ("realesrgan-fast", "classic")
     for name in ("style", "realesrgan-x4", "realesrgan-anime", "realesrgan-fast"):
         assert models[name].source.startswith(str(tmp_path / "weights"))
