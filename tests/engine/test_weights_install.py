@@ -131,3 +131,28 @@ def test_the_style_command_of_the_readme_gives_real_style_transfers(env, model_w
     assert referenced.returncode == 0, referenced.stderr
     assert "the style of 1 reference image" in referenced.stderr
     assert Image.open(referenced.stdout.split()[0]).size == source.size
+
+
+def test_installed_real_esrgan_becomes_the_upscale_button(real_weights, images_dir, one_torch_thread):
+    from PIL import Image
+
+    from bot.jobs import Action, Request
+    from bot.models import load_models
+    from engine import registry
+    from engine.kinds import upscale
+    from engine.work import Work
+
+    root = real_weights("realesrgan").parent
+    before = load_models(ROOT / "config" / "models.toml", root / "nowhere")
+    assert before.settle(registry.availability(before)).for_action(Action.upscale).name == "classic"
+    models = load_models(ROOT / "config" / "models.toml", root)
+    entry = models.settle(registry.availability(models)).for_action(Action.upscale)
+    assert entry.name == "realesrgan-fast"
+    model = upscale.load(entry, "cpu")
+    assert model.label == "spandrel RealESRGAN Compact ×4"
+    source = Image.open(images_dir / "astronaut.png").convert("RGB").crop((180, 60, 228, 108))
+    request = Request(prompt="", model=entry.name, strength=1.0, scale=4)
+    [out] = model.run(Work(Action.upscale, request, entry, source, (), (1,), "cpu"), lambda *_: None)
+    assert out.size == (192, 192)
+    lanczos = source.resize((192, 192), Image.Resampling.LANCZOS)
+    assert out.tobytes() != lanczos.tobytes()
