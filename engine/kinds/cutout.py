@@ -23,9 +23,8 @@ from PIL import Image, ImageFilter
 from bot.jobs import Progress
 from bot.models import ModelEntry
 from engine.kinds import onnx
-from engine.work import Work
+from engine.work import Kind, Work
 
-DEVICE = "cpu"
 PACK = "cutout"
 FILE = "u2netp.onnx"
 SIDE = 320  # the network's input
@@ -100,3 +99,6 @@ def check(entry: ModelEntry) -> str | None:
 
 def load(entry: ModelEntry, device: str) -> CutoutModel:
     return CutoutModel(session=onnx.session(Path(entry.source.strip()).expanduser() / FILE))
+
+
+KIND = Kind(check=check, load=load, device="cpu")  # onnxruntime on the CPU: no torch

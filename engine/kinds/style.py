@@ -32,9 +32,8 @@ from bot.jobs import Progress
 from bot.models import ModelEntry
 from engine.kinds import onnx
 from engine.kinds.weights import int_option
-from engine.work import Work
+from engine.work import Kind, Work
 
-DEVICE = "cpu"
 PACK = "style"
 BUILTIN = "multistyle26.onnx"
 PREDICT = "arbitrary_predict.onnx"
@@ -233,3 +232,6 @@ def load(entry: ModelEntry, device: str) -> StyleModel:
     for name in FILES:  # open the sessions now: a damaged file fails the load, not a job
         model.session(name)
     return model
+
+
+KIND = Kind(check=check, load=load, device="cpu")  # onnxruntime on the CPU: no torch
