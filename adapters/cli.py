@@ -31,7 +31,7 @@ log = logging.getLogger("remixbot")
 
 async def build_service(settings: Settings) -> Service:
     """Wire the service for this process: embedded engine, or arq workers when REDIS_URL is set."""
-    models = load_models(settings.models_path, settings.weights_dir, settings.lora_dir)
+    models = load_models(settings.models_path, settings.weights_dir, lora_dir=settings.lora_dir)
     history = await History.open(settings.data_dir)
     if settings.redis_url:
         workers = ArqQueue(
@@ -184,7 +184,7 @@ async def worker(settings: Settings, groups: list[str]) -> int:
     if not settings.redis_url:
         print("error: remixbot worker needs REDIS_URL (the embedded mode runs the engine in-process)", file=sys.stderr)
         return 2
-    models = load_models(settings.models_path, settings.weights_dir, settings.lora_dir)
+    models = load_models(settings.models_path, settings.weights_dir, lora_dir=settings.lora_dir)
     groups = groups or sorted({entry.queue_group for entry in models})
     engine = Engine.from_settings(models, settings)
     workers = build_workers(

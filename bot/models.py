@@ -142,6 +142,6 @@ def _in_weights(value: Any, folder: Path) -> Any:
     return value
 
 
-def load_models(path: Path, weights: Path | None = None, lora_dir: Path | None = None) -> Models:
+def load_models(path: Path, weights: Path | None = None, *, lora_dir: Path | None = None) -> Models:
     models = parse_models(path.read_text(encoding="utf-8"), base=path.parent, weights=weights)
     return replace(models, loras=find_loras(lora_dir))

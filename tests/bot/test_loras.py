@@ -50,7 +50,7 @@ def test_find_loras_lists_safetensors_by_name(lora_dir, tmp_path):
     assert find_loras(None) == {} and find_loras(tmp_path / "nowhere") == {}
     toml = tmp_path / "models.toml"
     toml.write_text("")
-    assert set(load_models(toml, lora_dir).loras) == {"Ink-Wash", "pixel_art"}
+    assert set(load_models(toml, lora_dir=lora_dir).loras) == {"Ink-Wash", "pixel_art"}
 
 
 def test_tags_leave_the_prompt_and_become_loras(models):
