@@ -1,36 +1,44 @@
-"""Benchmark 2: the engine on a CPU against plain diffusers, SD-Turbo-sized img2img at 512x512.
+"""Benchmark 2: the fast CPU path, option by option, against plain diffusers: SD-Turbo-sized img2img at 512².
 
-    python benchmarks/cpu.py [--images 4] [--folder /tmp/remixbot-bench/sd21]
-                             [--options '{"channels_last": true}']
+    python benchmarks/cpu.py [--rounds 3] [--folder /tmp/remixbot-bench/sd21] [--no-compile]
 
 The pipeline is SD 2.1 / SD-Turbo's architecture with random weights (benchmarks/pipelines.py),
-written once to ``--folder``. Each side runs in its own process, one after the other, so that its
-peak RSS is its own:
+written once to ``--folder``; the tiny autoencoder is diffusers' ``AutoencoderTiny`` with TAESD's
+config (random weights: operators fetch ``madebyollin/taesd``), written beside it.
 
-* plain: ``StableDiffusionImg2ImgPipeline.from_pretrained(folder)`` with diffusers' defaults, one
-  image at a time, then PNG-encoded (the bot has to send a file);
-* engine: ``engine.runner.Engine`` with the registry entry's CPU options, ``--images`` jobs submitted
-  at once (PNG in, PNG out), run as one batch, and again with batching off (the CPU default).
+One process loads the pipeline once and renders one image per path per round, the paths taking
+turns (interleaved), so that other load on a shared machine hits every path alike. Every render is
+timed from the source PNG to the output PNG (the bot has to send a file). Paths:
 
-Turbo settings: 2 steps at strength 0.5 (one denoising step), no classifier-free guidance. Both
-sides run one untimed warm-up image first (oneDNN builds its kernels then). Seconds per image is
-the timed wall time over the number of images.
+* plain diffusers: ``StableDiffusionImg2ImgPipeline`` with its defaults, the prompt encoded by the
+  text encoder on every call;
+* (b) prompt-embedding cache: the text encoder's output for (prompt, negative prompt) computed once
+  and passed as ``prompt_embeds`` (what a reroll or a variation reuses);
+* (a) tiny VAE: ``AutoencoderTiny`` (TAESD) in place of the full VAE, for encode and decode;
+* (a)+(b) both; and the same with 2 denoising steps (4 steps at 0.5) to show what (c) saves;
+* (c) one-step Turbo settings are in *every* path, the baseline included: 2 steps at strength 0.5
+  (steps × strength = 1, one UNet call), guidance 0 (no classifier-free guidance);
+* (d) ``torch.compile`` of the UNet (inductor, CPU) on top of (a)+(b), measured in a second phase
+  against (a)+(b) again, interleaved (the compiled UNet is a wrapper: the original stays usable).
+  bfloat16 is only tried where the CPU has ``avx512_bf16`` or ``amx_bf16`` (said so otherwise).
+
+Quality: mean absolute difference (0-255) of each path's round-0 output against plain diffusers'
+round-0 output on the same seed, and a contact sheet (``--picture``). With random weights this
+is only indicative: a trained TAESD tracks the full VAE far more closely than a random one.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Run as a script, this folder comes first on sys.path: put the repository root there instead.
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,12 +49,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SOURCE = ROOT / "tests" / "fixtures" / "images" / "astronaut.png"  # 512x512
 PROMPT = "an astronaut riding a horse, watercolor"
 STEPS, STRENGTH, GUIDANCE, SIDE = 2, 0.5, 0.0, 512
-# What the engine runs on a CPU (see BENCHMARKS.md for the options that were measured).
-CPU_OPTIONS: dict = {"sdpa": True, "channels_last": False}
 
 
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: kB
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    tiny_vae: bool = False
+    cached_prompt: bool = False
+    steps: int = STEPS
+    compiled: bool = False
+
+
+PLAIN = Variant("plain diffusers (defaults)")
+FAST = Variant("(a)+(b) tiny VAE + prompt cache", tiny_vae=True, cached_prompt=True)
+PATHS = [
+    PLAIN,
+    Variant("(b) prompt-embedding cache", cached_prompt=True),
+    Variant("(a) tiny VAE (TAESD)", tiny_vae=True),
+    FAST,
+    Variant("(a)+(b), 2 denoising steps (4 x 0.5)", tiny_vae=True, cached_prompt=True, steps=4),
+]
+COMPILED = Variant("(a)+(b)+(d) torch.compile UNet", tiny_vae=True, cached_prompt=True, compiled=True)
 
 
 def source_png() -> bytes:
@@ -58,196 +81,157 @@ def source_png() -> bytes:
         return buffer.getvalue()
 
 
-def plain(folder: Path, images: int) -> dict:
-    import diffusers
-    import torch
-    from PIL import Image
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
-    started = time.perf_counter()
-    pipe = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained(str(folder))
-    pipe.set_progress_bar_config(disable=True)
-    loaded = time.perf_counter() - started
 
-    def one(seed: int) -> bytes:
-        source = Image.open(io.BytesIO(source_png())).convert("RGB")
-        image = pipe(
-            PROMPT,
-            image=source,
-            strength=STRENGTH,
-            num_inference_steps=STEPS,
-            guidance_scale=GUIDANCE,
-            generator=torch.Generator().manual_seed(seed),
-        ).images[0]
+class Renderer:
+    """One loaded pipeline, its full and tiny VAEs, and a compiled UNet once asked for."""
+
+    def __init__(self, folder: Path, tiny_folder: Path):
+        import diffusers
+        import torch
+
+        self.torch = torch
+        self.pipe = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained(str(folder))
+        self.pipe.set_progress_bar_config(disable=True)
+        self.full_vae = self.pipe.vae
+        self.tiny_vae = diffusers.AutoencoderTiny.from_pretrained(str(tiny_folder))
+        self.unet = self.pipe.unet
+        self.compiled_unet: Any = None
+        self.data = source_png()
+        with torch.inference_mode():
+            self.embeds, _ = self.pipe.encode_prompt(PROMPT, "cpu", 1, False)
+
+    def compile(self) -> float:
+        started = time.perf_counter()
+        self.compiled_unet = self.torch.compile(self.unet)
+        self.render(COMPILED, 999)  # compiles now
+        return time.perf_counter() - started
+
+    def render(self, path: Variant, seed: int) -> tuple[bytes, float]:
+        from PIL import Image
+
+        pipe = self.pipe
+        pipe.vae = self.tiny_vae if path.tiny_vae else self.full_vae
+        pipe.unet = self.compiled_unet if path.compiled else self.unet
+        prompt: dict[str, Any] = {"prompt_embeds": self.embeds} if path.cached_prompt else {"prompt": PROMPT}
+        began = time.perf_counter()
+        source = Image.open(io.BytesIO(self.data)).convert("RGB")
+        with self.torch.inference_mode():
+            image = pipe(
+                image=source,
+                strength=STRENGTH,
+                num_inference_steps=path.steps,
+                guidance_scale=GUIDANCE,
+                generator=self.torch.Generator().manual_seed(seed),
+                **prompt,
+            ).images[0]
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
-        return buffer.getvalue()
-
-    warm = time.perf_counter()
-    one(1000)
-    warm = time.perf_counter() - warm
-    started = time.perf_counter()
-    latencies = []
-    for seed in range(images):
-        began = time.perf_counter()
-        one(seed)
-        latencies.append(time.perf_counter() - began)
-    total = time.perf_counter() - started
-    return {"load_s": loaded, "warmup_s": warm, "seconds_per_image": total / images, "latencies": latencies}
+        return buffer.getvalue(), time.perf_counter() - began
 
 
-def engine(folder: Path, images: int, options: dict, window: float, batch: int) -> dict:
-    from benchmarks.pipelines import registry_entry
-    from bot.jobs import Action, Job, Origin, Request, Status
-    from bot.models import Models
-    from engine.runner import Engine
+def interleave(renderer: Renderer, paths: list[Variant], rounds: int, outputs: dict[str, bytes]) -> dict[str, list]:
+    """``rounds`` rounds, one image per path each; round r uses seed r. Keeps round 0's outputs."""
+    times: dict[str, list] = {p.label: [] for p in paths}
+    for seed in range(rounds):
+        for path in paths:
+            png, seconds = renderer.render(path, seed)
+            times[path.label].append(seconds)
+            if seed == 0:
+                outputs.setdefault(path.label, png)
+            print(f"  round {seed} {path.label}: {seconds:.2f} s (load avg {os.getloadavg()[0]:.1f})", flush=True)
+    return times
 
-    entry = registry_entry(
-        "turbo",
-        folder,
-        size=SIDE,
-        strength=STRENGTH,
-        num_inference_steps=STEPS,
-        guidance_scale=GUIDANCE,
-        options=options,
-    )
-    models = Models(entries={"turbo": entry}, defaults={})
-    engine = Engine(models, "cpu", batch_size=batch, batch_window=window)
-    data = source_png()
 
-    def job(seed: int) -> Job:
-        request = Request(
-            prompt=PROMPT,
-            model="turbo",
-            strength=STRENGTH,
-            seed=seed,
-            size=SIDE,
-            num_inference_steps=STEPS,
-            guidance_scale=GUIDANCE,
+def mad(a: bytes, b: bytes) -> float:
+    import numpy as np
+    from PIL import Image
+
+    first, second = (np.asarray(Image.open(io.BytesIO(x)).convert("RGB"), dtype=np.float32) for x in (a, b))
+    return float(np.abs(first - second).mean())
+
+
+def contact_sheet(outputs: dict[str, bytes], labels: list[str], target: Path, side: int = 160) -> None:
+    """Source, then each path's round-0 output, ``side`` px each, as a small JPEG."""
+    from PIL import Image, ImageDraw
+
+    tiles = [("source", source_png())] + [(label, outputs[label]) for label in labels]
+    sheet = Image.new("RGB", (side * len(tiles), side + 14), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, png) in enumerate(tiles):
+        with Image.open(io.BytesIO(png)) as image:
+            sheet.paste(image.convert("RGB").resize((side, side)), (i * side, 14))
+        draw.text((i * side + 2, 1), label.split(" ")[0] if label != "source" else "source", fill="black")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(target, "JPEG", quality=80)
+
+
+def table(rows: list[tuple[str, list[float]]], base: float, quality: Callable[[str], str]) -> None:
+    print("| path | s/image (mean) | images/s | vs plain | min-max (s) | MAD vs full VAE (0-255) |")
+    print("|---|---|---|---|---|---|")
+    for label, times in rows:
+        mean = statistics.fmean(times)
+        print(
+            f"| {label} | {mean:.2f} | {1 / mean:.3f} | {base / mean:.2f}x | "
+            f"{min(times):.2f}-{max(times):.2f} | {quality(label)} |"
         )
-        return Job(
-            id=f"job{seed}",
-            action=Action.remix,
-            request=request,
-            image=data,
-            origin=Origin("bench", "cpu"),
-            group="gpu",
-        )
-
-    async def run(seed: int) -> float:
-        began = time.perf_counter()
-        result = await engine.run(job(seed), lambda step, total: None, threading.Event())
-        if result.status is not Status.done:
-            raise SystemExit(f"engine job failed: {result.error}")
-        return time.perf_counter() - began
-
-    async def main() -> dict:
-        started = time.perf_counter()
-        await asyncio.to_thread(engine.load, entry)
-        loaded = time.perf_counter() - started
-        warm = await run(1000)
-        started = time.perf_counter()
-        latencies = await asyncio.gather(*(run(seed) for seed in range(images)))
-        total = time.perf_counter() - started
-        return {
-            "load_s": loaded,
-            "warmup_s": warm,
-            "seconds_per_image": total / images,
-            "latencies": latencies,
-            "batches": dict(engine.batches),
-        }
-
-    try:
-        return asyncio.run(main())
-    finally:
-        engine.close()
-
-
-def child(args: argparse.Namespace) -> None:
-    import torch
-
-    if args.child == "plain":
-        measured = plain(args.folder, args.images)
-    else:
-        measured = engine(args.folder, args.images, json.loads(args.options), args.window, args.batch)
-    measured.update(mode=args.child, peak_rss_gib=peak_rss_gib(), threads=torch.get_num_threads())
-    print("RESULT " + json.dumps(measured), flush=True)
-
-
-def measure(args: argparse.Namespace, mode: str, batch: int = 1) -> dict:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        "--folder",
-        str(args.folder),
-        "--images",
-        str(args.images),
-        "--options",
-        args.options,
-        "--window",
-        str(args.window),
-        "--batch",
-        str(batch),
-    ]
-    before = os.getloadavg()[0]  # other work on the machine skews the timings: shown in the table
-    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(lines[-1][len("RESULT ") :])
-    result["load"] = (before, os.getloadavg()[0])
-    print(
-        f"  {mode:<8} batch {batch}: {result['seconds_per_image']:.2f} s/image, "
-        f"peak RSS {result['peak_rss_gib']:.2f} GiB",
-        flush=True,
-    )
-    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=4, help="timed images per side (the engine's batch)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed images per path (one per round)")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/remixbot-bench/sd21"))
-    parser.add_argument("--options", default=json.dumps(CPU_OPTIONS), help="the engine entry's options (JSON)")
-    parser.add_argument("--window", type=float, default=0.05, help="the engine's batch window, seconds")
-    parser.add_argument("--child", choices=("plain", "engine"), help=argparse.SUPPRESS)
-    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--architecture", default="sd21", help="tiny-sd15 for a quick check of the code path")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile phase")
+    parser.add_argument("--picture", type=Path, default=ROOT / "docs" / "cpu-fast-path.jpg")
     args = parser.parse_args()
-    if args.child:
-        return child(args)
 
-    from benchmarks.pipelines import build
+    import torch
+
+    from benchmarks.pipelines import build, build_tiny_vae
 
     started = time.perf_counter()
-    build("sd21", args.folder)
+    build(args.architecture, args.folder)
+    tiny_folder = build_tiny_vae(args.folder.parent / "taesd")
     print(
-        f"SD-Turbo-sized img2img, {SIDE}x{SIDE}, {STEPS} steps at strength {STRENGTH}, "
-        f"guidance {GUIDANCE}, "
-        f"{args.images} images per side, {os.cpu_count()} CPUs",
+        f"SD-Turbo-sized img2img, {SIDE}x{SIDE}, {STEPS} steps at strength {STRENGTH} unless said, guidance "
+        f"{GUIDANCE}; {args.rounds} interleaved rounds; {os.cpu_count()} CPUs, torch threads "
+        f"{torch.get_num_threads()}, load avg {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    rows = [
-        ("plain diffusers (defaults, one at a time)", measure(args, "plain")),
-        (f"engine, {args.images} concurrent jobs, batched", measure(args, "engine", batch=args.images)),
-        (f"engine, {args.images} concurrent jobs, batching off (CPU default)", measure(args, "engine")),
-    ]
+    renderer = Renderer(args.folder, tiny_folder)
+    for path in (PLAIN, FAST):  # untimed warm-up of every component (oneDNN builds its kernels on first use)
+        renderer.render(path, 1000)
+    outputs: dict[str, bytes] = {}
+    times = interleave(renderer, PATHS, args.rounds, outputs)
+    base = statistics.fmean(times[PLAIN.label])
+
+    def quality(label: str) -> str:
+        return f"{mad(outputs[label], outputs[PLAIN.label]):.1f}"
+
     print()
-    print(f"engine options: {args.options}\n")
-    print(
-        "| path | s/image | speed-up | p50 latency (s) | peak RSS (GiB) | warm-up image (s) | batches "
-        "| load avg before/after |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    base = rows[0][1]["seconds_per_image"]
-    for label, r in rows:
-        batches = ", ".join(f"{n} of {size}" for size, n in r["batches"].items()) if "batches" in r else "-"
-        print(
-            f"| {label} | {r['seconds_per_image']:.2f} | {base / r['seconds_per_image']:.2f}x | "
-            f"{statistics.median(r['latencies']):.1f} | {r['peak_rss_gib']:.2f} | {r['warmup_s']:.1f} | "
-            f"{batches} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |"
-        )
-    print(f"\n(total {time.perf_counter() - started:.0f} s; torch threads {rows[0][1]['threads']})")
+    table([(p.label, times[p.label]) for p in PATHS], base, quality)
+
+    if cpu_has_bf16():
+        print("\nbfloat16: this CPU has avx512_bf16/amx_bf16 (try cpu_dtype = 'bfloat16'; not in this run)")
+    else:
+        print("\nbfloat16: skipped, this CPU has neither avx512_bf16 nor amx_bf16 (emulated bf16 is slower)")
+
+    if not args.no_compile:
+        seconds = renderer.compile()
+        print(f"\ntorch.compile (inductor) of the UNet: {seconds:.0f} s to compile and render the first image")
+        phase = interleave(renderer, [FAST, COMPILED], args.rounds, outputs)
+        print("\nphase 2, interleaved (plain's mean from phase 1 as the base):")
+        table([(f"{label} (phase 2)", t) for label, t in phase.items()], base, lambda label: quality(label[:-10]))
+
+    contact_sheet(outputs, [label for label in outputs if label in {p.label for p in PATHS}], args.picture)
+    print(f"\npicture: {args.picture}; total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
