@@ -183,6 +183,21 @@ def table(rows: list[tuple[str, list[float]]], base: float, quality: Callable[[s
         )
 
 
+def preview_cost(calls: int = 50) -> float:
+    """Milliseconds for one latent preview (projection + 256 px JPEG) of a 512² image's latents."""
+    import torch
+
+    from engine.preview import LatentPreview
+
+    previews = LatentPreview(interval=0.0)
+    latents = torch.randn(1, 4, SIDE // 8, SIDE // 8)
+    previews(latents)
+    started = time.perf_counter()
+    for _ in range(calls):
+        previews(latents)
+    return (time.perf_counter() - started) / calls * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed images per path (one per round)")
@@ -211,6 +226,7 @@ def main() -> None:
     outputs: dict[str, bytes] = {}
     times = interleave(renderer, PATHS, args.rounds, outputs)
     base = statistics.fmean(times[PLAIN.label])
+    cost = preview_cost()
 
     def quality(label: str) -> str:
         return f"{mad(outputs[label], outputs[PLAIN.label]):.1f}"
@@ -218,6 +234,11 @@ def main() -> None:
     print()
     table([(p.label, times[p.label]) for p in PATHS], base, quality)
 
+    step = statistics.fmean(times[PATHS[-1].label]) - statistics.fmean(times[FAST.label])
+    print(
+        f"\nlatent preview (engine/preview.py, 256 px JPEG): {cost:.2f} ms per preview, "
+        f"{100 * cost / 1000 / step:.3f}% of one UNet step ({step:.2f} s: the 2-step row minus the 1-step one)"
+    )
     if cpu_has_bf16():
         print("\nbfloat16: this CPU has avx512_bf16/amx_bf16 (try cpu_dtype = 'bfloat16'; not in this run)")
     else:
