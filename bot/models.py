@@ -45,6 +45,10 @@ class ModelEntry:
 class Models:
     entries: dict[str, ModelEntry]
     defaults: dict[Action, str]
+    # [safety.NAME] entries: content classifiers (engine/kinds/nudenet.py, safety_checker.py), never a
+    # model users pick; ``safety`` names the one in use ([defaults] safety), "" for none
+    classifiers: dict[str, ModelEntry] = field(default_factory=dict)
+    safety: str = ""
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -57,6 +61,11 @@ class Models:
 
     def names(self) -> list[str]:
         return list(self.entries)
+
+    @property
+    def classifier(self) -> ModelEntry | None:
+        """The content classifier in use, or None."""
+        return self.classifiers.get(self.safety)
 
     def for_action(self, action: Action) -> ModelEntry:
         """The model a button uses (upscale, fixface, animate) or the default remix model."""
@@ -80,16 +89,8 @@ _ENTRY_FIELDS = {
 def parse_models(text: str, base: Path | None = None) -> Models:
     """Parse models.toml text. Relative ``source`` paths resolve against ``base``."""
     data = tomllib.loads(text)
-    entries: dict[str, ModelEntry] = {}
-    for name, raw in data.get("models", {}).items():
-        if "kind" not in raw:
-            raise ValueError(f"models.toml: model {name!r} has no kind")
-        known = {k: v for k, v in raw.items() if k in _ENTRY_FIELDS}
-        options = {k: v for k, v in raw.items() if k not in _ENTRY_FIELDS}
-        source = known.get("source", "")
-        if base is not None and source.startswith(("./", "../")):
-            known["source"] = str((base / source).resolve())
-        entries[name] = ModelEntry(name=name, options=options, **known)
+    entries = {name: _entry(name, raw, base) for name, raw in data.get("models", {}).items()}
+    classifiers = {name: _entry(name, raw, base) for name, raw in data.get("safety", {}).items()}
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
             name="classic",
@@ -97,12 +98,28 @@ def parse_models(text: str, base: Path | None = None) -> Models:
             description="No weights, instant: colour grades and painterly looks picked from your prompt.",
         )
     defaults = dict(DEFAULT_FOR_ACTION)
+    safety = str(data.get("defaults", {}).get("safety", ""))
+    if safety and safety not in classifiers:
+        raise ValueError(f"models.toml: default safety = {safety!r} is not a [safety] entry")
     for key, value in data.get("defaults", {}).items():
+        if key == "safety":
+            continue
         action = Action(key if key != "model" else "remix")
         if value not in entries:
             raise ValueError(f"models.toml: default {key} = {value!r} is not a model")
         defaults[action] = value
-    return Models(entries=entries, defaults=defaults)
+    return Models(entries=entries, defaults=defaults, classifiers=classifiers, safety=safety)
+
+
+def _entry(name: str, raw: dict[str, Any], base: Path | None) -> ModelEntry:
+    if "kind" not in raw:
+        raise ValueError(f"models.toml: model {name!r} has no kind")
+    known = {k: v for k, v in raw.items() if k in _ENTRY_FIELDS}
+    options = {k: v for k, v in raw.items() if k not in _ENTRY_FIELDS}
+    source = known.get("source", "")
+    if base is not None and source.startswith(("./", "../")):
+        known["source"] = str((base / source).resolve())
+    return ModelEntry(name=name, options=options, **known)
 
 
 def load_models(path: Path) -> Models:

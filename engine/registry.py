@@ -17,6 +17,9 @@ KINDS: dict[str, str] = {
     "instruct-pix2pix": "engine.kinds.edit",
     "flux-kontext": "engine.kinds.edit",
     "noop": "engine.kinds.noop",  # the source back unchanged: for measuring the queue (benchmarks, tests)
+    # content classifiers ([safety.NAME] in models.toml): score pictures, never make them
+    "nudenet": "engine.kinds.nudenet",  # NudeNet 320n on onnxruntime (the nsfw extra; AGPL-3.0 weights)
+    "safety-checker": "engine.kinds.safety_checker",  # diffusers' StableDiffusionSafetyChecker weights
 }
 
 
