@@ -48,8 +48,9 @@ async def build_service(settings: Settings) -> Service:
         async def availability() -> dict[str, str | None]:
             return await asyncio.to_thread(registry.availability, models)
 
-        queue = LocalQueue(Engine.from_settings(models, settings))
-        service = Service(settings, models, history, queue, availability=availability)
+        engine = Engine.from_settings(models, settings)
+        queue = LocalQueue(engine)
+        service = Service(settings, models, history, queue, availability=availability, classifier=engine.safety)
     await service.start()
     return service
 

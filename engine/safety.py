@@ -45,10 +45,11 @@ class Scorer(Protocol):
 class Safety:
     """One classifier entry, loaded on first use. Thread-safe."""
 
-    def __init__(self, entry: ModelEntry, device: str = "cpu"):
+    def __init__(self, entry: ModelEntry, device: str = "cpu", scorer: Scorer | None = None):
+        """``scorer``: one already loaded (else the entry's kind loads it on first use)."""
         self.entry = entry
         self.device = device
-        self._scorer: Scorer | None = None
+        self._scorer: Scorer | None = scorer
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
