@@ -145,6 +145,12 @@ def check_pace(rules: Rules, recent: list[float], now: float) -> Breach | None:
     return None
 
 
+def may_post(flagged: bool, platform: str, age_restricted: bool) -> bool:
+    """Whether a result may be posted in a channel: on Discord a flagged one only in an age-restricted
+    channel (``channel.nsfw``), whatever the server's policy (Discord's developer policy)."""
+    return not (flagged and platform == "discord" and not age_restricted)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value

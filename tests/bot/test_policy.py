@@ -59,3 +59,12 @@ def test_rules_round_trip_and_fill_from_a_base():
     assert Rules.from_data({"daily_quota": "4", "whatever": 1}, base) == Rules(
         nsfw=Nsfw.allow, cooldown=30, daily_quota=4
     )
+
+
+def test_a_flagged_result_goes_only_to_age_restricted_discord_channels():
+    from bot.policy import may_post
+
+    assert not may_post(True, "discord", age_restricted=False)
+    assert may_post(True, "discord", age_restricted=True)
+    assert may_post(False, "discord", age_restricted=False)
+    assert may_post(True, "telegram", age_restricted=False)  # Telegram's rule is the spoiler policy
