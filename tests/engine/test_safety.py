@@ -157,3 +157,43 @@ def test_the_safety_checker_kind_says_what_it_misses(tmp_path):
     (tmp_path / "empty").mkdir()
     entry = ModelEntry(name="c", kind="safety-checker", source=str(tmp_path / "empty"))
     assert registry.check(entry).startswith("needs weights:")
+
+
+def test_an_animation_is_judged_by_its_worst_frame():
+    """The classic Animate's MP4: every frame goes through the scorer; one flagged frame flags the clip."""
+    from engine.runner import Engine
+
+    class FlagTheThird:
+        label = "flag the third frame"
+
+        def __init__(self):
+            self.frames = 0
+
+        def classify(self, pictures):
+            verdicts = []
+            for _ in pictures:
+                self.frames += 1
+                verdicts.append(Verdict(self.frames == 3, 0.7 if self.frames == 3 else 0.1, "X"))
+            return verdicts
+
+    scorer = FlagTheThird()
+    models = parse_models("")
+    engine = Engine(models, "cpu", safety=Safety(NUDENET, scorer=scorer))
+    try:
+        request = Request(prompt="", model="classic", strength=1.0, seed=1, num_frames=6, fps=6)
+        data = (IMAGES / "coffee.png").read_bytes()
+        job = Job(id="anim0000001", action=Action.animate, request=request, image=data, origin=Origin("cli", "me"))
+        result = engine.run_sync(job, lambda step, total: None)
+    finally:
+        engine.close()
+    assert result.status is Status.done, result.error
+    (clip,) = result.outputs
+    assert clip.media_type == "video/mp4"
+    assert scorer.frames == len(frames(clips_of(clip))) >= 6
+    assert clip.verdict == Verdict(True, 0.7, "X")
+
+
+def clips_of(output):
+    from engine.work import Clip
+
+    return Clip(output.data, output.media_type, output.width, output.height)
