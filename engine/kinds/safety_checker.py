@@ -24,8 +24,7 @@ from PIL import Image
 
 from bot.jobs import Verdict
 from bot.models import ModelEntry
-
-ENGINE_EXTRA = "needs the engine extra: pip install 'remixbot[engine]'"
+from engine.kinds.img2img import ENGINE_EXTRA
 
 
 def _where(source: str, name: str, subfolder: str) -> tuple[str, str] | None:

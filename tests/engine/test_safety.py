@@ -122,18 +122,23 @@ def test_the_worst_frame_stands_for_the_clip():
     assert worst([]) == Verdict(False)
 
 
-def test_the_engine_writes_a_verdict_on_every_output(nudenet):
+def _run(safety: Safety | None, action: Action, request: Request, photo: str):
+    """One classic job through a real engine with ``safety``, alone on this thread."""
     from engine.runner import Engine
 
-    models = parse_models('[defaults]\nsafety = "nudenet"\n[safety.nudenet]\nkind = "nudenet"\n')
-    engine = Engine(models, "cpu", safety=Safety.of(models))
+    engine = Engine(parse_models(""), "cpu", safety=safety)
     try:
-        request = Request(prompt="warm film", model="classic", strength=0.5, seed=1, num_images_per_prompt=2)
-        data = (IMAGES / "astronaut.png").read_bytes()
-        job = Job(id="safe0000001", action=Action.remix, request=request, image=data, origin=Origin("cli", "me"))
-        result = engine.run_sync(job, lambda step, total: None)
+        data = (IMAGES / photo).read_bytes()
+        job = Job(id="safe0000001", action=action, request=request, image=data, origin=Origin("cli", "me"))
+        return engine.run_sync(job, lambda step, total: None)
     finally:
         engine.close()
+
+
+def test_the_engine_writes_a_verdict_on_every_output(nudenet):
+    models = parse_models('[defaults]\nsafety = "nudenet"\n[safety.nudenet]\nkind = "nudenet"\n')
+    request = Request(prompt="warm film", model="classic", strength=0.5, seed=1, num_images_per_prompt=2)
+    result = _run(Safety.of(models), Action.remix, request, "astronaut.png")
     assert result.status is Status.done, result.error
     assert [o.verdict for o in result.outputs] == [Verdict(False, 0.0, "")] * 2
 
@@ -161,7 +166,6 @@ def test_the_safety_checker_kind_says_what_it_misses(tmp_path):
 
 def test_an_animation_is_judged_by_its_worst_frame():
     """The classic Animate's MP4: every frame goes through the scorer; one flagged frame flags the clip."""
-    from engine.runner import Engine
 
     class FlagTheThird:
         label = "flag the third frame"
@@ -177,15 +181,8 @@ def test_an_animation_is_judged_by_its_worst_frame():
             return verdicts
 
     scorer = FlagTheThird()
-    models = parse_models("")
-    engine = Engine(models, "cpu", safety=Safety(NUDENET, scorer=scorer))
-    try:
-        request = Request(prompt="", model="classic", strength=1.0, seed=1, num_frames=6, fps=6)
-        data = (IMAGES / "coffee.png").read_bytes()
-        job = Job(id="anim0000001", action=Action.animate, request=request, image=data, origin=Origin("cli", "me"))
-        result = engine.run_sync(job, lambda step, total: None)
-    finally:
-        engine.close()
+    request = Request(prompt="", model="classic", strength=1.0, seed=1, num_frames=6, fps=6)
+    result = _run(Safety(NUDENET, scorer=scorer), Action.animate, request, "coffee.png")
     assert result.status is Status.done, result.error
     (clip,) = result.outputs
     assert clip.media_type == "video/mp4"
