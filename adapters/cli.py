@@ -127,6 +127,17 @@ async def remix(settings: Settings, image: Path, text: str, output: Path, user: 
         await close_service(service)
 
 
+def _content_filter(service: Service) -> str:
+    entry = service.models.classifier
+    if entry is None:
+        return "none ([defaults] safety in models.toml)"
+    if service.classifier is not None:
+        return f"{entry.name} ({entry.kind}), ready"
+    if isinstance(service.queue, ArqQueue):
+        return f"{entry.name} ({entry.kind}), on the workers"
+    return f"{entry.name} ({entry.kind}), off: see the log (pip install 'remixbot[nsfw]' for nudenet)"
+
+
 async def models(settings: Settings) -> int:
     service = await build_service(settings)
     try:
@@ -137,6 +148,7 @@ async def models(settings: Settings) -> int:
             state = "ready" if reason is None else f"unavailable: {reason}"
             mark = " (default)" if entry.name == default else ""
             print(f"{entry.name:<14} {entry.kind:<18} {state}{mark}\n    {entry.description}")
+        print(f"\ncontent filter: {_content_filter(service)}")
         if isinstance(service.queue, ArqQueue):  # Redis mode: who serves the queues
             beats = await service.queue.heartbeats()
             print(f"\nworkers: {len(beats)} live" + ("" if beats else " (start one: remixbot worker)"))
