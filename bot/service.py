@@ -182,7 +182,8 @@ class Service:
                 origin, Action.remix, replace(request, model=model), source, refs, parent_job, parent_output
             )
             compare_of = (tickets[0].job.id if tickets else job.id) if request.compare else None
-            tickets.append(await self._enqueue(user, job, offer, compare_of=compare_of))
+            source_checked = bool(tickets)  # a --compare set's source is checked once
+            tickets.append(await self._enqueue(user, job, offer, compare_of=compare_of, source_checked=source_checked))
         return Ticket(jobs=tuple(t.job for t in tickets), position=tickets[0].position, offer=offer)
 
     async def act(self, origin: Origin, button: str | Press) -> Ticket:
@@ -198,6 +199,7 @@ class Service:
             image, references = await self._source_of(parent.id)
             seed = random.randint(0, MAX_SEED)
             parent_output = None
+            flagged = False
         else:
             output = next((o for o in parent.outputs if o.index == press.index), None)
             if parent.status is not Status.done or output is None:
@@ -209,6 +211,7 @@ class Service:
             fresh = press.button in (Button.vary, Button.varystrong)
             seed = random.randint(0, MAX_SEED) if fresh else output.seed
             parent_output = output.index
+            flagged = output.flagged
         action = press.button.action
         model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
         request = derive_request(
@@ -220,7 +223,11 @@ class Service:
             vary_strong=self.settings.vary_strength_strong,
         )
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
-        return await self._enqueue(user, job, "")
+        # its source was checked already: the parent's when it was submitted, or an output by the engine
+        if flagged and (await self.rules(origin, user)).nsfw is policy.Nsfw.block:
+            message = "That result can't be used here: the content filter flagged it."
+            raise await self._refuse(origin, policy.Breach("classifier", message, "a flagged result"))
+        return await self._enqueue(user, job, "", source_checked=True)
 
     async def _source_of(self, job_id: str) -> tuple[bytes, tuple[bytes, ...]]:
         job = await self.history.load_job(job_id)
@@ -249,9 +256,11 @@ class Service:
             parent_output=parent_output,
         )
 
-    async def _enqueue(self, user: UserRecord, job: Job, offer: str, *, compare_of: str | None = None) -> Ticket:
+    async def _enqueue(
+        self, user: UserRecord, job: Job, offer: str, *, compare_of: str | None = None, source_checked: bool = False
+    ) -> Ticket:
         rules = await self.rules(job.origin, user)
-        if compare_of is None or compare_of == job.id:  # a --compare set's source is checked once
+        if not source_checked:
             await self._check_source(job, rules)
         async with self._submit_lock:  # the cap check and the insert must not interleave
             await self._check_limits(user, job.origin)

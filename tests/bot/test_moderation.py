@@ -236,3 +236,19 @@ async def test_the_log_pages_newest_first(service, coffee):
     second = await service.moderation_log(ANN, page=1, per_page=2)
     assert [e.detail for e in first] == ["three", "two"] and [e.detail for e in second] == ["one"]
     assert all(e.user_name == "Ann" and e.chat_id == "500" for e in first + second)
+
+
+async def test_buttons_reuse_the_checks_already_made(service, events, scorer, coffee):
+    """A reroll's source was checked at submit, a result's by the engine: no second look, but a result
+    flagged under spoiler can't be worked on once the server says block."""
+    await service.change_rules(ANN, nsfw="spoiler")
+    scorer.flags.append(True)  # the output
+    flagged = await events.done((await service.submit(ANN, "warm", coffee)).job.id)
+    await service.change_rules(ANN, nsfw="block")
+    seen = scorer.seen
+    reroll = await service.act(ANN, f"reroll:{flagged.id}")
+    assert scorer.seen == seen  # queued without looking at the source again
+    with pytest.raises(Refusal, match="content filter flagged it"):
+        await service.act(ANN, f"upscale:{flagged.id}:0")
+    await events.done(reroll.job.id)
+    assert [entry.reason for entry in await service.moderation_log(ANN)] == ["classifier"]
