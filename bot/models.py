@@ -89,8 +89,20 @@ _ENTRY_FIELDS = {
 def parse_models(text: str, base: Path | None = None) -> Models:
     """Parse models.toml text. Relative ``source`` paths resolve against ``base``."""
     data = tomllib.loads(text)
-    entries = {name: _entry(name, raw, base) for name, raw in data.get("models", {}).items()}
-    classifiers = {name: _entry(name, raw, base) for name, raw in data.get("safety", {}).items()}
+    entries: dict[str, ModelEntry] = {}
+    safety_tables = data.get("safety", {})  # [safety.NAME]: read like models, then kept apart
+    if set(safety_tables) & set(data.get("models", {})):
+        raise ValueError("models.toml: a [safety] entry has the name of a model")
+    for name, raw in {**data.get("models", {}), **safety_tables}.items():
+        if "kind" not in raw:
+            raise ValueError(f"models.toml: model {name!r} has no kind")
+        known = {k: v for k, v in raw.items() if k in _ENTRY_FIELDS}
+        options = {k: v for k, v in raw.items() if k not in _ENTRY_FIELDS}
+        source = known.get("source", "")
+        if base is not None and source.startswith(("./", "../")):
+            known["source"] = str((base / source).resolve())
+        entries[name] = ModelEntry(name=name, options=options, **known)
+    classifiers = {name: entries.pop(name) for name in safety_tables}
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
             name="classic",
@@ -109,17 +121,6 @@ def parse_models(text: str, base: Path | None = None) -> Models:
             raise ValueError(f"models.toml: default {key} = {value!r} is not a model")
         defaults[action] = value
     return Models(entries=entries, defaults=defaults, classifiers=classifiers, safety=safety)
-
-
-def _entry(name: str, raw: dict[str, Any], base: Path | None) -> ModelEntry:
-    if "kind" not in raw:
-        raise ValueError(f"models.toml: model {name!r} has no kind")
-    known = {k: v for k, v in raw.items() if k in _ENTRY_FIELDS}
-    options = {k: v for k, v in raw.items() if k not in _ENTRY_FIELDS}
-    source = known.get("source", "")
-    if base is not None and source.startswith(("./", "../")):
-        known["source"] = str((base / source).resolve())
-    return ModelEntry(name=name, options=options, **known)
 
 
 def load_models(path: Path) -> Models:

@@ -95,6 +95,8 @@ def test_a_default_safety_must_be_a_safety_entry():
     with pytest.raises(ValueError, match="safety"):
         parse_models('[defaults]\nsafety = "classic"\n')
     assert parse_models("").classifier is None
+    with pytest.raises(ValueError, match="name of a model"):
+        parse_models('[models.x]\nkind = "classic"\n[safety.x]\nkind = "nudenet"\n')
 
 
 def test_a_missing_onnx_file_is_a_clear_reason(tmp_path):
