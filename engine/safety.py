@@ -71,10 +71,12 @@ class Safety:
 
     def scorer(self) -> Scorer:
         with self._lock:
-            if self._scorer is None:
+            scorer = self._scorer
+            if scorer is None:
                 log.info("loading content classifier %s (%s)", self.entry.name, self.entry.kind)
-                self._scorer = registry.kind_module(self.entry).load(self.entry, self.device)
-            return self._scorer
+                # a safety kind's load returns a scorer, though Kind.load is typed for models
+                scorer = self._scorer = registry.kind_of(self.entry).load(self.entry, self.device)  # type: ignore[assignment]
+            return scorer
 
     def pictures(self, pictures: Sequence[Image.Image]) -> list[Verdict]:
         """A verdict per picture (call from a worker thread)."""

@@ -31,6 +31,7 @@ from PIL import Image
 
 from bot.jobs import Verdict
 from bot.models import ModelEntry
+from engine.work import Kind
 
 DEVICE = "cpu"  # onnxruntime on the CPU: no torch, so the bot process may run it too
 LABELS = (
@@ -171,3 +172,7 @@ def _decode(output: np.ndarray, side: int, width: int, height: int) -> list[Dete
         x, y, w, h = boxes[i]
         found.append(Detection(LABELS[int(classes[i])], float(best[i]), (int(x), int(y), int(w), int(h))))
     return found
+
+
+# A scorer, not a Model: engine.safety calls its ``classify`` (the Kind's load is typed for models).
+KIND = Kind(check=check, load=load, device="cpu")  # type: ignore[arg-type]

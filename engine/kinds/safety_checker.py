@@ -24,7 +24,8 @@ from PIL import Image
 
 from bot.jobs import Verdict
 from bot.models import ModelEntry
-from engine.kinds.img2img import ENGINE_EXTRA
+from engine.kinds.pretrained import ENGINE_EXTRA
+from engine.work import Kind
 
 
 def _where(source: str, name: str, subfolder: str) -> tuple[str, str] | None:
@@ -93,3 +94,7 @@ def load(entry: ModelEntry, device: str) -> SafetyChecker:
         processor_at[0], subfolder=processor_at[1] or None, local_files_only=True
     )
     return SafetyChecker(checker, processor, device)
+
+
+# A scorer, not a Model: engine.safety calls its ``classify`` (the Kind's load is typed for models).
+KIND = Kind(check=check, load=load)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from bot.history import History
 from bot.jobs import Origin, Status, Verdict
 from bot.models import ModelEntry, load_models
 from bot.policy import Nsfw, Rules
-from bot.queue import LocalQueue
+from bot.queue.local import LocalQueue
 from bot.service import Refusal, Service
 from engine.runner import Engine
 from engine.safety import Safety
