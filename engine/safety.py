@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from PIL import Image, ImageSequence
@@ -75,7 +75,8 @@ class Safety:
             if scorer is None:
                 log.info("loading content classifier %s (%s)", self.entry.name, self.entry.kind)
                 # a safety kind's load returns a scorer, though Kind.load is typed for models
-                scorer = self._scorer = registry.kind_of(self.entry).load(self.entry, self.device)  # type: ignore[assignment]
+                scorer = cast(Scorer, registry.kind_of(self.entry).load(self.entry, self.device))
+                self._scorer = scorer
             return scorer
 
     def pictures(self, pictures: Sequence[Image.Image]) -> list[Verdict]:
