@@ -49,8 +49,9 @@ async def build_service(settings: Settings) -> Service:
         async def availability() -> dict[str, str | None]:
             return await asyncio.to_thread(registry.availability, models)
 
-        queue = LocalQueue(Engine.from_settings(models, settings))
-        service = Service(settings, models, history, queue, availability=availability)
+        engine = Engine.from_settings(models, settings)
+        queue = LocalQueue(engine)
+        service = Service(settings, models, history, queue, availability=availability, classifier=engine.safety)
     await service.start()
     if models.choices:  # [defaults] lists choices: the first that can run here (or on live workers)
         service.models = models.settle(await service.availability())
@@ -132,6 +133,17 @@ async def remix(
         await close_service(service)
 
 
+def _content_filter(service: Service) -> str:
+    entry = service.models.classifier
+    if entry is None:
+        return "none ([defaults] safety in models.toml)"
+    if service.classifier is not None:
+        return f"{entry.name} ({entry.kind}), ready"
+    if isinstance(service.queue, ArqQueue):
+        return f"{entry.name} ({entry.kind}), on the workers"
+    return f"{entry.name} ({entry.kind}), off: see the log (pip install 'remixbot[nsfw]' for nudenet)"
+
+
 async def models(settings: Settings) -> int:
     service = await build_service(settings)
     try:
@@ -142,6 +154,7 @@ async def models(settings: Settings) -> int:
             state = "ready" if reason is None else f"unavailable: {reason}"
             mark = " (default)" if entry.name == default else ""
             print(f"{entry.name:<14} {entry.kind:<18} {state}{mark}\n    {entry.description}")
+        print(f"\ncontent filter: {_content_filter(service)}")
         if isinstance(service.queue, ArqQueue):  # Redis mode: who serves the queues
             beats = await service.queue.heartbeats()
             print(f"\nworkers: {len(beats)} live" + ("" if beats else " (start one: remixbot worker)"))

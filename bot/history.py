@@ -77,6 +77,30 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN removed TEXT NOT NULL DEFAULT '';
     """,
+    # 4: moderation (bot/policy.py): each server's or group's rules, the log of refusals (no image
+    # kept), and what the content classifier said of each stored output
+    """
+    CREATE TABLE chat_rules (
+        scope TEXT PRIMARY KEY,
+        rules TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE moderation_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        scope TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL DEFAULT '',
+        chat_id TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        score REAL
+    );
+    CREATE INDEX moderation_log_by_scope ON moderation_log (scope, id DESC);
+    ALTER TABLE outputs ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outputs ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -98,6 +122,24 @@ class OutputRecord:
     media_type: str
     width: int
     height: int
+    flagged: bool = False  # the content classifier flagged it (delivered only where the chat's policy allows)
+    spoiler: bool = False  # to be posted behind a spoiler
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One refusal in the moderation log."""
+
+    id: int
+    at: float
+    scope: str
+    platform: str
+    user_id: str
+    user_name: str
+    chat_id: str
+    reason: str
+    detail: str
+    score: float | None
 
 
 @dataclass(frozen=True)
@@ -273,8 +315,10 @@ class History:
             Status.running.value,
         )
 
-    async def finish(self, result: Result) -> bool:
-        """Store a finished job's outputs and status. True only the first time: delivery is once."""
+    async def finish(self, result: Result, spoilers: frozenset[int] = frozenset()) -> bool:
+        """Store a finished job's outputs and status. True only the first time: delivery is once.
+
+        ``spoilers``: indexes of outputs to post behind a spoiler."""
         paths = await asyncio.to_thread(self._write_outputs, result)
         async with self._lock:
             cursor = await self._db.execute(
@@ -295,9 +339,20 @@ class History:
                 await self._db.rollback()
                 return False
             await self._db.executemany(
-                "INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outputs (job_id, idx, seed, path, media_type, width, height, flagged, spoiler)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (result.job_id, o.index, o.seed, str(path), o.media_type, o.width, o.height)
+                    (
+                        result.job_id,
+                        o.index,
+                        o.seed,
+                        str(path),
+                        o.media_type,
+                        o.width,
+                        o.height,
+                        bool(o.verdict and o.verdict.flagged),
+                        o.index in spoilers,
+                    )
                     for o, path in zip(result.outputs, paths, strict=True)
                 ],
             )
@@ -407,6 +462,56 @@ class History:
             current = record.parent_job
         return chain
 
+    # moderation ------------------------------------------------------------------------------
+
+    async def rules(self, scope: str) -> dict[str, Any] | None:
+        """A server's or group's stored rules (plain data for ``bot.policy.Rules``), None if never set."""
+        row = await self._one("SELECT rules FROM chat_rules WHERE scope = ?", scope)
+        return None if row is None else dict(json.loads(row["rules"]))
+
+    async def save_rules(self, scope: str, rules: dict[str, Any]) -> None:
+        await self._write(
+            "INSERT INTO chat_rules (scope, rules, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (scope) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+            scope,
+            json.dumps(rules),
+            time.time(),
+        )
+
+    async def job_times(self, user_id: int, since: float) -> list[tuple[float, Origin]]:
+        """(created_at, origin) of the user's jobs created since ``since``, oldest first."""
+        rows = await self._all(
+            "SELECT created_at, origin FROM jobs WHERE user_id = ? AND created_at >= ? ORDER BY created_at",
+            user_id,
+            since,
+        )
+        return [(row["created_at"], from_data(Origin, json.loads(row["origin"]))) for row in rows]
+
+    async def log_refusal(
+        self, scope: str, origin: Origin, reason: str, detail: str = "", score: float | None = None
+    ) -> None:
+        """Record a refusal (who, where, why, score; never an image)."""
+        await self._write(
+            "INSERT INTO moderation_log (at, scope, platform, user_id, user_name, chat_id, reason, detail, score)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            time.time(),
+            scope,
+            origin.platform,
+            origin.user_id,
+            origin.user_name,
+            origin.chat_id,
+            reason,
+            detail,
+            score,
+        )
+
+    async def moderation_log(self, scope: str, *, limit: int = 10, offset: int = 0) -> list[LogEntry]:
+        """A scope's refusals, newest first."""
+        rows = await self._all(
+            "SELECT * FROM moderation_log WHERE scope = ? ORDER BY id DESC LIMIT ? OFFSET ?", scope, limit, offset
+        )
+        return [LogEntry(**{key: row[key] for key in row.keys()}) for row in rows]
+
     # plumbing --------------------------------------------------------------------------------
 
     def _record(self, row: aiosqlite.Row, outputs: list[aiosqlite.Row]) -> JobRecord:
@@ -438,6 +543,8 @@ class History:
                     media_type=o["media_type"],
                     width=o["width"],
                     height=o["height"],
+                    flagged=bool(o["flagged"]),
+                    spoiler=bool(o["spoiler"]),
                 )
                 for o in outputs
             ),

@@ -105,6 +105,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """A content classifier's word on one picture (or one clip: its worst frame)."""
+
+    flagged: bool
+    score: float = 0.0  # 0..1: how sure the classifier is of what it flagged (or of the worst it saw)
+    label: str = ""  # what it saw, e.g. "FEMALE_BREAST_EXPOSED"; "" for a classifier without labels
+
+
+@dataclass(frozen=True)
 class Output:
     """One produced file: an image (PNG with its parameters) or a clip."""
 
@@ -114,6 +123,7 @@ class Output:
     media_type: str = "image/png"
     width: int = 0
     height: int = 0
+    verdict: Verdict | None = None  # the safety classifier's word (engine/safety.py); None: not checked
 
     @property
     def extension(self) -> str:
@@ -219,6 +229,7 @@ _FIELD_TYPES: dict[tuple[type, str], Any] = {
     (Job, "references"): ("tuple", None),
     (Result, "status"): Status,
     (Result, "outputs"): ("tuple", Output),
+    (Output, "verdict"): Verdict,
     (Event, "status"): Status,
     (Event, "result"): Result,
 }

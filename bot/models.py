@@ -52,6 +52,10 @@ class Models:
     # [defaults] may list several models for an action ("the first of these that can run"): ``settle``
     # picks among them once availability is known; until then the first is the default
     choices: dict[Action, tuple[str, ...]] = field(default_factory=dict)
+    # [safety.NAME] entries: content classifiers (engine/kinds/nudenet.py, safety_checker.py), never a
+    # model users pick; ``safety`` names the one in use ([defaults] safety), "" for none
+    classifiers: dict[str, ModelEntry] = field(default_factory=dict)
+    safety: str = ""
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -64,6 +68,11 @@ class Models:
 
     def names(self) -> list[str]:
         return list(self.entries)
+
+    @property
+    def classifier(self) -> ModelEntry | None:
+        """The content classifier in use, or None."""
+        return self.classifiers.get(self.safety)
 
     def for_action(self, action: Action) -> ModelEntry:
         """The model a button uses (upscale, fixface, animate) or the default remix model."""
@@ -101,7 +110,10 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
     options against ``weights`` (the data dir's ``weights/`` folder, where ``remixbot weights`` installs)."""
     data = tomllib.loads(text)
     entries: dict[str, ModelEntry] = {}
-    for name, raw in data.get("models", {}).items():
+    safety_tables = data.get("safety", {})  # [safety.NAME]: read like models, then kept apart
+    if set(safety_tables) & set(data.get("models", {})):
+        raise ValueError("models.toml: a [safety] entry has the name of a model")
+    for name, raw in {**data.get("models", {}), **safety_tables}.items():
         if "kind" not in raw:
             raise ValueError(f"models.toml: model {name!r} has no kind")
         folder = weights or Path("data") / "weights"
@@ -113,6 +125,7 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
         else:
             known["source"] = _in_weights(source, folder)
         entries[name] = ModelEntry(name=name, options=options, **known)
+    classifiers = {name: entries.pop(name) for name in safety_tables}
     if "classic" not in entries:
         entries["classic"] = ModelEntry(
             name="classic",
@@ -121,7 +134,12 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
         )
     defaults = dict(DEFAULT_FOR_ACTION)
     choices: dict[Action, tuple[str, ...]] = {}
+    safety = str(data.get("defaults", {}).get("safety", ""))
+    if safety and safety not in classifiers:
+        raise ValueError(f"models.toml: default safety = {safety!r} is not a [safety] entry")
     for key, value in data.get("defaults", {}).items():
+        if key == "safety":
+            continue
         action = Action(key if key != "model" else "remix")
         names = tuple(value) if isinstance(value, list) else (value,)
         for name in names:
@@ -132,7 +150,7 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
         defaults[action] = names[0]
         if len(names) > 1:
             choices[action] = names
-    return Models(entries=entries, defaults=defaults, choices=choices)
+    return Models(entries=entries, defaults=defaults, choices=choices, classifiers=classifiers, safety=safety)
 
 
 def _in_weights(value: Any, folder: Path) -> Any:

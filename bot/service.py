@@ -19,12 +19,13 @@ from typing import Any
 
 from PIL import Image
 
-from bot import access, images, requests, sheets
+from bot import access, images, policy, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
 from bot.flags import MAX_SEED, Given
-from bot.history import History, JobRecord, OutputRecord, UserRecord
+from bot.history import History, JobRecord, LogEntry, OutputRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
 from bot.models import Models
+from bot.moderation import Classifier
 from bot.queue.port import JobQueue, QueueUnavailable
 from bot.settings import Limits, Settings
 from bot.text import hide_paths, neutral
@@ -81,12 +82,23 @@ class Service:
         history: History,
         queue: JobQueue,
         availability: Availability | None = None,
+        classifier: Classifier | None = None,
     ):
         self.settings = settings
         self.models = models
         self.history = history
         self.queue = queue
         self._availability = availability
+        self.classifier = classifier  # checks sources before they are queued (outputs: in the engine)
+        self.operator = policy.Operator(
+            banned=settings.banned_words,
+            blocked=settings.blocked_users,
+            server_defaults=policy.Rules(
+                nsfw=policy.Nsfw(settings.server_nsfw),
+                daily_quota=settings.server_daily_quota,
+                cooldown=settings.server_cooldown,
+            ),
+        )
         self._handlers: dict[str, Handler] = {}
         self._live: dict[str, JobRecord] = {}  # records of jobs under way, so progress costs no query
         # events of platforms with no handler yet (a recovered job before its adapter is up): job → event
@@ -225,6 +237,7 @@ class Service:
             image, references = await self._source_of(parent.id)
             seed = random.randint(0, MAX_SEED)
             parent_output = None
+            flagged = False
         else:
             output = _output(parent, press.index)
             if not output.media_type.startswith("image/"):
@@ -235,6 +248,7 @@ class Service:
             fresh = press.button in (Button.vary, Button.varystrong)
             seed = random.randint(0, MAX_SEED) if fresh else output.seed
             parent_output = output.index
+            flagged = output.flagged
             if action is Action.upscale:
                 self._check_output(size, parent.request.scale or 2)
         # reroll and vary keep the parent's model; upscale, fix face and animate use theirs
@@ -250,7 +264,11 @@ class Service:
         )
         await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
-        return await self._enqueue(user, [job], "")
+        # its source was checked already: the parent's when it was submitted, or an output by the engine
+        if flagged and (await self.rules(origin, user)).nsfw is policy.Nsfw.block:
+            message = "That result can't be used here: the content filter flagged it."
+            raise await self._refuse(origin, policy.Breach("classifier", message, "a flagged result"))
+        return await self._enqueue(user, [job], "", source_checked=True)
 
     def _check_output(self, size: tuple[int, int], scale: int) -> None:
         limit = self.settings.limits.max_output_pixels
@@ -303,11 +321,19 @@ class Service:
             parent_output=parent_output,
         )
 
-    async def _enqueue(self, user: UserRecord, jobs: list[Job], offer: str, *, compare: bool = False) -> Ticket:
-        """Check the caps for all the jobs, record them all, then queue them: all or none."""
+    async def _enqueue(
+        self, user: UserRecord, jobs: list[Job], offer: str, *, compare: bool = False, source_checked: bool = False
+    ) -> Ticket:
+        """Check the source, the caps and the chat's rules for all the jobs, record them all, then queue
+        them: all or none."""
         first = jobs[0]
+        rules = await self.rules(first.origin, user)
+        if not source_checked:  # a --compare set's one source is checked once
+            await self._check_source(first, rules)
         async with self._submit_lock:  # the cap check and the inserts must not interleave
             await self._check_limits(user, first.origin, len(jobs))
+            for job in jobs:
+                await self._check_rules(user, job, rules)
             for job in jobs:
                 await self.history.add_job(job, user.id, compare_of=first.id if compare else None)
         positions = []
@@ -360,6 +386,107 @@ class Service:
             wait = int(60 - (now - recent[0])) + 1 if recent else 60
             raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. Try again in {wait} s.")
         recent.extend([now] * count)
+
+    # moderation (bot/policy.py) ---------------------------------------------------------------
+
+    async def rules(self, origin: Origin, user: UserRecord | None = None) -> policy.Rules:
+        """The rules where ``origin`` is: its server's or group's, or a private chat's (the user's NSFW)."""
+        where = policy.scope(origin)
+        if where is None:
+            user = user or await self.history.user(origin)
+            return policy.Rules(nsfw=policy.Nsfw(user.settings.get("nsfw", policy.Nsfw.block)))
+        stored = await self.history.rules(where)
+        defaults = self.operator.server_defaults
+        return defaults if stored is None else policy.Rules.from_data(stored, defaults)
+
+    async def change_rules(self, origin: Origin, **changes: object) -> policy.Rules:
+        """Change the rules of ``origin``'s server or group (the caller checked the user is its admin).
+
+        Raises Refusal in a private chat or for a value that makes no sense."""
+        where = policy.scope(origin)
+        if where is None:
+            raise Refusal("Server settings are for servers and groups; in a private chat use /settings.")
+        current = await self.rules(origin)
+        try:
+            rules = policy.Rules.from_data(changes, current)
+        except (TypeError, ValueError):
+            raise Refusal("That isn't a valid setting.") from None
+        unknown = [name for name in rules.models if name not in self.models]
+        if unknown:
+            raise Refusal(f"There's no model called {unknown[0]!r}. Try: {', '.join(self.models.names())}.")
+        if min(rules.max_num_images, rules.max_size, rules.max_steps, rules.daily_quota, rules.cooldown) < 0:
+            raise Refusal("Limits are 0 (none) or more.")
+        await self.history.save_rules(where, rules.to_data())
+        return rules
+
+    async def change_nsfw(self, origin: Origin, nsfw: str) -> policy.Nsfw:
+        """A user's own NSFW setting for their private chat with the bot. Raises Refusal."""
+        try:
+            value = policy.Nsfw(nsfw)
+        except ValueError:
+            raise Refusal("NSFW is block, spoiler or allow.") from None
+        user = await self.history.user(origin)
+        await self.history.save_settings(user.id, {**user.settings, "nsfw": value.value})
+        return value
+
+    async def moderation_log(self, origin: Origin, *, page: int = 0, per_page: int = 10) -> list[LogEntry]:
+        """The refusals in ``origin``'s server or group, newest first (the caller checked it is an admin)."""
+        return await self.history.moderation_log(_log_scope(origin), limit=per_page, offset=page * per_page)
+
+    async def _refuse(self, origin: Origin, breach: policy.Breach) -> Refusal:
+        await self.history.log_refusal(_log_scope(origin), origin, breach.reason, breach.detail, breach.score)
+        log.info("refused %s:%s (%s)", origin.platform, origin.user_id, breach.reason)
+        return Refusal(breach.message)
+
+    async def _check_source(self, job: Job, rules: policy.Rules) -> None:
+        """Under ``block``, a source the classifier flags is refused before it is queued."""
+        if self.classifier is None or rules.nsfw is not policy.Nsfw.block:
+            return
+        (verdict,) = await self.classifier.classify([job.image])
+        if verdict.flagged:
+            message = "That picture can't be used here: the content filter flagged it."
+            raise await self._refuse(job.origin, policy.Breach("classifier", message, verdict.label, verdict.score))
+
+    async def _check_rules(self, user: UserRecord, job: Job, rules: policy.Rules) -> None:
+        breach = policy.check_request(rules, self.operator, job.origin, job.request)
+        if breach is None and (rules.cooldown or rules.daily_quota):
+            now = time.time()
+            where = policy.scope(job.origin)
+            recent = [
+                at for at, origin in await self.history.job_times(user.id, now - 86400) if policy.scope(origin) == where
+            ]
+            breach = policy.check_pace(rules, recent, now)
+        if breach is not None:
+            raise await self._refuse(job.origin, breach)
+
+    async def _screen(self, result: Result) -> tuple[Result, frozenset[int]]:
+        """A finished result as the chat's policy lets it through, and the outputs to post as spoilers.
+
+        Under ``block`` the outputs the classifier flagged are dropped here, before anything is stored;
+        when none is left the job fails with a calm message."""
+        flagged = [o for o in result.outputs if o.verdict is not None and o.verdict.flagged]
+        if not flagged:
+            return result, frozenset()
+        record = await self.history.job(result.job_id)
+        if record is None:
+            return result, frozenset()
+        rules = await self.rules(record.origin)
+        if rules.nsfw is policy.Nsfw.spoiler:
+            return result, frozenset(o.index for o in flagged)
+        if rules.nsfw is policy.Nsfw.allow:
+            return result, frozenset()
+        worst = max(flagged, key=lambda o: o.verdict.score if o.verdict else 0.0)
+        label = worst.verdict.label if worst.verdict else ""
+        detail = f"{len(flagged)} of {len(result.outputs)} results held back; {label}".strip("; ")
+        score = worst.verdict.score if worst.verdict else None
+        await self.history.log_refusal(_log_scope(record.origin), record.origin, "classifier", detail, score)
+        held = {o.index for o in flagged}
+        kept = tuple(o for o in result.outputs if o.index not in held)
+        if kept:
+            note = "; ".join(filter(None, (result.note, f"{len(flagged)} held back by the content filter")))
+            return replace(result, outputs=kept, note=note), frozenset()
+        error = "The content filter held this result back. Try another prompt or seed."
+        return replace(result, status=Status.failed, outputs=(), error=error), frozenset()
 
     # the rest of the use cases ---------------------------------------------------------------
 
@@ -582,8 +709,8 @@ class Service:
             self._live.pop(event.job_id, None)  # its status changed: read it again
         if event.status.finished:
             self._live.pop(event.job_id, None)
-            result = self._checked(event.result or Result(event.job_id, event.status))
-            if not await self.history.finish(result):
+            result, spoilers = await self._screen(self._checked(event.result or Result(event.job_id, event.status)))
+            if not await self.history.finish(result, spoilers):
                 return  # delivered already: every result reaches the chat once
             if result.status is Status.failed:
                 log.info("job %s failed: %s", event.job_id, result.error)
@@ -599,6 +726,11 @@ class Service:
             self._undelivered[record.origin.platform][record.id] = event
         else:
             await handler(record, event)
+
+
+def _log_scope(origin: Origin) -> str:
+    """Where a refusal is logged: its server's or group's scope, or the platform's private chats."""
+    return policy.scope(origin) or f"{origin.platform}:private"
 
 
 def _prepare(

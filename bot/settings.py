@@ -71,6 +71,13 @@ class Settings:
     memory_budget: int = 0  # bytes of resident models (GPU or RAM); 0: 80% of the device's memory
     batch_size: int = 0  # most jobs of one model in one batch (and arq max_jobs); 0: 8 on a GPU, 1 on a CPU
     batch_window: float = 0.03  # seconds the engine waits to fill a batch; 0: no batching
+    # moderation, operator-wide (bot/policy.py): banned words and phrases and blocked users everywhere
+    # ("platform:user_id"), and the rules a server or group starts with
+    banned_words: tuple[str, ...] = ()
+    blocked_users: tuple[str, ...] = ()
+    server_nsfw: str = "block"  # block, spoiler or allow
+    server_daily_quota: int = 0  # jobs per user per 24 h; 0: none
+    server_cooldown: int = 0  # seconds between one user's jobs; 0: none
     retention_days: float = 30.0  # inputs and outputs of jobs finished longer ago are deleted; 0: kept forever
     retention_sweep: float = 3600.0  # seconds between two sweeps for them
 
@@ -117,6 +124,10 @@ def _channels(env: Mapping[str, str], name: str) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or a mapping, in tests)."""
     env = os.environ if env is None else env
@@ -161,4 +172,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_int(env, "REMIXBOT_BATCH_SIZE", base.batch_size),
         batch_window=_float(env, "REMIXBOT_BATCH_WINDOW", base.batch_window),
         retention_days=_float(env, "REMIXBOT_RETENTION_DAYS", base.retention_days),
+        banned_words=_list(env, "REMIXBOT_BANNED_WORDS"),
+        blocked_users=_list(env, "REMIXBOT_BLOCKED_USERS"),
+        server_nsfw=env.get("REMIXBOT_SERVER_NSFW", "").strip().lower() or base.server_nsfw,
+        server_daily_quota=_int(env, "REMIXBOT_SERVER_DAILY_QUOTA", base.server_daily_quota),
+        server_cooldown=_int(env, "REMIXBOT_SERVER_COOLDOWN", base.server_cooldown),
     )

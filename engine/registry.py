@@ -19,6 +19,9 @@ KINDS: dict[str, str] = {
     "style-transfer": "engine.kinds.style",  # neural style transfer on onnxruntime (weights install style)
     "cutout": "engine.kinds.cutout",  # the subject on a transparent or new background (weights install cutout)
     "noop": "engine.kinds.noop",  # the source back unchanged: for measuring the queue (benchmarks, tests)
+    # content classifiers ([safety.NAME] in models.toml): score pictures, never make them
+    "nudenet": "engine.kinds.nudenet",  # NudeNet 320n on onnxruntime (the nsfw extra; AGPL-3.0 weights)
+    "safety-checker": "engine.kinds.safety_checker",  # diffusers' StableDiffusionSafetyChecker weights
 }
 
 

@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
@@ -50,6 +50,7 @@ from bot.models import ModelEntry, Models
 from engine import device as devices
 from engine import registry
 from engine.residency import Residency, free_memory
+from engine.safety import Safety
 from engine.work import BatchingModel, Clip, Model, UserFacingError, Work
 
 if TYPE_CHECKING:
@@ -76,10 +77,14 @@ class Engine:
         batch_size: int = 0,
         batch_window: float = 0.03,
         cudnn_benchmark: bool = True,
+        safety: Safety | None = None,
     ):
         """``memory_budget`` in bytes (0: 80% of the device's memory); ``batch_size`` 0: 8 on a GPU, 1 on a
-        CPU; ``batch_window`` in seconds (0: no batching); ``cudnn_benchmark``: see ``engine.device``."""
+        CPU; ``batch_window`` in seconds (0: no batching); ``cudnn_benchmark``: see ``engine.device``;
+        ``safety``: the content classifier every output goes through (its verdict on ``Output.verdict``),
+        None for none."""
         self.models = models
+        self.safety = safety
         self._device_preference = device
         self._cudnn_benchmark = cudnn_benchmark
         self._device: str | None = None
@@ -101,6 +106,7 @@ class Engine:
             memory_budget=settings.memory_budget,
             batch_size=settings.batch_size,
             batch_window=settings.batch_window,
+            safety=Safety.of(models, settings.device or "cpu"),
         )
 
     # the port bot.queue.Engine ---------------------------------------------------------------
@@ -418,6 +424,8 @@ class Engine:
             self._output(job, entry, model, i, seed, item)
             for i, (seed, item) in enumerate(zip(work.seeds, items, strict=True))
         )
+        if self.safety is not None:  # every output (every frame of a clip) before it leaves the engine
+            outputs = tuple(replace(o, verdict=self.safety.item(item)) for o, item in zip(outputs, items, strict=True))
         log.debug("encoded job %s", job.id)
         return outputs
 

@@ -46,3 +46,12 @@ def test_job_ids_are_short_hex_and_unique():
 
 def test_status_finished():
     assert {s for s in Status if s.finished} == {Status.done, Status.failed, Status.cancelled}
+
+
+def test_a_verdict_crosses_the_queue_with_its_output():
+    from bot.jobs import Verdict
+
+    output = Output(index=0, seed=1, data=b"x", verdict=Verdict(flagged=True, score=0.8, label="BUTTOCKS_EXPOSED"))
+    result = Result(job_id="abc", status=Status.done, outputs=(output,))
+    assert Result.from_data(result.to_data()) == result
+    assert Result.from_data(result.to_data()).outputs[0].verdict == output.verdict

@@ -65,6 +65,8 @@ def test_models_lists_the_registry_with_availability(env):
     assert "ready" in classic and "(default)" in classic
     fast = next(line for line in lines if line.startswith("fast"))
     assert "unavailable" in fast
+    assert "content filter: nudenet (nudenet), ready" in lines  # the nsfw extra is in the test install
+    assert not any(line.startswith("nudenet") for line in lines)  # never a model to pick
 
 
 def test_history_lists_jobs_with_their_outputs(env, images_dir, tmp_path):

@@ -1,0 +1,63 @@
+"""``/server …`` lines as admins type them, answered by the core on a real SQLite file."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.cli import build_service, close_service
+from bot.admin import USAGE, server_command
+from bot.jobs import Origin
+from bot.service import Refusal
+
+ADMIN = Origin(platform="telegram", user_id="5", chat_id="-1001", user_name="Mod")
+USER = Origin(platform="telegram", user_id="6", chat_id="-1001", user_name="Pat")
+
+
+@pytest.fixture
+async def service(settings):
+    service = await build_service(settings)
+    yield service
+    await close_service(service)
+
+
+async def test_show_and_each_setting(service):
+    shown = await server_command(service, ADMIN, "show")
+    assert "NSFW: block" in shown and "Banned words: none" in shown and "Models: all" in shown
+    assert "NSFW: spoiler" in await server_command(service, ADMIN, "nsfw Spoiler")
+    await server_command(service, ADMIN, "ban hot chili")
+    assert "Banned words: hot chili, gore" in await server_command(service, ADMIN, "ban gore")
+    assert "Banned words: gore" in await server_command(service, ADMIN, "unban HOT CHILI")
+    assert "Models: classic" in await server_command(service, ADMIN, "models classic")
+    assert "Max n: 2 · size: 768 · steps: the bot's limit" in await server_command(
+        service, ADMIN, "limits n=2 size=768"
+    )
+    assert "Daily quota: 10 · cooldown: none" in await server_command(service, ADMIN, "quota 10")
+    assert "cooldown: 30 s" in await server_command(service, ADMIN, "cooldown 30")
+    assert "Blocked users: 6" in await server_command(service, ADMIN, "block 6")
+    assert "Models: all" in await server_command(service, ADMIN, "models all")
+    rules = await service.rules(USER)  # applied at once, to everyone there
+    assert rules.banned == ("gore",) and rules.blocked == ("6",) and rules.max_num_images == 2
+    assert "Blocked users: none" in await server_command(service, ADMIN, "unblock 6")
+
+
+async def test_bad_lines_get_the_usage_or_a_clear_reason(service):
+    for line in ("frobnicate", "quota lots", "ban", "block"):
+        with pytest.raises(Refusal) as refused:
+            await server_command(service, ADMIN, line)
+        assert str(refused.value) == USAGE
+    with pytest.raises(Refusal, match="n=2 size=768"):
+        await server_command(service, ADMIN, "limits width=3")
+    with pytest.raises(Refusal, match="no model called"):
+        await server_command(service, ADMIN, "models nope")
+    with pytest.raises(Refusal, match="valid setting"):
+        await server_command(service, ADMIN, "nsfw sometimes")
+
+
+async def test_the_log_command_pages_refusals(service, images_dir):
+    assert await server_command(service, ADMIN, "log") == "Nothing in the moderation log."
+    await server_command(service, ADMIN, "ban gore")
+    with pytest.raises(Refusal):
+        await service.submit(USER, "GORE", (images_dir / "coffee.png").read_bytes())
+    page = await server_command(service, ADMIN, "log")
+    assert page.startswith("Moderation log, page 1") and "Pat (6) · banned: gore" in page
+    assert await server_command(service, ADMIN, "log 2") == "No more entries."
