@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 
 class Action(enum.StrEnum):
@@ -97,11 +97,11 @@ class Job:
     created_at: float = field(default_factory=time.time)
 
     def to_data(self) -> dict[str, Any]:
-        return to_data(self)
+        return cast(dict[str, Any], to_data(self))
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Job:
-        return from_data(cls, data)
+        return cast(Job, from_data(cls, data))
 
 
 @dataclass(frozen=True)
@@ -143,11 +143,11 @@ class Result:
     seconds: float = 0.0
 
     def to_data(self) -> dict[str, Any]:
-        return to_data(self)
+        return cast(dict[str, Any], to_data(self))
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Result:
-        return from_data(cls, data)
+        return cast(Result, from_data(cls, data))
 
 
 @dataclass(frozen=True)
@@ -167,11 +167,11 @@ class Event:
         return int(100 * self.step / self.total) if self.total else 0
 
     def to_data(self) -> dict[str, Any]:
-        return to_data(self)
+        return cast(dict[str, Any], to_data(self))
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Event:
-        return from_data(cls, data)
+        return cast(Event, from_data(cls, data))
 
 
 class JobCancelled(Exception):
@@ -198,7 +198,7 @@ def to_data(obj: Any) -> Any:
     return obj
 
 
-def from_data(cls: type, data: dict[str, Any]) -> Any:
+def from_data(cls: Any, data: dict[str, Any]) -> Any:
     """The inverse of ``to_data`` for the classes in this module."""
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):

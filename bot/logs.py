@@ -44,7 +44,7 @@ class JobIdFilter(logging.Filter):
 
 
 class PlainFormatter(logging.Formatter):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(PLAIN)
 
     def format(self, record: logging.LogRecord) -> str:
