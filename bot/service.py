@@ -283,7 +283,10 @@ class Service:
 
         A group with no live worker (Redis mode) is no reason: its jobs wait for the next worker.
         """
-        availability = await self.availability()
+        try:
+            availability = await self.availability()
+        except QueueUnavailable as unavailable:  # Redis is down: the same refusal a submit would get
+            raise Refusal(str(unavailable)) from None
         for name in names:
             reason = availability.get(name)
             if reason is not None and not reason.startswith(NO_WORKER):

@@ -252,7 +252,12 @@ class ArqQueue:
         return [beat for value in values if value and (beat := decode_heartbeat(value)) is not None]
 
     async def availability(self, models: Iterable[ModelEntry]) -> dict[str, str | None]:
-        return merge_heartbeats(await self.heartbeats(), models)
+        """Model availability from the live workers; raises QueueUnavailable while Redis is unreachable."""
+        try:
+            beats = await self.heartbeats()
+        except REDIS_DOWN:
+            raise QueueUnavailable(UNREACHABLE) from None
+        return merge_heartbeats(beats, models)
 
     async def rates(self) -> dict[str, float]:
         """Model → measured seconds per job (moving average, kept in Redis by the workers)."""
