@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.models import ModelEntry
+
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
@@ -11,6 +13,21 @@ def tiny_sd(tmp_path_factory) -> Path:
     from tests.engine.tiny_models import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("tiny") / "sd")
+
+
+@pytest.fixture(scope="module")
+def entry(tiny_sd: Path) -> ModelEntry:
+    """A registry entry for the tiny pipeline (a module may define its own ``entry`` instead)."""
+    return ModelEntry(
+        name="tiny",
+        kind="diffusers-img2img",
+        source=str(tiny_sd),
+        strength=0.6,
+        num_inference_steps=5,
+        guidance_scale=7.0,
+        size=64,
+        multiple=8,
+    )
 
 
 @pytest.fixture(scope="module")

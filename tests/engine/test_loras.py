@@ -63,20 +63,6 @@ def lora_files(tiny_sd, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def entry(tiny_sd) -> ModelEntry:
-    return ModelEntry(
-        name="tiny",
-        kind="diffusers-img2img",
-        source=str(tiny_sd),
-        strength=0.6,
-        num_inference_steps=5,
-        guidance_scale=7.0,
-        size=64,
-        multiple=8,
-    )
-
-
-@pytest.fixture(scope="module")
 def model(entry):
     return img2img.load(entry, "cpu")
 

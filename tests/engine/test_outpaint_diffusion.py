@@ -23,20 +23,6 @@ from tests.fixtures import IMAGES  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def entry(tiny_sd) -> ModelEntry:
-    return ModelEntry(
-        name="tiny",
-        kind="diffusers-img2img",
-        source=str(tiny_sd),
-        strength=0.6,
-        num_inference_steps=5,
-        guidance_scale=7.0,
-        size=64,
-        multiple=8,
-    )
-
-
 def work_for(entry: ModelEntry, image: Image.Image, seeds=(4,), **request) -> Work:
     return Work(
         action=Action.outpaint,
