@@ -238,6 +238,10 @@ class StatusTracker(Generic[Ctx]):
             await self._history.set_status_message(job_id, str(place))
 
     async def _locate(self, state: _Job) -> Place | None:
+        if state.located.done():
+            return state.located.result()
+        if self.patience <= 0:
+            return None  # a face that posts nothing to wait for (the console)
         try:
             return await asyncio.wait_for(asyncio.shield(state.located), self.patience)
         except TimeoutError:

@@ -2,9 +2,9 @@
 
 Key and channel names, the Lua scripts, and the codecs. Nothing read from Redis can run code: arq
 job payloads and results are msgpack (bytes travel natively, nothing but plain data comes out),
-events and heartbeats JSON (a live preview in an event as base64). Every decoder checks the shape and the types of what it read before it
-builds a dataclass, so a foreign or malformed payload is refused (``Unreadable``) — it fails that
-one job with a logged reason, never the worker or the bot.
+events and heartbeats JSON (a live preview in an event as base64). Every decoder checks the shape
+and the types of what it read before it builds a dataclass, so a foreign or malformed payload is
+refused (``Unreadable``) — it fails that one job with a logged reason, never the worker or the bot.
 
 arq's own keys (the job, its claim, its retries) are named by ``arq.constants``.
 """
