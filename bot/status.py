@@ -99,6 +99,7 @@ class _Job:
 
     job_id: str
     located: asyncio.Future[Place | None]  # the status message, once posted (None: there is none)
+    moved: Place | None = None  # where the status message is since the face moved it
     progress: tuple[int, int] = (-1, 0)  # of the newest event seen
     line: str = ""  # the newest status line
     shown: str = ""  # the line the message shows
@@ -238,6 +239,8 @@ class StatusTracker(Generic[Ctx]):
             await self._history.set_status_message(job_id, str(place))
 
     async def _locate(self, state: _Job) -> Place | None:
+        if state.moved is not None:
+            return state.moved
         if state.located.done():
             return state.located.result()
         if self.patience <= 0:
@@ -281,8 +284,8 @@ class StatusTracker(Generic[Ctx]):
             if jpeg:
                 moved = await self._screen.preview(place, record, line, jpeg)
                 if moved != place:
+                    state.moved = place = moved
                     await self._store(record.id, moved)
-                    place = moved
             else:
                 await self._screen.edit(place, record, line)
         except Exception as error:  # the platform's trouble with one edit never stops the job's status

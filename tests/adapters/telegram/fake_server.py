@@ -76,6 +76,7 @@ class Call:
     params: dict[str, Any]
     files: dict[str, tuple[bytes, str]]  # multipart field → (content, filename)
     status: int = 200
+    at: float = field(default_factory=time.monotonic)  # when the bot made it
 
 
 @dataclass
