@@ -272,13 +272,15 @@ class Delivery:
     async def send_compare_sheet(self, record: JobRecord) -> None:
         """When ``record`` finished its --compare set: the side-by-side sheet, once, answering the first
         job's status message (else the request)."""
+        if record.compare_of is None:
+            return
         try:
             sheet = await self._service.compare_sheet(record.compare_of)
             if sheet is None:
                 return
             first = await self._history.job(record.compare_of) or record
             shown = Place.parse(first.status_message)
-            chat, reply_to = int(record.origin.chat_id), first.origin.message_id
+            chat, reply_to = int(record.origin.chat_id), int(first.origin.message_id or 0) or None
             if shown is not None:
                 chat, reply_to = shown.chat, shown.message
             photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
