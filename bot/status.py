@@ -143,7 +143,9 @@ class StatusTracker(Generic[Ctx]):
     async def post(self, job: Job, position: int, where: Ctx) -> Place:
         """Post the job's status message ("⏳ Queued — position 3") and remember where it is.
         Raises what ``Screen.send`` raised; the job's edits then know there is no message."""
-        state = self._job(job.id)
+        state = self._jobs.get(job.id) or _Job(job.id, asyncio.get_running_loop().create_future())
+        if job.id not in self._finished:  # (a job can finish before its post when nobody waits for it)
+            self._jobs[job.id] = state
         line = presenter.queued(position)
         try:
             place = await self._screen.send(job, line, where)

@@ -91,10 +91,12 @@ class StatusBoard:
 
     async def edit(self, place: Place, record: JobRecord, line: str) -> None:
         markup = status_keyboard(record.id)
-        if place in self._photos:
-            await outbox.edit_caption(self._bot, place.chat, place.message, caption(record, line), markup=markup)
-        else:
-            await outbox.edit(self._bot, place.chat, place.message, render.status_text(record, line), markup=markup)
+        text = render.status_text(record, line)
+        if place not in self._photos and await outbox.edit(self._bot, place.chat, place.message, text, markup=markup):
+            return
+        # a photo status (maybe one a process before a restart made): its caption
+        if await outbox.edit_caption(self._bot, place.chat, place.message, caption(record, line), markup=markup):
+            self._photos.add(place)
 
     async def preview(self, place: Place, record: JobRecord, line: str, jpeg: bytes) -> Place:
         photo = InputFile(jpeg, filename=f"{record.id}-preview.jpg", attach=True)

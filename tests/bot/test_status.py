@@ -44,7 +44,7 @@ class Chat:
     slow: float = 0.0  # seconds each edit takes
     next_id: int = 100
 
-    def _new(self) -> Place:
+    def new_message(self) -> Place:
         self.next_id += 1
         place = Place(-100, self.next_id)
         self.messages[place] = Message()
@@ -61,7 +61,7 @@ class Chat:
         await asyncio.sleep(0)
         if self.fail_send:
             raise ConnectionError("no posting here")
-        place = self._new()
+        place = self.new_message()
         self._change(place, f"{where}: {line}")
         return place
 
@@ -72,7 +72,7 @@ class Chat:
     async def preview(self, place: Place, record: JobRecord, line: str, jpeg: bytes) -> Place:
         await asyncio.sleep(self.slow)
         if self.moves and not self.messages[place].pictures:
-            place = self._new()
+            place = self.new_message()
         self._change(place, line, jpeg)
         return place
 
@@ -234,7 +234,7 @@ async def test_a_face_that_moves_its_message_for_a_preview_is_followed_and_the_m
 
 async def test_a_recovered_job_edits_the_message_its_history_names(history):
     chat = Chat()
-    posted = chat._new()
+    posted = chat.new_message()
     job = await new_job(history)
     await history.set_status_message(job.id, str(posted))
     tracker = StatusTracker(chat, history, interval=0.0, patience=30.0)  # a new process: nothing posted
