@@ -11,8 +11,8 @@ Type ``PATH prompt --flags`` to remix an image file, then act on results by name
     > upscale 1
 
 Its status lines follow the core's ``StatusTracker`` (bot.status) like a chat's status message: a
-line when the state changes, at most one a second; a live preview is written next to the outputs
-(its path printed once) and removed when the result is there.
+line when the state changes, at most one every five seconds; a live preview is written next to the
+outputs (its path printed once) and removed when the result is there.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bot.status import Place, StatusTracker
 from bot.text import neutral
 
 INFO_LIMIT = 10_000  # a terminal has no message limit; this keeps /info readable
-LINE_INTERVAL = 1.0  # seconds between two status lines of one job
+LINE_INTERVAL = 5.0  # seconds between two status lines (and preview files) of one job: plenty in a terminal
 
 COMMANDS = """commands:
   PATH prompt --flags     remix an image file (e.g. photo.jpg warm cinematic --strength 0.6)
@@ -70,7 +70,9 @@ class Console:
         self._previews: dict[str, Path] = {}  # job id → its live preview file
         self._open: set[str] = set()  # jobs asked for here whose finished event isn't fully handled yet
         # The terminal keeps no messages to find again (no history) and never waits for one.
-        self.status: StatusTracker[str] = StatusTracker(self, None, interval=LINE_INTERVAL, patience=0.0)
+        self.status: StatusTracker[str] = StatusTracker(
+            self, None, interval=LINE_INTERVAL, preview_interval=LINE_INTERVAL, patience=0.0
+        )
 
     def say(self, text: str) -> None:
         """A line to the terminal: nothing in it (a prompt, a file's text) can steer the terminal."""
