@@ -109,7 +109,7 @@ class _Job:
     finished: bool = False
     editing: bool = False
     abandoned: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when the job finishes
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set on a new line and when the job ends
     flusher: asyncio.Task[None] | None = None
 
 
@@ -194,7 +194,10 @@ class StatusTracker(Generic[Ctx]):
         progress = progress_of(event)
         if progress < state.progress:
             return  # older than what was seen: never shown after it
-        state.progress, state.line = progress, presenter.progress(event)
+        line = presenter.progress(event)
+        if line != state.line:
+            state.wake.set()  # a flusher waiting for a preview's turn may now have an edit to make
+        state.progress, state.line = progress, line
         if event.preview:
             state.jpeg = event.preview
         if state.flusher is None or state.flusher.done():
@@ -261,6 +264,7 @@ class StatusTracker(Generic[Ctx]):
         if place is None:
             return
         while not state.finished:
+            state.wake.clear()
             now = time.monotonic()
             edit_at = state.last_edit + self.interval
             preview_at = max(edit_at, state.last_preview + self.preview_interval)

@@ -209,6 +209,25 @@ async def test_previews_are_throttled_each_shows_the_newest_and_the_result_repla
     assert chat.finished == [(place, job.id, "✅ Done in 4 s")], "the result goes where the preview is"
 
 
+async def test_progress_keeps_its_own_pace_while_a_preview_waits_for_its_turn(history):
+    chat = Chat()
+    tracker = StatusTracker(chat, history, interval=0.1, preview_interval=2.0)
+    job = await new_job(history)
+    record = await record_of(history, job)
+    place = await tracker.post(job, 1, "classic")
+    await tracker.on_event(record, Event(job.id, Status.running, step=1, total=10, preview=jpeg(1)))
+    await until(lambda: chat.messages[place].pictures == [jpeg(1)])
+    # a new preview with nothing new to say: it waits its turn (2 s) ...
+    await tracker.on_event(record, Event(job.id, Status.running, step=1, total=10, preview=jpeg(2)))
+    await asyncio.sleep(0.02)
+    # ... while new progress is shown at the edit pace, not held back with it
+    await tracker.on_event(record, Event(job.id, Status.running, step=2, total=10))
+    await until(lambda: chat.messages[place].lines[-1] == "🎨 Rendering 20%", timeout=1.0)
+    assert chat.messages[place].pictures == [jpeg(1)], "the preview still waits"
+    await tracker.on_event(*finished(record))
+    await tracker.settled()
+
+
 async def test_a_face_that_moves_its_message_for_a_preview_is_followed_and_the_move_stored(history):
     chat = Chat(moves=True)
     tracker = StatusTracker(chat, history, interval=0.0, preview_interval=0.0)
