@@ -165,8 +165,8 @@ class StatusTracker(Generic[Ctx]):
         """The job is being given up (its status message could not be posted, so it is cancelled):
         its events don't wait for a message, and its end is not shown."""
         state = self._job(job_id)
+        state.abandoned = True
         if not state.located.done():
-            state.abandoned = True
             state.located.set_result(None)
 
     # events ------------------------------------------------------------------------------------

@@ -279,6 +279,11 @@ async def test_when_posting_fails_the_end_still_comes_and_an_abandoned_job_is_dr
 
     tracker.abandon(other.id)  # the face gave the job up (and cancels it)
     await tracker.on_event(*finished(await record_of(history, other)))
+    third = await new_job(history, "ba9876543210")
+    with pytest.raises(ConnectionError):  # as on Discord: the post fails, so the job is given up
+        await tracker.post(third, 1, "classic")
+    tracker.abandon(third.id)
+    await tracker.on_event(*finished(await record_of(history, third)))
     await asyncio.wait_for(tracker.settled(), 2)
     assert [job_id for _, job_id, _ in chat.finished] == [job.id]
 
