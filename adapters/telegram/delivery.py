@@ -71,7 +71,12 @@ class Delivery:
                 )
                 place = moved = Place(place.chat, sent.message_id)
             elif place is not None and into is None:
-                await outbox.edit(self._bot, place.chat, place.message, render.status_text(record, line))
+                text = render.status_text(record, line)
+                if not await outbox.edit(self._bot, place.chat, place.message, text):
+                    # gone, or a photo status a process before a restart left: the final line anew
+                    await outbox.delete(self._bot, place.chat, place.message)
+                    sent = await outbox.reply(self._bot, place.chat, record.origin.message_id, text)
+                    place = moved = Place(place.chat, sent.message_id)
             if record.status is Status.done:
                 await self.send_results(record, into=into)
             elif record.status is Status.failed and place is None:

@@ -527,6 +527,8 @@ class FakeTelegram:
 
     async def _m_editMessageText(self, params, files):
         message = self._message(params)
+        if message.kind != "text":
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
         text = _plain(params.get("text", ""), params.get("parse_mode"))
         markup = params.get("reply_markup")
         if text == message.text and markup == message.markup:

@@ -10,7 +10,16 @@ from dataclasses import replace
 from bot.jobs import Event, Result, Status
 from tests.adapters.played_worker import JPEG_MAGIC, PlayedWorker, jpeg, png
 from tests.adapters.telegram.fake_server import ChatMessage, FakeTelegram
-from tests.adapters.telegram.harness import FAST, Harness, job_of_status, new_jobs, picture, results, status_message
+from tests.adapters.telegram.harness import (
+    FAST,
+    Harness,
+    job_of_status,
+    new_jobs,
+    picture,
+    results,
+    status_message,
+    wait_results,
+)
 
 EDIT_INTERVAL = 0.2
 PREVIEW_INTERVAL = 0.6
@@ -115,6 +124,62 @@ async def test_a_job_cancelled_from_its_preview_leaves_no_stale_preview(fake, tg
         assert [m.text for m in final] == ["✖️ Cancelled"] and not final[0].callbacks
         where = f"{chat['id']}:{final[0].message_id}"
         assert await stored_place(harness, job_id, where) == where, "the history follows the status message"
+    finally:
+        await worker.close()
+        await harness.stop()
+
+
+async def test_a_new_process_goes_on_in_the_photo_status_the_old_one_left(fake, tg_settings, redis_url, alice):
+    worker = PlayedWorker(redis_url)
+    harness = await start(fake, tg_settings, redis_url)
+    try:
+        chat = fake.private(alice)
+        asked = fake.send(chat, alice, caption="/remix ink", photo=picture())
+        (job_id,) = await new_jobs(fake, asked)
+        await worker.publish(Event(job_id, Status.running))
+        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
+        photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
+        where = f"{chat['id']}:{photo.message_id}"
+        assert await stored_place(harness, job_id, where) == where
+
+        await harness.restart()  # a new process: it knows the photo only from the history
+        await worker.publish(Event(job_id, Status.running, step=2, total=4))
+        await fake.wait_for(lambda: photo.text == "🎨 Rendering 50%", 10, "progress in the photo's caption")
+        await worker.publish(Event(job_id, Status.running, step=3, total=4, preview=jpeg(30)))
+        await fake.wait_for(lambda: photo.data == jpeg(30), 10, "the preview swapped in place")
+        assert not photo.deleted and len(fake.bot_messages(chat["id"], "photo")) == 1
+
+        result = png()
+        await worker.finish(job_id, result)
+        await fake.wait_for(lambda: photo.data == result, 20, "the result in the preview's place")
+        assert results(fake, chat["id"], job_id) == [photo]
+    finally:
+        await worker.close()
+        await harness.stop()
+
+
+async def test_a_job_that_ends_right_after_a_restart_leaves_no_stale_preview(fake, tg_settings, redis_url, alice):
+    worker = PlayedWorker(redis_url)
+    harness = await start(fake, tg_settings, redis_url)
+    try:
+        chat = fake.private(alice)
+        asked = fake.send(chat, alice, caption="/remix chalk", photo=picture())
+        (job_id,) = await new_jobs(fake, asked)
+        await worker.publish(Event(job_id, Status.running))
+        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
+        photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
+        where = f"{chat['id']}:{photo.message_id}"
+        assert await stored_place(harness, job_id, where) == where
+
+        await harness.restart()
+        result = png()
+        await worker.finish(job_id, result)  # no progress in between: the new process never saw the photo
+        (shown,) = await wait_results(fake, chat["id"], job_id)
+        assert shown.data == result and shown.callback("reroll:") == f"reroll:{job_id}"
+        # the stale preview is gone: replaced by the result, or deleted with the result posted anew
+        assert photo.deleted or photo is shown
+        live = [m for m in fake.bot_messages(chat["id"]) if not m.deleted]
+        assert not [m.text for m in live if "Rendering" in m.text or f"cancel:{job_id}" in m.callbacks]
     finally:
         await worker.close()
         await harness.stop()
