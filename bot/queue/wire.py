@@ -1,9 +1,9 @@
 """What crosses Redis between the bot (``ArqQueue``) and the workers (``engine.worker``), and where.
 
 Key and channel names, the Lua scripts, and the codecs. Nothing read from Redis can run code: arq
-job payloads and results are msgpack (bytes travel natively, nothing but plain data comes out),
-events and heartbeats JSON (a live preview in an event as base64). Every decoder checks the shape
-and the types of what it read before it builds a dataclass, so a foreign or malformed payload is
+job payloads, results and events are msgpack (bytes travel natively, a running job's preview JPEG
+among them; nothing but plain data comes out), heartbeats JSON. Every decoder checks the shape and
+the types of what it read before it builds a dataclass, so a foreign or malformed payload is
 refused (``Unreadable``) — it fails that one job with a logged reason, never the worker or the bot.
 
 arq's own keys (the job, its claim, its retries) are named by ``arq.constants``.
@@ -12,7 +12,6 @@ arq's own keys (the job, its claim, its retries) are named by ``arq.constants``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import enum
 import functools
@@ -46,7 +45,6 @@ RATES_KEY = "remixbot:rates"  # hash: model → moving average of seconds per jo
 FAIR_TTL = 24 * 3600  # fair-share state of a queue nobody used for this long is forgotten
 WORKER_PREFIX = "remixbot:worker:"  # + worker id → JSON heartbeat with a TTL
 OFF_LOOP_BYTES = 256 * 1024  # results larger than this are decoded on a thread
-PREVIEW_MAX_BYTES = 256 * 1024  # a live preview (a JPEG of ≤ 256 px) is a few kB; bigger ones are dropped
 
 
 class Unreadable(ValueError):
@@ -212,45 +210,29 @@ async def read_result(redis: Redis, job_id: str, max_bytes: int) -> Result | Non
     return decode_result(head, max_bytes=max_bytes)
 
 
-def encode_event(event: Event) -> str:
-    """Events cross pub/sub as JSON. A result goes along only when it has no outputs (a failure, a
-    cancel: a few bytes); outputs travel under ``result_key``. A live preview (JPEG bytes) goes as
-    base64 text, so bots and workers of the versions before and after it still read each other."""
+MAX_EVENT_BYTES = 1 << 20  # an event is a few bytes, or a preview JPEG of a few KB
+
+
+def encode_event(event: Event) -> bytes:
+    """Events cross pub/sub as msgpack (a preview's JPEG as bytes). A result goes along only when it
+    has no outputs (a failure, a cancel: a few bytes); outputs travel under ``result_key``."""
     data = event.to_data()
     if event.result is not None and event.result.outputs:
         data["result"] = None
-    if event.preview:
-        data["preview"] = base64.b64encode(event.preview).decode("ascii")
+    return pack(data)
+
+
+def decode_event(payload: object) -> Event:
+    """An event as ``encode_event`` wrote it, or as JSON text (what workers sent before msgpack, so a
+    worker not yet upgraded is still heard; JSON carries no preview). Raises Unreadable."""
+    if isinstance(payload, str) or (isinstance(payload, bytes | bytearray) and payload[:1] == b"{"):
+        try:
+            data = json.loads(payload)
+        except (ValueError, RecursionError):
+            raise Unreadable("not JSON") from None
     else:
-        data.pop("preview", None)
-    return json.dumps(data)
-
-
-def decode_event(text: object) -> Event:
-    """Raises Unreadable. A preview that isn't base64 text is refused with the event; one over
-    ``PREVIEW_MAX_BYTES`` is dropped (the progress it came with still counts)."""
-    if not isinstance(text, str | bytes):
-        raise Unreadable(f"expected text, got {type(text).__name__}")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Unreadable("not JSON") from None
-    if isinstance(data, dict) and "preview" in data:
-        data["preview"] = _preview(data["preview"])
+        data = unpack(payload, max_bytes=MAX_EVENT_BYTES)
     return checked(Event, data)
-
-
-def _preview(text: object) -> bytes:
-    if not isinstance(text, str):
-        raise Unreadable(f"invalid Event: preview: expected base64 text, got {type(text).__name__}")
-    try:
-        jpeg = base64.b64decode(text, validate=True)
-    except ValueError:
-        raise Unreadable("invalid Event: preview: not base64") from None
-    if len(jpeg) > PREVIEW_MAX_BYTES:
-        log.warning("dropping a preview of %d bytes, over the limit of %d", len(jpeg), PREVIEW_MAX_BYTES)
-        return b""
-    return jpeg
 
 
 def checked(cls: type[D], data: object) -> D:
