@@ -47,6 +47,7 @@ from bot import images
 from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
 from bot.loras import lora_hashes
 from bot.models import ModelEntry, Models
+from bot.moderation import SOURCE_FLAGGED
 from engine import device as devices
 from engine import registry
 from engine.residency import Residency, free_memory
@@ -121,6 +122,11 @@ class Engine:
         model: Model | None = None
         work: Work | None = None
         outputs: tuple[Output, ...] = ()
+        if job.screen_source and self.safety is not None:  # the bot could not check it (Redis mode)
+            (verdict,) = await self.safety.classify([job.image])
+            if verdict.flagged:
+                log.info("job %s: its source was flagged (%s %.2f); not run", job.id, verdict.label, verdict.score)
+                return Result(job.id, Status.failed, error=SOURCE_FLAGGED, refused=verdict)
         try:
             if entry is None:
                 raise registry.ModelUnavailable(f"the model {job.request.model!r} is not on this server")
