@@ -25,6 +25,7 @@ from adapters.telegram.inputs import BOT_API_DOWNLOAD_LIMIT, PLATFORM
 from adapters.telegram.options import Options
 from adapters.telegram.presses import Presses
 from adapters.telegram.remixes import Remixes
+from adapters.telegram.server import Admins, Server
 from adapters.telegram.status import StatusBoard
 from bot.service import Service
 from bot.settings import Settings
@@ -105,9 +106,10 @@ def build_application(service: Service, settings: Settings, options: Options | N
     delivery = Delivery(bot, service, board, options)
     service.listen(PLATFORM, delivery.on_event)
     remixes = Remixes(bot, service, board, options, download_limit(settings))
-    commands = Commands(bot, service, options)
-    presses = Presses(bot, service, board, delivery, commands)
-    application.add_handlers(routes(remixes, commands, presses))
+    server = Server(bot, service, Admins(bot))
+    commands = Commands(bot, service, options, server)
+    presses = Presses(bot, service, board, delivery, commands, server.admins)
+    application.add_handlers(routes(remixes, commands, presses, server))
     application.add_error_handler(on_error)
     application.bot_data["albums"] = remixes.albums
     application.bot_data["poll_timeout"] = options.poll_timeout
