@@ -29,7 +29,6 @@ MENU = (
     ("cancel", "Cancel your waiting jobs"),
     ("info", "Every setting of a job: /info <job>"),
     ("forget", "Delete your history and its files"),
-    ("server", "Group admins: this group's rules (/server show)"),
 )
 
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")

@@ -30,6 +30,9 @@ STATUSES = ("creator", "administrator")  # getChatMember statuses of a chat's ad
 TTL = 60.0  # seconds an answer of getChatMember is trusted
 CACHE_MAX = 4096  # (chat, user) answers kept at most; the expired ones go first
 
+# the command menu a group's admins see on top of everyone's (setMyCommands, all_chat_administrators)
+MENU = (("server", "This group's rules for the bot: /server show"),)
+
 NOT_ADMIN = "Only this group's admins can change its settings."
 PRIVATE_ONLY = (
     "/server sets a group's rules: use it there, as one of its admins. "

@@ -96,6 +96,7 @@ class ChatMessage:
     raw: dict = field(default_factory=dict)  # the JSON Telegram would deliver
     sent_text: str = ""  # as first sent, before any edit
     sent_markup: dict | None = None
+    spoiler: bool = False  # sent with has_spoiler (a photo, an album item, an animation)
 
     def __post_init__(self) -> None:
         self.sent_text = self.text
@@ -170,7 +171,8 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], ChatMessage] = {}
         self.files: dict[str, bytes] = {}
         self.changed = asyncio.Condition()
-        self.admins: set[int] = set()
+        self.admins: set[int] = set()  # users getChatMember calls "creator" in every chat
+        self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) → getChatMember status, over ``admins``
         self._updates: list[dict] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
@@ -478,6 +480,7 @@ class FakeTelegram:
     async def _m_getChatMember(self, params, files):
         user_id = int(params["user_id"])
         status = "creator" if user_id in self.admins else "member"
+        status = self.statuses.get((int(params["chat_id"]), user_id), status)
         user = {"id": user_id, "is_bot": False, "first_name": "someone"}
         return {"status": status, "user": user, **({"is_anonymous": False} if status == "creator" else {})}
 
@@ -508,7 +511,12 @@ class FakeTelegram:
                 self._check_photo(_file_of(item["media"], files, self.files)[0])
         for item in params["media"]:
             data, filename = _file_of(item["media"], files, self.files)
-            item_params = dict(params, caption=item.get("caption", ""), parse_mode=item.get("parse_mode"))
+            item_params = dict(
+                params,
+                caption=item.get("caption", ""),
+                parse_mode=item.get("parse_mode"),
+                has_spoiler=item.get("has_spoiler", False),
+            )
             message = self._bot_message(
                 item_params,
                 item["type"],
@@ -597,6 +605,8 @@ class FakeTelegram:
             raw["reply_markup"] = markup
         if media_group_id:
             raw["media_group_id"] = media_group_id
+        if params.get("has_spoiler") in (True, "true", "True"):
+            raw["has_media_spoiler"] = True
         reply = params.get("reply_parameters") or {}
         reply_to = reply.get("message_id") or params.get("reply_to_message_id")
         message = ChatMessage(
@@ -611,6 +621,7 @@ class FakeTelegram:
             filename=filename,
             media_group_id=media_group_id,
             raw=raw,
+            spoiler=params.get("has_spoiler") in (True, "true", "True"),
         )
         self.messages[(chat_id, message_id)] = message
         return message
