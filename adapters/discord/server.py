@@ -43,7 +43,7 @@ def help_text(admin_here: bool) -> str:
     text = HELP
     if admin_here:
         head, *verbs = admin.HELP
-        lines = [f"**{head}**", *(f"• {render.escape(line)}" for line in verbs)]
+        lines = [f"**{head}**", *(f"• {line}" for line in verbs)]  # the core's own text: nothing to escape
         text += "\n\n" + "\n".join(lines)
     return text
 
@@ -63,7 +63,12 @@ async def answer(interaction: discord.Interaction, line: str) -> None:
     bot: RemixBot = interaction.client  # type: ignore[assignment]
     await interaction.response.defer(ephemeral=True, thinking=True)
     text = await admin.server_command(bot.service, intake.origin_of_interaction(interaction), line)
-    await answers.tell(interaction, render.escape(text))
+    await answers.tell(interaction, code_block(text))
+
+
+def code_block(text: str) -> str:
+    """The core's plain answer as a code block: users' words (banned phrases, names) stay inert and readable."""
+    return "```\n" + render.clip(text.replace("`", "ˋ"), render.MAX_CONTENT - 8) + "\n```"
 
 
 @group.command(name="show", description="The rules in force here")
@@ -118,13 +123,13 @@ async def cooldown(interaction: discord.Interaction, seconds: app_commands.Range
 
 
 @group.command(name="block", description="Stop a member from using the bot here")
-async def block(interaction: discord.Interaction, user: discord.User) -> None:
-    await answer(interaction, f"block {user.id}")
+async def block(interaction: discord.Interaction, member: discord.User) -> None:
+    await answer(interaction, f"block {member.id}")
 
 
 @group.command(name="unblock", description="Let a blocked member use the bot here again")
-async def unblock(interaction: discord.Interaction, user: discord.User) -> None:
-    await answer(interaction, f"unblock {user.id}")
+async def unblock(interaction: discord.Interaction, member: discord.User) -> None:
+    await answer(interaction, f"unblock {member.id}")
 
 
 @group.command(name="log", description="The moderation log: refusals here, newest first")

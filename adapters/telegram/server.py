@@ -2,9 +2,11 @@
 NSFW setting for their private chat (``/settings nsfw``).
 
 A chat admin is whoever ``getChatMember`` says is its ``creator`` or an ``administrator`` (or an
-anonymous admin: a message sent as the group itself). The answer is cached for ``ttl`` seconds per
-chat and user, so a burst of commands or button presses costs one call; every admin check of the
-adapter (``/server``, ``/help``, cancelling or deleting someone else's job) goes through ``Admins``.
+anonymous admin: a message sent as the group itself). A "yes" is cached for ``ttl`` seconds per
+chat and user, so an admin's burst of commands or button presses costs one call (and a demoted admin
+keeps the rights at most that long); a "no" is asked again each time, so a member just promoted is an
+admin at once. Every admin check of the adapter (``/server``, ``/help``, cancelling or deleting
+someone else's job) goes through ``Admins``.
 The line after ``/server`` goes to the core (``bot.admin``) as it is.
 """
 
@@ -27,7 +29,7 @@ from bot.service import Refusal, Service
 log = logging.getLogger(__name__)
 
 STATUSES = ("creator", "administrator")  # getChatMember statuses of a chat's admins
-TTL = 60.0  # seconds an answer of getChatMember is trusted
+TTL = 60.0  # seconds a "yes, an admin" from getChatMember is trusted
 CACHE_MAX = 4096  # (chat, user) answers kept at most; the expired ones go first
 
 # the command menu a group's admins see on top of everyone's (setMyCommands, all_chat_administrators)
@@ -47,32 +49,34 @@ NSFW_IN_GROUP = "Your NSFW setting is for our private chat; in a group its admin
 
 
 class Admins:
-    """Whether a user administers a chat, as ``getChatMember`` says, cached for ``ttl`` seconds."""
+    """Whether a user administers a chat, as ``getChatMember`` says; a "yes" cached for ``ttl`` seconds."""
 
     def __init__(self, bot: Bot, ttl: float = TTL, clock: Callable[[], float] = time.monotonic):
         self._bot = bot
         self._ttl = ttl
         self._clock = clock
-        self._known: dict[tuple[int, int], tuple[bool, float]] = {}
+        self._known: dict[tuple[int, int], float] = {}  # (chat, user) → until when they count as an admin
 
     async def check(self, chat_id: int, user_id: int) -> bool:
         """True when the user is the chat's creator or an administrator. A failed call: False (not kept)."""
         key, now = (chat_id, user_id), self._clock()
-        known = self._known.get(key)
-        if known is not None and known[1] > now:
-            return known[0]
+        until = self._known.get(key)
+        if until is not None and until > now:
+            return True
+        self._known.pop(key, None)
         try:
             member = await self._bot.get_chat_member(chat_id, user_id)
         except TelegramError as error:
             log.info("could not tell whether %s administers chat %s: %s", user_id, chat_id, error)
             return False
-        found = member.status in STATUSES
+        if member.status not in STATUSES:
+            return False
         if len(self._known) >= CACHE_MAX:
-            self._known = {k: v for k, v in self._known.items() if v[1] > now}
+            self._known = {k: v for k, v in self._known.items() if v > now}
             if len(self._known) >= CACHE_MAX:
                 self._known.clear()
-        self._known[key] = (found, now + self._ttl)
-        return found
+        self._known[key] = now + self._ttl
+        return True
 
     async def of(self, message: Message, user: User | None) -> bool:
         """Whether the sender of ``message`` (or ``user``, who pressed a button on it) administers its
