@@ -63,6 +63,21 @@ LIMITED = (
     "answerCallbackQuery",
     "sendChatAction",
 )
+# what a ChatMember of each status carries besides ``status`` and ``user`` (all of it, as Telegram sends it)
+_ADMIN_RIGHTS = (
+    "can_be_edited can_manage_chat can_delete_messages can_manage_video_chats can_restrict_members "
+    "can_promote_members can_change_info can_invite_users can_post_stories can_edit_stories can_delete_stories"
+)
+_RESTRICTIONS = (
+    "can_change_info can_invite_users can_pin_messages can_send_messages can_send_polls can_send_other_messages "
+    "can_add_web_page_previews can_manage_topics can_send_audios can_send_documents can_send_photos "
+    "can_send_videos can_send_video_notes can_send_voice_notes can_edit_tag can_react_to_messages"
+)
+MEMBER_FIELDS: dict[str, dict[str, Any]] = {
+    "creator": {"is_anonymous": False},
+    "administrator": {"is_anonymous": False, **dict.fromkeys(_ADMIN_RIGHTS.split(), True)},
+    "restricted": {"is_member": True, "until_date": 0, **dict.fromkeys(_RESTRICTIONS.split(), False)},
+}
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -482,7 +497,7 @@ class FakeTelegram:
         status = "creator" if user_id in self.admins else "member"
         status = self.statuses.get((int(params["chat_id"]), user_id), status)
         user = {"id": user_id, "is_bot": False, "first_name": "someone"}
-        return {"status": status, "user": user, **({"is_anonymous": False} if status == "creator" else {})}
+        return {"status": status, "user": user, **MEMBER_FIELDS.get(status, {})}
 
     async def _m_deleteMessage(self, params, files):
         message = self._message(params)
