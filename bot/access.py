@@ -45,8 +45,8 @@ def may_delete(posted: Origin, caller: Origin, *, is_admin: bool) -> bool:
 
 
 def may_cancel(posted: Origin, caller: Origin, *, is_admin: bool) -> bool:
-    """Cancelling a job: its owner, or an admin of the chat (server) it was posted in, from there."""
-    return may_see(posted, caller) and (is_owner(posted, caller) or (is_admin and same_chat(posted, caller)))
+    """Cancelling a job: the same rule as deleting its result."""
+    return may_delete(posted, caller, is_admin=is_admin)
 
 
 def channel_allowed(allowed: tuple[tuple[int, int], ...], guild_id: int | None, channel_ids: set[int]) -> bool:

@@ -233,6 +233,7 @@ _FIELD_TYPES: dict[tuple[type, str], Any] = {
     (Job, "references"): ("tuple", None),
     (Result, "status"): Status,
     (Result, "outputs"): ("tuple", Output),
+    (Result, "refused"): Verdict,
     (Output, "verdict"): Verdict,
     (Event, "status"): Status,
     (Event, "result"): Result,

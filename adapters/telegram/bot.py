@@ -18,6 +18,7 @@ from telegram import BotCommand, BotCommandScopeAllChatAdministrators
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application
 
+from adapters.telegram import server
 from adapters.telegram.commands import MENU, Commands
 from adapters.telegram.delivery import Delivery
 from adapters.telegram.handlers import on_error, routes
@@ -25,7 +26,6 @@ from adapters.telegram.inputs import BOT_API_DOWNLOAD_LIMIT, PLATFORM
 from adapters.telegram.options import Options
 from adapters.telegram.presses import Presses
 from adapters.telegram.remixes import Remixes
-from adapters.telegram import server
 from adapters.telegram.server import Admins, Server
 from adapters.telegram.status import StatusBoard
 from bot.service import Service
