@@ -117,15 +117,22 @@ class Commands:
             return
         more = bool(await self._service.jobs(origin, page=page + 1, per_page=per_page))
         thumbs = [await asyncio.to_thread(previews.thumbnail, self._picture_of(record)) for record in records]
+        hidden = [any(o.flagged for o in record.outputs) for record in records]  # the content filter flagged it
         if len(thumbs) == 1:
             await self._bot.send_photo(
-                chat, InputFile(thumbs[0], filename="1.jpg"), caption="1", reply_parameters=outbox.reply_to(reply_to)
+                chat,
+                InputFile(thumbs[0], filename="1.jpg"),
+                caption="1",
+                reply_parameters=outbox.reply_to(reply_to),
+                has_spoiler=hidden[0],
             )
         else:
             await self._bot.send_media_group(
                 chat,
                 [
-                    InputMediaPhoto(InputFile(t, filename=f"{i + 1}.jpg", attach=True), caption=str(i + 1))
+                    InputMediaPhoto(
+                        InputFile(t, filename=f"{i + 1}.jpg", attach=True), caption=str(i + 1), has_spoiler=hidden[i]
+                    )
                     for i, t in enumerate(thumbs)
                 ],
                 reply_parameters=outbox.reply_to(reply_to),

@@ -143,5 +143,8 @@ async def test_a_private_chat_uses_the_users_own_setting_safe_by_default(bot, fa
     assert "behind a spoiler" in await said(fake, chat, alice, "/settings nsfw spoiler")
     _, _, photo = await remix(fake, chat, alice, "/remix mine")
     assert photo.spoiler
+    asked = fake.send(chat, alice, text="/history")
+    (thumbnail,) = await fake.wait_for(lambda: fake.replies_to(asked, "photo"), what="the history's thumbnail")
+    assert thumbnail.spoiler, "a flagged job's thumbnail is hidden too"
     assert "block, spoiler or allow" in await said(fake, chat, alice, "/settings nsfw maybe")
     assert "in a group its admins decide" in await said(fake, club, alice, "/settings nsfw allow")
