@@ -7,7 +7,8 @@ chat and user, so an admin's burst of commands or button presses costs one call 
 keeps the rights at most that long); a "no" is asked again each time, so a member just promoted is an
 admin at once. Every admin check of the adapter (``/server``, ``/help``, cancelling or deleting
 someone else's job) goes through ``Admins``.
-The line after ``/server`` goes to the core (``bot.admin``) as it is.
+The line after ``/server`` goes to the core (``bot.admin``) as it is; ``/server block`` (or
+``unblock``) sent in reply to someone's message names them.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class Server:
             text = NOT_ADMIN
         else:
             line = " ".join(context.args or [])
+            replied = message.reply_to_message
+            if line.lower() in ("block", "unblock") and replied is not None and replied.from_user is not None:
+                line += f" {replied.from_user.id}"  # /server block, in reply to one of their messages
             try:
                 text = await admin.server_command(self._service, origin_of(message, update.effective_user), line)
             except Refusal as refusal:

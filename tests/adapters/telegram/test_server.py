@@ -94,7 +94,10 @@ async def test_each_rule_refuses_clearly_and_is_logged(bot, fake, alice, bob, cl
     await remix(fake, club, bob, "/remix once")
     assert "today's 1 jobs here" in await refusal(fake, club, bob, "/remix twice")
     await said(fake, club, alice, "/server quota 0")
-    assert str(bob["id"]) in await said(fake, club, alice, f"/server block {bob['id']}")
+    hello = fake.send(club, bob, text="hello")
+    asked = fake.send(club, alice, text="/server block", reply_to=hello)  # names him by replying to him
+    (saved,) = await fake.wait_for(lambda: fake.replies_to(asked, "text"), what="the block saved")
+    assert f"Blocked users: {bob['id']}" in saved.text
     assert await refusal(fake, club, bob, "/remix blocked?") == "⚠️ You can't use the bot here."
     await said(fake, club, alice, f"/server unblock {bob['id']}")
     await remix(fake, club, bob, "/remix welcome back")
