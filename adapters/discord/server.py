@@ -100,6 +100,22 @@ async def models(interaction: discord.Interaction, names: app_commands.Range[str
     await answer(interaction, f"models {names.strip()}")
 
 
+@models.autocomplete("names")
+async def model_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """The names typed so far plus one more from the registry (or ``all``), completing the last one."""
+    bot: RemixBot = interaction.client  # type: ignore[assignment]
+    typed, _, last = current.rpartition(",")
+    chosen = [name.strip() for name in typed.split(",") if name.strip()]
+    last = last.strip().lower()
+    values = [] if chosen or (last and last not in "all") else ["all"]
+    values += [
+        ", ".join([*chosen, name])
+        for name in bot.service.models.names()
+        if name not in chosen and (not last or last in name.lower())
+    ]
+    return [app_commands.Choice(name=value[:100], value=value[:100]) for value in values][:25]
+
+
 @group.command(name="limits", description="Caps on one job here (0: the bot's own)")
 @app_commands.describe(n="Images per job", size="Longest side in pixels", steps="Inference steps")
 async def limits(

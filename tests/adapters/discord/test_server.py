@@ -86,6 +86,9 @@ async def test_each_rule_refuses_clearly_and_is_logged(remixbot, fake_discord, i
     assert "isn't allowed here" in await refused(server, bob, images_dir, prompt="a CHATEAU at dusk")
     await server_says(server, mod, "unban", words="château")
 
+    offered = await server.autocomplete("server models", mod, focused="names", names="classic, st")
+    await offered.acknowledged()
+    assert "classic, style" in [choice["value"] for choice in offered.choices]
     saved = await server_says(server, mod, "models", names="style")
     assert "Models: style" in saved
     assert "The model classic isn't allowed here. Allowed: style." in await refused(server, bob, images_dir)

@@ -7,11 +7,12 @@ policy says spoiler. Verdicts are injected at the classifier's boundary (tests/a
 from __future__ import annotations
 
 import pytest
+from telegram import Bot
 
-from adapters.telegram.server import NOT_ADMIN, PRIVATE_ONLY
+from adapters.telegram.server import NOT_ADMIN, PRIVATE_ONLY, Admins
 from bot.jobs import Origin
 from bot.moderation import SOURCE_FLAGGED
-from tests.adapters.telegram.harness import Harness, new_jobs, picture, remix, results, wait_final, wait_results
+from tests.adapters.telegram.harness import TOKEN, Harness, new_jobs, picture, remix, results, wait_final, wait_results
 from tests.adapters.verdicts import LABEL, Scripted, safety_of
 
 
@@ -151,3 +152,21 @@ async def test_a_private_chat_uses_the_users_own_setting_safe_by_default(bot, fa
     assert thumbnail.spoiler, "a flagged job's thumbnail is hidden too"
     assert "block, spoiler or allow" in await said(fake, chat, alice, "/settings nsfw maybe")
     assert "in a group its admins decide" in await said(fake, club, alice, "/settings nsfw allow")
+
+
+async def test_an_admins_yes_is_kept_for_the_ttl_then_asked_again(fake, alice):
+    """``Admins`` with a clock the test turns: a demoted admin keeps the rights at most ``ttl`` seconds."""
+    now = [1000.0]
+    group = fake.group()
+    fake.statuses[(group["id"], alice["id"])] = "administrator"
+    async with Bot(TOKEN, base_url=fake.base_url) as bot:
+        admins = Admins(bot, ttl=60.0, clock=lambda: now[0])
+        assert await admins.check(group["id"], alice["id"])
+        fake.statuses[(group["id"], alice["id"])] = "member"  # demoted
+        now[0] += 59.0
+        assert await admins.check(group["id"], alice["id"]), "still trusted within the ttl"
+        assert member_checks(fake) == 1
+        now[0] += 2.0
+        assert not await admins.check(group["id"], alice["id"]), "asked again after it"
+        assert member_checks(fake) == 2
+        assert not await admins.check(group["id"], alice["id"]) and member_checks(fake) == 3, "a no isn't kept"
