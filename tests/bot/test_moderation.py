@@ -284,3 +284,29 @@ async def test_without_a_classifier_in_the_bot_the_engine_checks_the_source_firs
     finally:
         await service.close()
         await history.close()
+
+
+def test_the_engine_run_alone_screens_a_marked_source_too(settings, scorer, coffee):
+    """``Engine.run_sync`` (one job on the calling thread) honours ``Job.screen_source`` like ``run``."""
+    from bot.jobs import Action, Job, Request
+
+    engine = Engine(
+        load_models(settings.models_path), "cpu", safety=Safety(ModelEntry(name="s", kind="nudenet"), scorer=scorer)
+    )
+    try:
+        job = Job(
+            id="marked000001",
+            action=Action.remix,
+            request=Request(prompt="x", model="classic", strength=0.5, seed=1),
+            image=coffee,
+            origin=ANN,
+            screen_source=True,
+        )
+        scorer.flags.append(True)
+        refused = engine.run_sync(job, lambda step, total: None)
+        assert refused.status is Status.failed and refused.refused == Verdict(True, 0.91, "BUTTOCKS_EXPOSED")
+        assert refused.outputs == () and scorer.seen == 1
+        ran = engine.run_sync(replace(job, screen_source=False), lambda step, total: None)
+        assert ran.status is Status.done and ran.refused is None and scorer.seen == 2, "only its output was looked at"
+    finally:
+        engine.close()
