@@ -29,6 +29,19 @@ USAGE = (
     " limits n=… size=… steps=… · quota <jobs a day> · cooldown <seconds> · block <user id> ·"
     " unblock <user id> · log [page]"
 )
+# what /help adds for a server's or group's admins (and for them only)
+HELP = (
+    "For admins here — /server …",
+    "show: the rules in force",
+    "nsfw block|spoiler|allow: what happens to pictures the content filter flags",
+    "ban / unban <word or phrase>: refuse prompts that use it (whole words; case and accents ignored)",
+    "models <names>|all: the models allowed here",
+    "limits n=… size=… steps=…: caps on a job (0: the bot's own)",
+    "quota <jobs a day> · cooldown <seconds>: per person",
+    "block / unblock <user>: who may not use the bot here",
+    "log [page]: the moderation log (refusals: who, why; no pictures)",
+    "As an admin you can also cancel or delete anyone's job here.",
+)
 LIMITS = {"n": "max_num_images", "size": "max_size", "steps": "max_steps"}
 LOG_PAGE = 10
 

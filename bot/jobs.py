@@ -95,6 +95,9 @@ class Job:
     parent_job: str | None = None
     parent_output: int | None = None
     created_at: float = field(default_factory=time.time)
+    # the engine classifies the source before anything else (the bot process could not: Redis mode
+    # with a classifier that needs torch); a flagged one fails with ``Result.refused``
+    screen_source: bool = False
 
     def to_data(self) -> dict[str, Any]:
         return cast(dict[str, Any], to_data(self))
@@ -141,6 +144,7 @@ class Result:
     engine: str = ""  # what actually ran, e.g. "classic" or "diffusers StableDiffusionImg2ImgPipeline"
     note: str = ""  # e.g. "classic fallback: no weights configured"
     seconds: float = 0.0
+    refused: Verdict | None = None  # the engine refused the source (``Job.screen_source``): the classifier's word
 
     def to_data(self) -> dict[str, Any]:
         return cast(dict[str, Any], to_data(self))
@@ -229,6 +233,7 @@ _FIELD_TYPES: dict[tuple[type, str], Any] = {
     (Job, "references"): ("tuple", None),
     (Result, "status"): Status,
     (Result, "outputs"): ("tuple", Output),
+    (Result, "refused"): Verdict,
     (Output, "verdict"): Verdict,
     (Event, "status"): Status,
     (Event, "result"): Result,

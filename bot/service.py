@@ -25,7 +25,7 @@ from bot.flags import MAX_SEED, Given
 from bot.history import History, JobRecord, LogEntry, OutputRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
 from bot.models import Models
-from bot.moderation import Classifier
+from bot.moderation import SOURCE_FLAGGED, Classifier
 from bot.queue.port import JobQueue, QueueUnavailable
 from bot.settings import Limits, Settings
 from bot.text import hide_paths, neutral
@@ -332,7 +332,8 @@ class Service:
         first = jobs[0]
         rules = await self.rules(first.origin, user)
         if not source_checked:  # a --compare set's one source is checked once
-            await self._check_source(first, rules)
+            jobs = await self._check_source(jobs, rules)
+            first = jobs[0]
         async with self._submit_lock:  # the cap check and the inserts must not interleave
             await self._check_limits(user, first.origin, len(jobs))
             for job in jobs:
@@ -441,14 +442,24 @@ class Service:
         log.info("refused %s:%s (%s)", origin.platform, origin.user_id, breach.reason)
         return Refusal(breach.message)
 
-    async def _check_source(self, job: Job, rules: policy.Rules) -> None:
-        """Under ``block``, a source the classifier flags is refused before it is queued."""
-        if self.classifier is None or rules.nsfw is not policy.Nsfw.block:
-            return
-        (verdict,) = await self.classifier.classify([job.image])
+    async def _check_source(self, jobs: list[Job], rules: policy.Rules) -> list[Job]:
+        """Under ``block``, a source the classifier flags is refused before it is queued.
+
+        When this process has no classifier but the registry names one (Redis mode, a classifier
+        that needs torch), the jobs go marked ``screen_source``: the worker checks the source first
+        and a flagged one fails with ``Result.refused`` (logged when its event arrives)."""
+        if rules.nsfw is not policy.Nsfw.block:
+            return jobs
+        if self.classifier is None:
+            if self.models.classifier is None:
+                return jobs
+            return [replace(job, screen_source=True) for job in jobs]
+        (verdict,) = await self.classifier.classify([jobs[0].image])
         if verdict.flagged:
-            message = "That picture can't be used here: the content filter flagged it."
-            raise await self._refuse(job.origin, policy.Breach("classifier", message, verdict.label, verdict.score))
+            raise await self._refuse(
+                jobs[0].origin, policy.Breach("classifier", SOURCE_FLAGGED, verdict.label, verdict.score)
+            )
+        return jobs
 
     async def _check_rules(self, user: UserRecord, job: Job, rules: policy.Rules) -> None:
         breach = policy.check_request(rules, self.operator, job.origin, job.request)
@@ -520,15 +531,16 @@ class Service:
                 break
         raise Refusal("You have no jobs here yet.")
 
-    async def cancel(self, origin: Origin, job_id: str | None = None) -> list[str]:
-        """Cancel one of the user's jobs, or all their queued and running ones. Returns the ids."""
+    async def cancel(self, origin: Origin, job_id: str | None = None, *, is_admin: bool = False) -> list[str]:
+        """Cancel one job (the caller's, or any posted here when ``is_admin``: the platform says the
+        caller administers this chat), or all the caller's queued and running ones. Returns the ids."""
         user = await self.history.user(origin)
         if job_id is not None:
             record = await self.history.job(job_id)
             if record is None or not access.may_see(record.origin, origin):
                 raise Refusal(access.NOT_HERE)
-            if not access.is_owner(record.origin, origin):
-                raise Refusal("Only the person who asked for that job can cancel it.")
+            if not access.may_cancel(record.origin, origin, is_admin=is_admin):
+                raise Refusal("Only the person who asked for that job can cancel it (or an admin here).")
             candidates = [record]
         else:
             candidates = await self.history.jobs_of(user.id, limit=100)
@@ -718,6 +730,10 @@ class Service:
             if result.status is Status.failed:
                 log.info("job %s failed: %s", event.job_id, result.error)
             record = await self.history.job(event.job_id)
+            if record is not None and result.refused is not None:  # the worker refused its source
+                verdict = result.refused
+                scope = _log_scope(record.origin)
+                await self.history.log_refusal(scope, record.origin, "classifier", verdict.label, verdict.score)
         else:  # progress: one read per job, not one per step
             record = self._live.get(event.job_id) or await self.history.job(event.job_id)
             if record is not None and not record.status.finished:

@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from PIL import Image
 
 from bot import images
-from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
+from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status, Verdict
 from bot.loras import lora_hashes
 from bot.models import ModelEntry, Models
+from bot.moderation import SOURCE_FLAGGED
 from engine import device as devices
 from engine import registry
 from engine.residency import Residency, free_memory
@@ -121,6 +122,10 @@ class Engine:
         model: Model | None = None
         work: Work | None = None
         outputs: tuple[Output, ...] = ()
+        if job.screen_source and self.safety is not None:  # the bot could not check it (Redis mode)
+            (verdict,) = await self.safety.classify([job.image])
+            if verdict.flagged:
+                return _refused(job, verdict)
         try:
             if entry is None:
                 raise registry.ModelUnavailable(f"the model {job.request.model!r} is not on this server")
@@ -150,6 +155,10 @@ class Engine:
         model: Model | None = None
         work: Work | None = None
         outputs: tuple[Output, ...] = ()
+        if job.screen_source and self.safety is not None:
+            verdict = self.safety.item(_open(job.image))
+            if verdict.flagged:
+                return _refused(job, verdict)
         try:
             if entry is None:
                 raise registry.ModelUnavailable(f"the model {job.request.model!r} is not on this server")
@@ -595,6 +604,12 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
+
+
+def _refused(job: Job, verdict: Verdict) -> Result:
+    """A marked job whose source the classifier flagged: not run (``Job.screen_source``)."""
+    log.info("job %s: its source was flagged (%s %.2f); not run", job.id, verdict.label, verdict.score)
+    return Result(job.id, Status.failed, error=SOURCE_FLAGGED, refused=verdict)
 
 
 def _open(data: bytes) -> Image.Image:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord import answers, intake, render
+from adapters.discord import answers, gate, intake, render, server
 from bot.actions import DISCORD_TEMPLATE, Button, Press, parse_button
 from bot.flags import number
 from bot.history import JobRecord
@@ -212,7 +212,7 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
         answer = await bot.service.forget(origin, press.job_id)
         await answers.tell(interaction, f"🗑 Forgotten: {answer.jobs} job(s), their pictures and your settings.")
     elif press.button is Button.cancel:
-        cancelled = await bot.service.cancel(origin, press.job_id)
+        cancelled = await bot.service.cancel(origin, press.job_id, is_admin=server.is_admin(interaction))
         await answers.tell(interaction, "Cancelled." if cancelled else "That job has already finished.")
     elif press.button.action is None:
         raise Refusal("That button doesn't do anything here.")
@@ -237,9 +237,18 @@ async def show_before_after(interaction: discord.Interaction, bot: RemixBot, ori
     A picture, never a job: it goes through ``Service.before_after``, not ``Service.act``.
     """
     record = await bot.service.job(origin, job_id)
-    indexes = [o.index for o in record.outputs if render.is_still(o.media_type)] or [0]
+    restricted = gate.age_restricted(bot, interaction.channel_id or 0)
+    shown, held = gate.split(record.outputs, restricted)
+    if held and not shown:
+        raise Refusal(gate.held_back(len(held)))
+    stills = [o for o in shown if render.is_still(o.media_type)]
+    spoilers = {o.index for o in stills if o.spoiler}
+    indexes = [o.index for o in stills] or [0]
     pictures = [
-        (f"before-after-{record.id}-{index + 1}.png", await bot.service.before_after(origin, record.id, index))
+        (
+            gate.named(f"before-after-{record.id}-{index + 1}.png", index in spoilers),
+            await bot.service.before_after(origin, record.id, index),
+        )
         for index in indexes
     ]
     uploads = await asyncio.to_thread(render.fit_pictures, pictures, interaction.filesize_limit)
@@ -251,7 +260,7 @@ async def delete(interaction: discord.Interaction, bot: RemixBot, origin: Origin
     the files; the message the button is on goes here."""
     message = interaction.message
     permissions = interaction.permissions
-    is_admin = interaction.guild_id is not None and (permissions.administrator or permissions.manage_messages)
+    is_admin = server.is_admin(interaction) or (interaction.guild_id is not None and permissions.manage_messages)
     at = f"{message.channel.id}:{message.id}" if message is not None and not message.flags.ephemeral else None
     await bot.service.delete(origin, job_id, message_at=at, is_admin=is_admin)
     if message is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import discord
 from discord import app_commands
 
-from adapters.discord import answers, buttons, intake, render
+from adapters.discord import answers, buttons, intake, render, server
 from bot.flags import Flag, Given, flag_table
 from bot.service import Refusal
 from bot.settings import Limits
@@ -371,12 +371,14 @@ async def info_command(interaction: discord.Interaction, job: app_commands.Range
     await answers.tell(interaction, render.info(record))
 
 
-@app_commands.command(name="cancel", description="Cancel your waiting or running jobs (or one of them)")
+@app_commands.command(name="cancel", description="Cancel your waiting or running jobs (or one; admins: anyone's here)")
 @app_commands.describe(job="One job id; leave it out to cancel all of yours")
 async def cancel_command(interaction: discord.Interaction, job: app_commands.Range[str, 1, 40] | None = None) -> None:
     service = bot_of(interaction).service
     await interaction.response.defer(ephemeral=True, thinking=True)
-    cancelled = await service.cancel(intake.origin_of_interaction(interaction), job.strip().strip("`") if job else None)
+    origin = intake.origin_of_interaction(interaction)
+    one = job.strip().strip("`") if job else None
+    cancelled = await service.cancel(origin, one, is_admin=server.is_admin(interaction))
     if not cancelled:
         await answers.tell(interaction, "Nothing to cancel.")
     else:

@@ -19,6 +19,7 @@ from adapters.telegram.commands import Commands
 from adapters.telegram.delivery import Delivery
 from adapters.telegram.inputs import origin_of, result_of, user_name
 from adapters.telegram.keyboards import HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
+from adapters.telegram.server import Admins
 from adapters.telegram.status import StatusBoard
 from bot import presenter
 from bot.actions import Button, Press, parse_button
@@ -28,7 +29,6 @@ from bot.service import Refusal, Service
 log = logging.getLogger(__name__)
 
 TOAST_LIMIT = 200
-ADMINS = ("creator", "administrator")  # getChatMember statuses that may delete anyone's result
 
 
 class Toast:
@@ -51,12 +51,15 @@ class Toast:
 
 
 class Presses:
-    def __init__(self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery, commands: Commands):
+    def __init__(
+        self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery, commands: Commands, admins: Admins
+    ):
         self._bot = bot
         self._service = service
         self._board = board
         self._delivery = delivery
         self._commands = commands
+        self._admins = admins
 
     async def press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A result button: ``action:job[:index]``."""
@@ -77,7 +80,8 @@ class Presses:
             raise Refusal("That button only works in the chat it came with.")
         origin = origin_of(message, query.from_user)
         if press.button is Button.cancel:
-            cancelled = await self._service.cancel(origin, press.job_id)
+            is_admin = isinstance(message, Message) and await self._admins.of(message, query.from_user)
+            cancelled = await self._service.cancel(origin, press.job_id, is_admin=is_admin)
             await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
             return
         if press.button is Button.delete:
@@ -112,13 +116,7 @@ class Presses:
     async def _delete(self, message: Message, user: User, press: Press, origin: Origin, toast: Toast) -> None:
         """🗑 Delete: the core decides (owner, or an admin of this chat; only the job's own message)."""
         shown = result_of(message, self._bot.id)  # the job this message shows, read from the message itself
-        admin = False
-        if message.chat.type != ChatType.PRIVATE:
-            try:
-                member = await self._bot.get_chat_member(message.chat.id, user.id)
-                admin = member.status in ADMINS
-            except TelegramError as error:
-                log.info("could not tell whether %s administers chat %s: %s", user.id, message.chat.id, error)
+        admin = await self._admins.of(message, user)
         await self._service.delete(origin, press.job_id, shown_in=shown[0] if shown else None, is_admin=admin)
         await toast("🗑 Deleted")
         try:

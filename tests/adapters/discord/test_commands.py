@@ -19,6 +19,8 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
         ("cancel", 1),
         ("forget", 1),
         ("Remix", 3),
+        ("server", 1),
+        ("help", 1),
     }, "the slash commands and the message menu"
     options = {o["name"]: o for o in commands[("remix", 1)]["options"]}
     assert list(options) == [

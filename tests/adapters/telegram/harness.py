@@ -146,6 +146,7 @@ class Harness:
     _polling: object = None
     _engine: object = None
     starts: int = field(default=0)
+    safety: object = None  # an engine.safety.Safety: the content classifier (embedded mode), else none
 
     async def start(self) -> None:
         """A bot process: service and adapter wired like ``remixbot run`` (the adapter listens first)."""
@@ -160,13 +161,13 @@ class Harness:
             from engine import registry
             from engine.runner import Engine
 
-            self._engine = Engine(models, "cpu")
+            self._engine = Engine(models, "cpu", safety=self.safety)
             queue = LocalQueue(self._engine)
 
             async def availability():
                 return await asyncio.to_thread(registry.availability, models)
 
-        self.service = Service(self.settings, models, history, queue, availability=availability)
+        self.service = Service(self.settings, models, history, queue, availability=availability, classifier=self.safety)
         self.application = build_application(self.service, self.settings, self.options)
         await self.service.start()
         self._polling = polling(self.application)
