@@ -12,11 +12,13 @@ administrator) and hand the rest of the line here; the answer is plain text to p
     /server quota N                      jobs per user per 24 h (0: none)
     /server cooldown SECONDS
     /server block USER_ID                /server unblock USER_ID
+    /server channels add|remove CHANNEL_ID …   /server channels all   (Discord: where the bot answers)
     /server log [PAGE]
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from bot.history import LogEntry
@@ -39,6 +41,7 @@ HELP = (
     "limits n=… size=… steps=…: caps on a job (0: the bot's own)",
     "quota <jobs a day> · cooldown <seconds>: per person",
     "block / unblock <user>: who may not use the bot here",
+    "channels add|remove <#channel> · channels all: where the bot answers (Discord servers)",
     "log [page]: the moderation log (refusals: who, why; no pictures)",
     "As an admin you can also cancel or delete anyone's job here.",
 )
@@ -75,12 +78,28 @@ async def server_command(service: Service, origin: Origin, text: str) -> str:
             changes[LIMITS[key]] = int(value)
     elif verb in ("quota", "cooldown") and rest.isdigit():
         changes = {"daily_quota" if verb == "quota" else "cooldown": int(rest)}
+    elif verb == "channels" and rest:
+        changes = {"channels": channels(origin, rules, rest)}
     elif verb in ("block", "unblock") and rest:
         kept = tuple(user for user in rules.blocked if user != rest)
         changes = {"blocked": (*kept, rest) if verb == "block" else kept}
     else:
         raise Refusal(USAGE)
     return "Saved. " + describe(await service.change_rules(origin, **changes))
+
+
+def channels(origin: Origin, rules: Rules, text: str) -> tuple[str, ...]:
+    """The answering channels after ``add <#id>…``, ``remove <#id>…`` or ``all`` (a Discord server's rule)."""
+    if origin.platform != "discord":
+        raise Refusal("Answering channels are a Discord server setting: a group is one chat.")
+    how, _, rest = text.partition(" ")
+    if how == "all":
+        return ()
+    ids = re.findall(r"\d{5,25}", rest)
+    if how not in ("add", "remove") or not ids:
+        raise Refusal("Channels look like: channels add #art · channels remove #art · channels all")
+    kept = tuple(channel for channel in rules.channels if channel not in ids)
+    return (*kept, *ids) if how == "add" else kept
 
 
 def describe(rules: Rules) -> str:
@@ -94,6 +113,7 @@ def describe(rules: Rules) -> str:
         f"Max n: {cap(rules.max_num_images)} · size: {cap(rules.max_size)} · steps: {cap(rules.max_steps)}",
         f"Daily quota: {rules.daily_quota or 'none'} · cooldown: {f'{rules.cooldown} s' if rules.cooldown else 'none'}",
         f"Blocked users: {', '.join(rules.blocked) or 'none'}",
+        f"Answers in: {', '.join(f'<#{channel}>' for channel in rules.channels) or 'every channel'}",
     ]
     return "\n".join(lines)
 

@@ -79,6 +79,7 @@ class Origin:
     guild_id: str = ""  # Discord server, or "" elsewhere
     message_id: str = ""  # the message that asked for the job
     private: bool = False  # the chat is the user's own with the bot (a DM, the console): see bot.access
+    parent_id: str = ""  # Discord: the channel a thread belongs to ("" elsewhere): server channel rules follow it
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,12 @@ class RemixBot(discord.Client):
         image = await intake.read(attachment)
         text = re.sub(rf"<@!?{self.user.id}>", " ", message.content).strip()
         origin = intake.origin_of(
-            message.author, message.channel.id, guild_id, message.id, private=intake.is_dm(message.channel, guild_id)
+            message.author,
+            message.channel.id,
+            guild_id,
+            message.id,
+            private=intake.is_dm(message.channel, guild_id),
+            parent_id=getattr(message.channel, "parent_id", None),
         )
         parent_job, parent_output = await intake.lineage(self, origin, source, attachment)
         ticket = await intake.remix(

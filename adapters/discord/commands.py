@@ -282,6 +282,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
             interaction.guild_id,
             self.target.id,
             private=intake.is_dm(interaction.channel, interaction.guild_id),
+            parent_id=getattr(interaction.channel, "parent_id", None),
         )
         parent_job, parent_output = await intake.lineage(bot, origin, self.target, self.attachment)
         ticket = await intake.remix(

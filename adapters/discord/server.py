@@ -148,6 +148,20 @@ async def unblock(interaction: discord.Interaction, member: discord.User) -> Non
     await answer(interaction, f"unblock {member.id}")
 
 
+@group.command(name="channels", description="Where the bot answers on this server")
+@app_commands.describe(
+    action="add or remove a channel, or all: answer everywhere again", where="The channel to add or remove"
+)
+async def channels(
+    interaction: discord.Interaction,
+    action: Literal["add", "remove", "all"],
+    where: app_commands.AppCommandChannel | None = None,
+) -> None:
+    if action != "all" and where is None:
+        raise Refusal("Pick the channel to add or remove.")
+    await answer(interaction, f"channels {action} {where.id if where is not None else ''}".strip())
+
+
 @group.command(name="log", description="The moderation log: refusals here, newest first")
 async def log(interaction: discord.Interaction, page: app_commands.Range[int, 1, 1000] = 1) -> None:
     await answer(interaction, f"log {page}")

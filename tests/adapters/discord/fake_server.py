@@ -53,7 +53,7 @@ MEMBER_PERMISSIONS = VIEW | SEND | ATTACH | HISTORY | (1 << 31)
 ADMIN_PERMISSIONS = MEMBER_PERMISSIONS | ADMINISTRATOR | MANAGE_MESSAGES | MANAGE_GUILD
 MANAGER_PERMISSIONS = MEMBER_PERMISSIONS | MANAGE_GUILD  # Manage Server, without Administrator
 
-OPTION_TYPES = {"string": 3, "integer": 4, "boolean": 5, "user": 6, "number": 10, "attachment": 11}
+OPTION_TYPES = {"string": 3, "integer": 4, "boolean": 5, "user": 6, "channel": 7, "number": 10, "attachment": 11}
 SUB_COMMAND = 1
 
 
@@ -574,6 +574,7 @@ class FakeDiscord:
         given: list[dict[str, Any]] = []
         attachments: dict[str, Any] = {}
         users: dict[str, User] = {}
+        channels: dict[str, Channel] = {}
         for key, value in options.items():
             assert key in schema, f"/{name} has no option {key!r} (it has {sorted(schema)})"
             option = {"name": key, "type": schema[key]["type"]}
@@ -582,6 +583,9 @@ class FakeDiscord:
                 option["value"] = value["id"]
             elif schema[key]["type"] == OPTION_TYPES["user"]:
                 users[str(value.id)] = value
+                option["value"] = str(value.id)
+            elif schema[key]["type"] == OPTION_TYPES["channel"]:
+                channels[str(value.id)] = value
                 option["value"] = str(value.id)
             else:
                 option["value"] = value
@@ -603,6 +607,11 @@ class FakeDiscord:
                 resolved["members"] = {
                     key: {k: v for k, v in user.member().items() if k != "user"} for key, user in users.items()
                 }
+        if channels:
+            resolved["channels"] = {
+                key: {k: channel.payload()[k] for k in ("id", "type", "name", "parent_id", "nsfw")} | {"permissions": "0"}
+                for key, channel in channels.items()
+            }
         if resolved:
             data["resolved"] = resolved
         return data

@@ -51,7 +51,10 @@ async def test_the_server_group_is_for_manage_server_only_and_checked_on_every_c
     assert int(group["default_member_permissions"]) == MANAGE_GUILD
     assert group.get("contexts") == [0] or group.get("dm_permission") is False, "servers only"
     verbs = {o["name"] for o in group["options"]}
-    assert verbs == {"show", "nsfw", "ban", "unban", "models", "limits", "quota", "cooldown", "block", "unblock", "log"}
+    assert verbs == {
+        *("show", "nsfw", "ban", "unban", "models", "limits", "quota", "cooldown", "block", "unblock", "log"),
+        "channels",
+    }
 
     bob, mod = server.user("bob"), server.user("mod", manager=True)
     with pytest.raises(NotShown):
@@ -122,6 +125,26 @@ async def test_limits_are_the_core_line(remixbot, fake_discord, images_dir):
     assert "Max n: 1" in saved and "steps: 3" in saved
     text = await refused(server, bob, images_dir, count=2)
     assert "--n is at most 1 here (you asked for 2)" in text
+
+
+async def test_the_answering_channels_are_the_servers_own_rule(remixbot, fake_discord, images_dir):
+    server, service = fake_discord, remixbot.service
+    art = server.channel("art")
+    bob, mod = server.user("bob"), server.user("mod", manager=True)
+    assert "Answers in: every channel" in await server_says(server, mod, "show")
+    assert f"Answers in: <#{art.id}>" in await server_says(server, mod, "channels", action="add", where=art)
+    assert "Pick the channel" in await server_says(server, mod, "channels", action="remove")
+
+    text = await refused(server, bob, images_dir)
+    assert text == f"I only answer in <#{art.id}> on this server.", "a pointer to the right channel"
+    _, queued = await remix(server, bob, images_dir / "coffee.png", channel=art)
+    assert (await service.history.job(queued)) is not None
+    log = await server_says(server, mod, "log")
+    assert "channel" in log.splitlines()[1] and f"({bob.id})" in log.splitlines()[1]
+
+    assert "Answers in: every channel" in await server_says(server, mod, "channels", action="all")
+    _, anywhere = await remix(server, bob, images_dir / "coffee.png")
+    assert (await service.history.job(anywhere)) is not None
 
 
 async def test_flagged_results_appear_only_in_age_restricted_channels(
