@@ -55,9 +55,7 @@ async def test_bad_lines_get_the_usage_or_a_clear_reason(service):
 
 async def test_answering_channels_follow_a_threads_channel_and_are_discord_only(service, images_dir):
     mod = Origin(platform="discord", user_id="5", chat_id="111111", guild_id="77", user_name="Mod")
-    assert "Answers in: <#222222>, <#333333>" in await server_command(
-        service, mod, "channels add <#222222> <#333333>"
-    )
+    assert "Answers in: <#222222>, <#333333>" in await server_command(service, mod, "channels add <#222222> <#333333>")
     assert "Answers in: <#333333>" in await server_command(service, mod, "channels remove 222222")
     source = (images_dir / "coffee.png").read_bytes()
     elsewhere = Origin(platform="discord", user_id="6", chat_id="222222", guild_id="77")

@@ -609,7 +609,8 @@ class FakeDiscord:
                 }
         if channels:
             resolved["channels"] = {
-                key: {k: channel.payload()[k] for k in ("id", "type", "name", "parent_id", "nsfw")} | {"permissions": "0"}
+                key: {k: channel.payload()[k] for k in ("id", "type", "name", "parent_id", "nsfw")}
+                | {"permissions": "0"}
                 for key, channel in channels.items()
             }
         if resolved:
