@@ -13,6 +13,8 @@ administrator) and hand the rest of the line here; the answer is plain text to p
     /server cooldown SECONDS
     /server block USER_ID                /server unblock USER_ID
     /server log [PAGE]
+    /server style add NAME TEMPLATE WITH {prompt} [--no …] [--model …] [--strength …]
+    /server style remove NAME
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from bot.service import Refusal, Service
 USAGE = (
     "Server settings: show · nsfw block|spoiler|allow · ban <words> · unban <words> · models <names>|all ·"
     " limits n=… size=… steps=… · quota <jobs a day> · cooldown <seconds> · block <user id> ·"
-    " unblock <user id> · log [page]"
+    " unblock <user id> · log [page] · style add <name> <template> · style remove <name>"
 )
 LIMITS = {"n": "max_num_images", "size": "max_size", "steps": "max_steps"}
 LOG_PAGE = 10
@@ -40,6 +42,8 @@ async def server_command(service: Service, origin: Origin, text: str) -> str:
     rules = await service.rules(origin)
     if verb in ("", "show"):
         return describe(rules)
+    if verb == "style":
+        return await style_command(service, origin, rest)
     if verb == "log":
         page = int(rest) - 1 if rest.isdigit() and int(rest) > 0 else 0
         entries = await service.moderation_log(origin, page=page, per_page=LOG_PAGE)
@@ -68,6 +72,25 @@ async def server_command(service: Service, origin: Origin, text: str) -> str:
     else:
         raise Refusal(USAGE)
     return "Saved. " + describe(await service.change_rules(origin, **changes))
+
+
+STYLE_USAGE = (
+    "Styles: style add NAME cinematic still of {prompt}, film grain --no cartoon --strength 0.5 ·"
+    " style remove NAME (/styles lists them)"
+)
+
+
+async def style_command(service: Service, origin: Origin, text: str) -> str:
+    """``style add NAME TEMPLATE…`` or ``style remove NAME``: the chat's own --style presets."""
+    action, _, rest = text.partition(" ")
+    name, _, template = rest.strip().partition(" ")
+    if action.lower() == "add" and name and template.strip():
+        style = await service.add_style(origin, name, template)
+        return f"Saved the style {style.name}: {style.summary()}. Use it with --style {style.name}."
+    if action.lower() == "remove" and name and not template.strip():
+        await service.remove_style(origin, name)
+        return f"Removed the style {name.lower()}."
+    raise Refusal(STYLE_USAGE)
 
 
 def describe(rules: Rules) -> str:
