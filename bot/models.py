@@ -164,7 +164,13 @@ def _in_weights(value: Any, folder: Path) -> Any:
     return value
 
 
+SHIPPED_STYLES = Path(__file__).resolve().parents[1] / "config" / "styles.toml"
+
+
 def load_models(path: Path, weights: Path | None = None, *, lora_dir: Path | None = None) -> Models:
-    """The registry in ``path``, the LoRAs in ``lora_dir`` and the global styles in ``styles.toml`` beside ``path``."""
+    """The registry in ``path``, the LoRAs in ``lora_dir`` and the global styles: ``styles.toml`` beside
+    ``path``, else the shipped ``config/styles.toml``."""
     models = parse_models(path.read_text(encoding="utf-8"), base=path.parent, weights=weights)
-    return replace(models, loras=find_loras(lora_dir), styles=load_styles(path.with_name("styles.toml")))
+    beside = path.with_name("styles.toml")
+    styles = load_styles(beside if beside.is_file() else SHIPPED_STYLES)
+    return replace(models, loras=find_loras(lora_dir), styles=styles)
