@@ -225,7 +225,7 @@ SYNTAX = (
     "(word:1.3) weighs a word up, (word) ×1.1, [word] ÷1.1, \\( is a literal bracket: a (red:1.3) fox in [fog]",
     "BREAK starts a new 77-token chunk; long prompts are chunked, not cut: a castle BREAK a stormy sky",
     "<lora:name:0.8> applies a LoRA at that weight (/loras lists them): a fox <lora:pixel_art:0.8>",
-    "--style NAME applies a preset prompt, model and strength (/styles lists them): a fox --style watercolor",
+    "A preset prompt, model and strength (/styles lists them): a fox --style watercolor",
     "A picture made by AUTOMATIC1111, ComfyUI, NovelAI, InvokeAI, Fooocus or me, sent with no text,"
     " is remixed with the prompt and settings it carries.",
 )
@@ -240,8 +240,7 @@ def help_text(limits: Limits) -> str:
             usage += " (" + ", ".join(("-" if len(alias) == 1 else "--") + alias for alias in flag.aliases) + ")"
         until = ", up to the next option" if flag.to_next_flag else ""
         lines.append(f"{usage}: {flag.describe()}{until}")
-    lines.append(f"Example: {EXAMPLE}")
-    return "\n".join([*lines, "", *SYNTAX])
+    return "\n".join([*lines, "", *SYNTAX, "", f"Example: {EXAMPLE}"])  # the example last: it reads to the end
 
 
 def to_float(label: str, raw: str) -> float:
