@@ -152,6 +152,30 @@ def test_comfyui(workflow: bool) -> None:
     assert request.strength == 0.6 and request.model == "classic", "an unknown checkpoint: the default model"
 
 
+def test_comfyui_prompt_behind_another_node_is_found_along_the_links() -> None:
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["3"]["inputs"]["positive"] = ["12", 0]
+    prompt["12"] = {"class_type": "ConditioningSetArea", "inputs": {"conditioning": ["6", 0], "strength": 1.0}}
+    workflow = json.loads(json.dumps(COMFY_WORKFLOW))
+    workflow["links"] = [link for link in workflow["links"] if link[0] != 2]
+    workflow["links"] += [[9, 6, 0, 12, 0, "CONDITIONING"], [10, 12, 0, 3, 1, "CONDITIONING"]]
+    request = request_of(png({"prompt": json.dumps(prompt), "workflow": json.dumps(workflow)}))
+    assert request.prompt == "a lighthouse at dusk, oil painting" and request.negative_prompt == "text, watermark"
+
+
+def chained_samplers(count: int) -> bytes:
+    """A hostile ComfyUI graph: ``count`` samplers, each one's prompt the next sampler."""
+    prompt = {
+        str(i): {
+            "class_type": "KSampler",
+            "inputs": {"seed": 1, "steps": 2, "cfg": 3, "sampler_name": "e", "positive": [str(i + 1), 0]},
+        }
+        for i in range(count)
+    }
+    workflow = {"links": [[i, i + 1, 0, i, 1, "CONDITIONING"] for i in range(count)]}
+    return png({"prompt": json.dumps(prompt), "workflow": json.dumps(workflow)})
+
+
 def test_comfyui_text_to_image_keeps_the_models_strength() -> None:
     prompt = json.loads(json.dumps(COMFY_PROMPT))
     prompt["3"]["inputs"]["denoise"] = 1.0
@@ -264,6 +288,8 @@ def test_hostile_texts_are_bounded_and_fast() -> None:
     started = time.perf_counter()
     bomb = metadata.read_generation(text_bomb_png())
     line = metadata.read_generation(quadratic_line_png())
+    assert metadata.read_generation(chained_samplers(1200)) is not None, "read without its links: linear"
+    assert metadata.read_generation(chained_samplers(metadata.MAX_LINKED_NODES)) is not None
     huge_graph = png({"prompt": json.dumps({str(i): {"class_type": "X", "inputs": {}} for i in range(40_000)})})
     assert metadata.read_generation(huge_graph) is None, "a JSON value over the cap is skipped whole"
     assert time.perf_counter() - started < 5, "linear reads, not hours"
