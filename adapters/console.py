@@ -34,7 +34,7 @@ COMMANDS = """commands:
   vary N / strong N       subtle / strong variations of output N
   upscale N · fixface N · animate N
   source N [JOB]          a before/after sheet of output N
-  info [JOB] · history [PAGE] · cancel [JOB] · models · settings [model=… strength=… n=…]
+  info [JOB] · history [PAGE] · cancel [JOB] · models · styles · loras · settings [model=… strength=… n=…]
   forget                  delete your whole history and its files (asks to confirm)
   help · quit"""
 
@@ -110,6 +110,10 @@ class Console:
             for entry in self.service.models:
                 state = "ready" if availability.get(entry.name) is None else availability[entry.name]
                 self.say(f"{entry.name}: {entry.description} [{state}]")
+        elif word == "styles":
+            self.say(presenter.styles_text(await self.service.styles(self.origin), presenter.Plain(), INFO_LIMIT))
+        elif word == "loras":
+            self.say(presenter.loras_text(await self.service.loras(), presenter.Plain(), INFO_LIMIT))
         elif word == "settings":
             await self._settings(rest)
         elif word == "forget":
@@ -131,6 +135,8 @@ class Console:
         for job in ticket.jobs:
             position = ticket.position if job is ticket.job else 0
             self.say(f"queued {job.id} ({job.request.model}) · {presenter.queued(position)}")
+        if read := presenter.reading(ticket.job.request):
+            self.say(f"  prompt read as: {read}")
         if ticket.offer:
             self.say(f"this image carries settings; to reuse them type: {path_text} {ticket.offer}")
 

@@ -14,6 +14,8 @@ administrator) and hand the rest of the line here; the answer is plain text to p
     /server block USER_ID                /server unblock USER_ID
     /server channels add|remove CHANNEL_ID …   /server channels all   (Discord: where the bot answers)
     /server log [PAGE]
+    /server style add NAME TEMPLATE WITH {prompt} [--no …] [--model …] [--strength …]
+    /server style remove NAME
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from bot.service import Refusal, Service
 USAGE = (
     "Server settings: show · nsfw block|spoiler|allow · ban <words> · unban <words> · models <names>|all ·"
     " limits n=… size=… steps=… · quota <jobs a day> · cooldown <seconds> · block <user id> ·"
-    " unblock <user id> · log [page]"
+    " unblock <user id> · channels add|remove <channel>|all · log [page] · style add <name> <template> ·"
+    " style remove <name>"
 )
 # what /help adds for a server's or group's admins (and for them only)
 HELP = (
@@ -42,6 +45,7 @@ HELP = (
     "quota <jobs a day> · cooldown <seconds>: per person",
     "block / unblock <user>: who may not use the bot here",
     "channels add|remove <#channel> · channels all: where the bot answers (Discord servers)",
+    "style add <name> <template with {prompt}> · style remove <name>: this chat's own --style presets",
     "log [page]: the moderation log (refusals: who, why; no pictures)",
     "As an admin you can also cancel or delete anyone's job here.",
 )
@@ -56,6 +60,8 @@ async def server_command(service: Service, origin: Origin, text: str) -> str:
     rules = await service.rules(origin)
     if verb in ("", "show"):
         return describe(rules)
+    if verb == "style":
+        return await style_command(service, origin, rest)
     if verb == "log":
         page = int(rest) - 1 if rest.isdigit() and int(rest) > 0 else 0
         entries = await service.moderation_log(origin, page=page, per_page=LOG_PAGE)
@@ -100,6 +106,25 @@ def channels(origin: Origin, rules: Rules, text: str) -> tuple[str, ...]:
         raise Refusal("Channels look like: channels add #art · channels remove #art · channels all")
     kept = tuple(channel for channel in rules.channels if channel not in ids)
     return (*kept, *ids) if how == "add" else kept
+
+
+STYLE_USAGE = (
+    "Styles: style add NAME cinematic still of {prompt}, film grain --no cartoon --strength 0.5 ·"
+    " style remove NAME (/styles lists them)"
+)
+
+
+async def style_command(service: Service, origin: Origin, text: str) -> str:
+    """``style add NAME TEMPLATE…`` or ``style remove NAME``: the chat's own --style presets."""
+    action, _, rest = text.partition(" ")
+    name, _, template = rest.strip().partition(" ")
+    if action.lower() == "add" and name and template.strip():
+        style = await service.add_style(origin, name, template)
+        return f"Saved the style {style.name}: {style.summary()}. Use it with --style {style.name}."
+    if action.lower() == "remove" and name and not template.strip():
+        await service.remove_style(origin, name)
+        return f"Removed the style {name.lower()}."
+    raise Refusal(STYLE_USAGE)
 
 
 def describe(rules: Rules) -> str:

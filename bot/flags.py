@@ -54,6 +54,7 @@ class Flag:
     choices: tuple[int | str, ...] = ()
     max_length: int | None = None  # text: the longest value
     to_next_flag: bool = False  # the value runs up to the next flag (and is written last)
+    applied: bool = False  # applied to the other fields when the request is built: recorded, never written back
 
     @property
     def keyword(self) -> str:
@@ -206,10 +207,28 @@ def flag_table(limits: Limits) -> Flags:
         Flag("frames", "num_frames", "int", "48", "frames in the Animate button's clip", low=2, high=MAX_FRAMES),
         Flag("fps", "fps", "int", "24", "frames per second of the Animate button's clip", low=1, high=MAX_FPS),
         Flag("ref-scale", "ip_adapter_scale", "float", "0.6", "how strongly reference images steer", low=0, high=1),
+        Flag(
+            "style",
+            "style",
+            "text",
+            "cinematic",
+            "a named preset of prompt, model and strength (/styles)",
+            applied=True,
+        ),
     )
 
 
 EXAMPLE = "a watercolor painting of the harbor --strength 0.55 --seed 42 --no blurry, text"
+# How prompts are read on the diffusion models (bot/prompts.py, bot/loras.py, bot/styles.py), for /help.
+SYNTAX = (
+    "Prompt syntax (diffusion models):",
+    "(word:1.3) weighs a word up, (word) ×1.1, [word] ÷1.1, \\( is a literal bracket: a (red:1.3) fox in [fog]",
+    "BREAK starts a new 77-token chunk; long prompts are chunked, not cut: a castle BREAK a stormy sky",
+    "<lora:name:0.8> applies a LoRA at that weight (/loras lists them): a fox <lora:pixel_art:0.8>",
+    "A preset prompt, model and strength (/styles lists them): a fox --style watercolor",
+    "A picture made by AUTOMATIC1111, ComfyUI, NovelAI, InvokeAI, Fooocus or me, sent with no text,"
+    " is remixed with the prompt and settings it carries.",
+)
 
 
 def help_text(limits: Limits) -> str:
@@ -221,8 +240,7 @@ def help_text(limits: Limits) -> str:
             usage += " (" + ", ".join(("-" if len(alias) == 1 else "--") + alias for alias in flag.aliases) + ")"
         until = ", up to the next option" if flag.to_next_flag else ""
         lines.append(f"{usage}: {flag.describe()}{until}")
-    lines.append(f"Example: {EXAMPLE}")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *SYNTAX, "", f"Example: {EXAMPLE}"])  # the example last: it reads to the end
 
 
 def to_float(label: str, raw: str) -> float:

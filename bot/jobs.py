@@ -66,6 +66,7 @@ class Request:
     loras: tuple[tuple[str, float], ...] = ()  # (name, weight) read from <lora:name:weight> tags in the prompt
     zoom: float | None = None  # outpaint: zoom out 1.5 or 2 times around the picture
     pan: str | None = None  # outpaint: "left", "right", "up" or "down": half the picture added on that side
+    style: str = ""  # the --style preset applied (bot.styles): the fields above already hold what it set
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.jobs import Action
 from bot.loras import find_loras
+from bot.styles import Style, load_styles
 
 # The model each button uses unless models.toml says otherwise.
 DEFAULT_FOR_ACTION = {
@@ -49,6 +50,9 @@ class Models:
     entries: dict[str, ModelEntry]
     defaults: dict[Action, str]
     loras: dict[str, Path] = field(default_factory=dict)  # the LoRA folder's files by name (bot.loras)
+    # --style presets by name: the global ones (styles.toml beside models.toml), plus a chat's own
+    # where the service builds a request for that chat (bot.styles)
+    styles: dict[str, Style] = field(default_factory=dict)
     # [defaults] may list several models for an action ("the first of these that can run"): ``settle``
     # picks among them once availability is known; until then the first is the default
     choices: dict[Action, tuple[str, ...]] = field(default_factory=dict)
@@ -160,6 +164,13 @@ def _in_weights(value: Any, folder: Path) -> Any:
     return value
 
 
+SHIPPED_STYLES = Path(__file__).resolve().parents[1] / "config" / "styles.toml"
+
+
 def load_models(path: Path, weights: Path | None = None, *, lora_dir: Path | None = None) -> Models:
+    """The registry in ``path``, the LoRAs in ``lora_dir`` and the global styles: ``styles.toml`` beside
+    ``path``, else the shipped ``config/styles.toml``."""
     models = parse_models(path.read_text(encoding="utf-8"), base=path.parent, weights=weights)
-    return replace(models, loras=find_loras(lora_dir))
+    beside = path.with_name("styles.toml")
+    styles = load_styles(beside if beside.is_file() else SHIPPED_STYLES)
+    return replace(models, loras=find_loras(lora_dir), styles=styles)

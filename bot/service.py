@@ -19,15 +19,17 @@ from typing import Any
 
 from PIL import Image
 
-from bot import access, images, policy, requests, sheets
+from bot import access, images, metadata, policy, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
-from bot.flags import MAX_SEED, Given
+from bot.flags import MAX_SEED, Given, flag_table
 from bot.history import History, JobRecord, LogEntry, OutputRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
+from bot.loras import lora_base
 from bot.models import Models
 from bot.moderation import SOURCE_FLAGGED, Classifier
 from bot.queue.port import JobQueue, QueueUnavailable
 from bot.settings import Limits, Settings
+from bot.styles import MAX_CHAT_STYLES, TRANSFER_KIND, Style, StyleError, StyleList, check_name, make_style
 from bot.text import hide_paths, neutral
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ Handler = Callable[[JobRecord, Event], Awaitable[None]]
 Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
 
 NO_WORKER = "no worker is serving"  # bot.queue merge_heartbeats: a group waiting for its workers
+ASK_FOR_PROMPT = (
+    'What should I make of this picture? Send it again with a prompt, e.g. "a watercolor of it"'
+    ' or "make it winter --style cinematic" (/styles lists the styles).'
+)
 GONE = {
     "deleted": "That result was deleted.",
     "expired": "That result has expired: pictures are kept for a limited time.",
@@ -206,8 +212,9 @@ class Service:
         limits = self.settings.limits
         if len(references) > limits.max_references:
             raise Refusal(f"Up to {limits.max_references} reference images, please (got {len(references)}).")
+        models = await self.models_here(origin)
         source, refs, request, offer = await asyncio.to_thread(
-            _prepare, text, image, references, self._defaults(user), limits, self.models, self._source_side(), options
+            _prepare, text, image, references, self._defaults(user), limits, models, self._source_side(), options
         )
         request = self._resolve(request)
         await self._check_available([request.model, *request.compare])
@@ -390,6 +397,84 @@ class Service:
             wait = int(60 - (now - recent[0])) + 1 if recent else 60
             raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. Try again in {wait} s.")
         recent.extend([now] * count)
+
+    # styles and LoRAs (bot/styles.py, bot/loras.py) ----------------------------------------
+
+    async def chat_styles(self, origin: Origin) -> dict[str, Style]:
+        """The styles the admins of ``origin``'s server or group added (none in a private chat)."""
+        where = policy.scope(origin)
+        if where is None:
+            return {}
+        found = {}
+        for name, data in (await self.history.styles(where)).items():
+            try:
+                found[name] = make_style(name, data, scope=where)
+            except (StyleError, TypeError, ValueError):  # stored by an older version: skipped, not fatal
+                log.warning("style %s of %s can't be read", name, where)
+        return found
+
+    async def models_here(self, origin: Origin) -> Models:
+        """The registry as requests from ``origin`` see it: the global styles with the chat's own on top."""
+        chat = await self.chat_styles(origin)
+        return replace(self.models, styles={**self.models.styles, **chat}) if chat else self.models
+
+    async def styles(self, origin: Origin) -> StyleList:
+        """/styles: the global styles and the chat's own (a chat style hides a global one of its name)."""
+        chat = await self.chat_styles(origin)
+        return StyleList(
+            shared=tuple(style for name, style in sorted(self.models.styles.items()) if name not in chat),
+            own=tuple(chat[name] for name in sorted(chat)),
+            transfer=any(entry.kind == TRANSFER_KIND for entry in self.models),
+        )
+
+    async def add_style(self, origin: Origin, name: str, text: str) -> Style:
+        """Add (or replace) a style of ``origin``'s server or group from ``TEMPLATE --no … --model …
+        --strength …`` (the caller checked the user is an admin there). Raises Refusal."""
+        where = policy.scope(origin)
+        if where is None:
+            raise Refusal("Styles of your own are for servers and groups; in a private chat use the global ones.")
+        flags = flag_table(self.settings.limits)
+        try:
+            key = check_name(name)
+            template, written = requests.split_flags(text, flags)
+            extra = set(written) - {"no", "model", "strength"}
+            if extra:
+                raise Refusal(f"A style sets a prompt, --no, --model and --strength; not --{sorted(extra)[0]}.")
+            values = {flag: flags[flag].take(raw) for flag, raw in written.items()}
+            model = ""
+            if "model" in values:
+                model = requests.require_model(str(values["model"]), self.models)
+            style = make_style(
+                key,
+                {
+                    "prompt": requests.unquote(template),
+                    "negative_prompt": values.get("no", ""),
+                    "model": model,
+                    "strength": values.get("strength"),
+                },
+                scope=where,
+            )
+            requests.pick_loras(style.apply("test"), self.models)  # every LoRA it names is here
+        except (StyleError, requests.RequestError) as error:
+            raise Refusal(str(error)) from None
+        existing = await self.chat_styles(origin)
+        if key not in existing and len(existing) >= MAX_CHAT_STYLES:
+            raise Refusal(f"This chat has {len(existing)} styles, the most it may have; remove one first.")
+        await self.history.save_style(where, key, style.to_data())
+        log.info("style %s saved for %s by %s:%s", key, where, origin.platform, origin.user_id)
+        return style
+
+    async def remove_style(self, origin: Origin, name: str) -> None:
+        """Remove one of the chat's own styles (the caller checked the user is an admin). Raises Refusal."""
+        where = policy.scope(origin)
+        key = name.strip().lower()
+        if where is None or not await self.history.delete_style(where, key):
+            raise Refusal(f"This chat has no style of its own called {name.strip()[:40]!r}.")
+
+    async def loras(self) -> list[tuple[str, str]]:
+        """/loras: (name, base model) of every LoRA in the LoRA folder, by name (headers read on a thread)."""
+        found = sorted(self.models.loras.items(), key=lambda item: item[0].lower())
+        return await asyncio.to_thread(lambda: [(name, lora_base(path)) for name, path in found])
 
     # moderation (bot/policy.py) ---------------------------------------------------------------
 
@@ -767,12 +852,13 @@ def _prepare(
     source = _decode(image, limits, side)
     refs = tuple(_decode(data, limits, side) for data in references)
     offer = ""
-    found = images.read_parameters(image)
+    generation = metadata.read_generation(image)
+    found = generation.settings if generation is not None and generation.usable else None
     try:
-        if found and not text.strip() and not options:
-            request = requests.request_from_parameters(
-                images.parse_parameters(found), defaults=defaults, models=models, limits=limits
-            )
+        if not text.strip() and not options:
+            if found is None:  # nothing to go on: ask rather than remix with no prompt
+                raise Refusal(ASK_FOR_PROMPT)
+            request = requests.request_from_parameters(found, defaults=defaults, models=models, limits=limits)
         else:
             request = requests.parse_request(text, defaults=defaults, limits=limits, models=models, given=options)
             if found and not _has_flags(text) and not options:
@@ -782,12 +868,11 @@ def _prepare(
     return source, refs, request, offer
 
 
-def _offer(found: str, defaults: requests.Defaults, models: Models, limits: Limits) -> str:
-    """The source PNG's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
+def _offer(found: dict[str, Any], defaults: requests.Defaults, models: Models, limits: Limits) -> str:
+    """The source image's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
     try:
-        params = images.parse_parameters(found)
         return requests.format_request(
-            requests.request_from_parameters(params, defaults=defaults, models=models, limits=limits)
+            requests.request_from_parameters(found, defaults=defaults, models=models, limits=limits)
         )
     except requests.RequestError:
         return ""

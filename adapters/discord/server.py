@@ -16,6 +16,7 @@ from discord import app_commands
 
 from adapters.discord import answers, intake, render
 from bot import admin
+from bot.flags import SYNTAX
 from bot.service import Refusal
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ HELP = (
     "• `/remix` an image with a prompt (every option is listed as you type), or right-click a message → "
     "Apps → Remix.\n"
     "• Under each result: reroll, variations, upscale, fix face, animate, info, before/after, delete.\n"
-    "• `/models` · `/settings` (your defaults) · `/history` · `/info <job>` · `/cancel` · `/forget`"
+    "• `/models` · `/styles` · `/loras` · `/settings` (your defaults) · `/history` · `/info <job>` · `/cancel` ·"
+    " `/forget`"
 )
 
 
@@ -40,7 +42,8 @@ def is_admin(interaction: discord.Interaction) -> bool:
 
 
 def help_text(admin_here: bool) -> str:
-    text = HELP
+    head, *syntax = SYNTAX
+    text = HELP + f"\n\n**{head}**\n" + "\n".join(f"• {render.escape(line)}" for line in syntax)
     if admin_here:
         head, *verbs = admin.HELP
         lines = [f"**{head}**", *(f"• {line}" for line in verbs)]  # the core's own text: nothing to escape

@@ -14,6 +14,7 @@ from adapters.telegram.inputs import origin_of, user_name
 from adapters.telegram.keyboards import history_keyboard, settings_keyboard
 from adapters.telegram.options import Options
 from adapters.telegram.server import Server
+from bot import presenter
 from bot.actions import Button, button_id
 from bot.history import JobRecord
 from bot.jobs import Origin
@@ -24,6 +25,8 @@ MENU = (
     ("remix", "Remix a picture: caption it /remix <prompt>, or reply /remix to it"),
     ("help", "How to use me, with an example"),
     ("models", "The models on this server"),
+    ("styles", "The --style presets here"),
+    ("loras", "The LoRAs for <lora:name:0.8>"),
     ("settings", "Your default model, strength and number of images"),
     ("history", "Your recent jobs"),
     ("cancel", "Cancel your waiting jobs"),
@@ -71,6 +74,17 @@ class Commands:
         await outbox.reply(
             self._bot, message.chat.id, message.message_id, render.models_text(self._service.models, availability)
         )
+
+    async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        listing = await self._service.styles(origin_of(message, update.effective_user))
+        text = presenter.styles_text(listing, render.HTML, render.MESSAGE_LIMIT)
+        await outbox.reply(self._bot, message.chat.id, message.message_id, text, html=True)
+
+    async def loras(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        text = presenter.loras_text(await self._service.loras(), render.HTML, render.MESSAGE_LIMIT)
+        await outbox.reply(self._bot, message.chat.id, message.message_id, text, html=True)
 
     async def settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message

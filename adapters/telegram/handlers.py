@@ -53,6 +53,8 @@ def routes(remixes: Remixes, commands: Commands, presses: Presses, server: Serve
         CommandHandler("start", commands.start, filters=NEW),
         CommandHandler("help", commands.help, filters=NEW),
         CommandHandler("models", commands.models, filters=NEW),
+        CommandHandler("styles", commands.styles, filters=NEW),
+        CommandHandler("loras", commands.loras, filters=NEW),
         CommandHandler("settings", commands.settings, filters=NEW),
         CommandHandler("history", commands.history, filters=NEW),
         CommandHandler("cancel", commands.cancel, filters=NEW),

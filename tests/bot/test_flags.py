@@ -4,6 +4,7 @@ its bounds come from the limits."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,16 @@ from bot.jobs import Request
 from bot.models import Models, parse_models
 from bot.requests import Defaults, format_request, parse_request
 from bot.settings import Limits
+from bot.styles import load_styles
 
-MODELS = parse_models("""
+MODELS = dataclasses.replace(
+    parse_models("""
 [models.fast]
 kind = "diffusers-img2img"
 strength = 0.5
-""")
+"""),
+    styles=load_styles(Path(__file__).parents[2] / "config" / "styles.toml"),
+)
 LIMITS = Limits()
 FLAGS = flag_table(LIMITS)
 
@@ -42,6 +47,10 @@ def test_every_flag_parses_its_example_and_writes_it_back(name: str):
     if isinstance(read, tuple):  # --compare: other models than the request's own
         read = tuple(model for model in read if model != request.model)
     assert value == read
+    if flag.applied:  # --style: what it set is written back, not the flag (a repeat needs no preset)
+        assert f"--{flag.name}" not in format_request(request)
+        assert parse(format_request(request)) == dataclasses.replace(request, **{flag.field: ""})
+        return
     assert flag.write(value) in format_request(request)
     assert parse(format_request(request)) == request
 

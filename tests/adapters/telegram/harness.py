@@ -150,7 +150,7 @@ class Harness:
 
     async def start(self) -> None:
         """A bot process: service and adapter wired like ``remixbot run`` (the adapter listens first)."""
-        models = load_models(self.settings.models_path)
+        models = load_models(self.settings.models_path, lora_dir=self.settings.lora_dir)
         history = await History.open(self.settings.data_dir)
         if self.redis_url:
             queue = ArqQueue(self.redis_url, job_timeout=60, result_ttl=600)

@@ -25,6 +25,8 @@ async def test_command_menu_start_and_help(bot, fake, alice):
         "remix",
         "help",
         "models",
+        "styles",
+        "loras",
         "settings",
         "history",
         "cancel",
