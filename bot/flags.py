@@ -26,6 +26,8 @@ MAX_COMPARE = 3
 MOTIONS = ("low", "high")
 MAX_FRAMES = 120
 MAX_FPS = 60
+SIZE_WORDS = (("1k", 1024), ("2k", 2048), ("4k", 4096))  # --size 2k: the common output sizes by name
+MAX_BACKGROUND = 200  # --background: a colour or a short prompt
 
 # What a flag's value is: a whole number, a number, text, a bare switch, or a list of model names.
 Kind = Literal["int", "float", "text", "switch", "models"]
@@ -53,6 +55,7 @@ class Flag:
     high: float | None = None
     choices: tuple[int | str, ...] = ()
     max_length: int | None = None  # text: the longest value
+    words: tuple[tuple[str, int], ...] = ()  # int: values also written as a word ("2k" for 2048)
     to_next_flag: bool = False  # the value runs up to the next flag (and is written last)
 
     @property
@@ -65,7 +68,9 @@ class Flag:
         if self.choices:
             return " or ".join(str(choice) for choice in self.choices)
         if self.low is not None and self.high is not None:
-            return f"{number(self.low)} to {number(self.high)}"
+            named = [word for word, value in self.words if self.low <= value <= self.high]
+            also = f", or {', '.join(named)}" if named else ""
+            return f"{number(self.low)} to {number(self.high)}{also}"
         return ""
 
     def describe(self) -> str:
@@ -87,7 +92,8 @@ class Flag:
         if self.choices:
             return self.choose(raw)
         if self.kind == "int":
-            return self.within(to_int(self.name, raw), raw)
+            named = dict(self.words).get(raw.strip().lower())
+            return self.within(to_int(self.name, raw) if named is None else named, raw)
         if self.kind == "float":
             return self.within(to_float(self.name, raw), raw)
         return raw.strip()
@@ -185,7 +191,16 @@ def flag_table(limits: Limits) -> Flags:
             low=1,
             high=limits.max_num_images,
         ),
-        Flag("size", "size", "int", "1024", "longest side in pixels", low=limits.min_size, high=limits.max_size),
+        Flag(
+            "size",
+            "size",
+            "int",
+            "1024",
+            f"longest side in pixels; above {limits.max_size} it is rendered at the model's size, then upscaled",
+            low=limits.min_size,
+            high=max(limits.max_size, limits.max_output_size),
+            words=SIZE_WORDS,
+        ),
         Flag(
             "steps", "num_inference_steps", "int", "30", "more steps, more detail, slower", low=1, high=limits.max_steps
         ),
@@ -206,6 +221,16 @@ def flag_table(limits: Limits) -> Flags:
         Flag("frames", "num_frames", "int", "48", "frames in the Animate button's clip", low=2, high=MAX_FRAMES),
         Flag("fps", "fps", "int", "24", "frames per second of the Animate button's clip", low=1, high=MAX_FPS),
         Flag("ref-scale", "ip_adapter_scale", "float", "0.6", "how strongly reference images steer", low=0, high=1),
+        Flag(
+            "background",
+            "background",
+            "text",
+            "white",
+            "the Cut out button's new background: a colour (white, #223344), blur, or a prompt",
+            aliases=("bg",),
+            max_length=MAX_BACKGROUND,
+            to_next_flag=True,
+        ),
     )
 
 

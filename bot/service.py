@@ -36,6 +36,10 @@ Handler = Callable[[JobRecord, Event], Awaitable[None]]
 Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
 
 NO_WORKER = "no worker is serving"  # bot.queue merge_heartbeats: a group waiting for its workers
+CUTOUT_MISSING = (
+    "✂️ Cut out isn't set up on this server yet: it needs the cut-out model, which the bot's operator can "
+    "install with `remixbot weights install cutout`."
+)
 GONE = {
     "deleted": "That result was deleted.",
     "expired": "That result has expired: pictures are kept for a limited time.",
@@ -233,6 +237,8 @@ class Service:
         parent = await self.job(origin, press.job_id)
         user = await self.history.user(origin)
         action = press.button.action
+        if not self.models.serves(action):
+            raise Refusal(CUTOUT_MISSING)
         if press.button is Button.reroll:
             image, references = await self._source_of(parent.id)
             seed = random.randint(0, MAX_SEED)
@@ -261,7 +267,10 @@ class Service:
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
             max_size=self.settings.limits.max_size,
+            max_output_size=self.settings.limits.max_output_size,
         )
+        if action is Action.cutout:
+            await self._check_cutout(request.model)
         await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
         # its source was checked already: the parent's when it was submitted, or an output by the engine
@@ -277,6 +286,15 @@ class Service:
             raise Refusal(
                 f"That would make a {width}×{height} picture; the largest I make is {images.megapixels(limit)}."
             )
+
+    async def _check_cutout(self, name: str) -> None:
+        """✂️ Cut out without its weights: say how to install them rather than name a missing file."""
+        try:
+            reason = (await self.availability()).get(name)
+        except QueueUnavailable:
+            return  # _check_available says so
+        if reason is not None and "weights install" in reason:
+            raise Refusal(CUTOUT_MISSING)
 
     async def _check_available(self, names: list[str]) -> None:
         """Refuse a job whose model can't run here (before it is queued, on every face alike).
