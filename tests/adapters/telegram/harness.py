@@ -160,7 +160,7 @@ class Harness:
             from engine import registry
             from engine.runner import Engine
 
-            self._engine = Engine(models, "cpu")
+            self._engine = Engine(models, "cpu", max_render=self.settings.limits.max_size)
             queue = LocalQueue(self._engine)
 
             async def availability():
