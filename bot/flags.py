@@ -68,9 +68,7 @@ class Flag:
         if self.choices:
             return " or ".join(str(choice) for choice in self.choices)
         if self.low is not None and self.high is not None:
-            named = [word for word, value in self.words if self.low <= value <= self.high]
-            also = f", or {', '.join(named)}" if named else ""
-            return f"{number(self.low)} to {number(self.high)}{also}"
+            return f"{number(self.low)} to {number(self.high)}"
         return ""
 
     def describe(self) -> str:
@@ -196,7 +194,7 @@ def flag_table(limits: Limits) -> Flags:
             "size",
             "int",
             "1024",
-            f"longest side in pixels; above {limits.max_size} it is rendered at the model's size, then upscaled",
+            f"longest side in pixels (1k, 2k, 4k too); above {limits.max_size} it is upscaled after rendering",
             low=limits.min_size,
             high=max(limits.max_size, limits.max_output_size),
             words=SIZE_WORDS,

@@ -89,8 +89,8 @@ def test_bounds_follow_the_limits():
     assert (flags["size"].low, flags["size"].high) == (128, 2048)
     assert (flags["steps"].high, flags["n"].high, flags["no"].max_length) == (12, 8, 50)
     assert (
-        "--size 1024: longest side in pixels; above 768 it is rendered at the model's size, then upscaled "
-        "(128 to 2048, or 1k, 2k)" in help_text(limits)
+        "--size 1024: longest side in pixels (1k, 2k, 4k too); above 768 it is upscaled after rendering "
+        "(128 to 2048)" in help_text(limits)
     )
     with pytest.raises(RequestError, match="size must be between 128 and 2048, got 4k"):
         parse("--size 4k", limits=limits)
