@@ -51,8 +51,8 @@ from bot.models import ModelEntry, Models
 from bot.settings import Limits
 from engine import device as devices
 from engine import registry
-from engine.residency import Residency, free_memory
 from engine.kinds import upscale as upscale_kind
+from engine.residency import Residency, free_memory
 from engine.safety import Safety
 from engine.work import BatchingModel, Clip, Model, UserFacingError, Work
 
@@ -435,6 +435,7 @@ class Engine:
             return items
         entry, upscaler = self._upscaler()
         enlarged: list[Image.Image | Clip] = []
+        rendered = max(item.width for item in items), max(item.height for item in items)
         for seed, item in zip(work.seeds, items, strict=True):
             if isinstance(item, Clip) or max(item.size) >= target:
                 enlarged.append(item)
@@ -451,7 +452,7 @@ class Engine:
             if "A" in item.getbands():  # a cut-out keeps its transparency, resized alongside
                 big.putalpha(item.getchannel("A").resize(big.size, Image.Resampling.LANCZOS))
             enlarged.append(big)
-        work.notes.append(f"rendered at {max(items[0].size)} px, upscaled to {target} px ({upscaler.label})")
+        work.notes.append(f"rendered at {max(rendered)} px, upscaled to {target} px ({upscaler.label})")
         return enlarged
 
     def _upscaler(self) -> tuple[ModelEntry, Model]:

@@ -32,9 +32,7 @@ RESULT_ROWS = (
 MAX_ROW = 8  # buttons in one row of an inline keyboard
 # Per-image buttons under an album (albums cannot carry a keyboard): one row per image, its ➕ More
 # adding that image's MORE_ROWS under it.
-PER_IMAGE = tuple(
-    button for button in Button if button.takes_output and not any(button in row for row in MORE_ROWS)
-)
+PER_IMAGE = tuple(button for button in Button if button.takes_output and not any(button in row for row in MORE_ROWS))
 assert len(PER_IMAGE) <= MAX_ROW
 
 
@@ -73,9 +71,7 @@ def album_keyboard(job_id: str, indexes: list[int], *, more: int | None = None) 
     for index in indexes:
         rows.append([press_button(f"{LABELS[b].emoji} {index + 1}", b, job_id, index) for b in PER_IMAGE])
         if index == more:
-            rows += [
-                [press_button(f"{LABELS[b]} #{index + 1}", b, job_id, index) for b in row] for row in MORE_ROWS
-            ]
+            rows += [[press_button(f"{LABELS[b]} #{index + 1}", b, job_id, index) for b in row] for row in MORE_ROWS]
     return InlineKeyboardMarkup(rows)
 
 

@@ -101,8 +101,8 @@ def without_subject(source: Image.Image, alpha: np.ndarray) -> Image.Image:
     filled = cv2.inpaint(small, hole, 7, cv2.INPAINT_TELEA)
     big = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
     soft = cv2.GaussianBlur(big, (0, 0), max(1.0, max(width, height) / 200))
-    keep = (1 - cv2.resize(hole, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32))[..., None]
-    keep = cv2.GaussianBlur(keep, (0, 0), max(1.0, max(width, height) / 150))[..., None]
+    outside = 1 - cv2.resize(hole, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    keep = cv2.GaussianBlur(outside, (0, 0), max(1.0, max(width, height) / 150))[..., None]
     mixed = pixels.astype(np.float32) * keep + soft.astype(np.float32) * (1 - keep)
     return Image.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8), "RGB")
 

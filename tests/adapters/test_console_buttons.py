@@ -50,7 +50,11 @@ async def test_zoom_and_pan_chain_from_the_console(service, images_dir):
     history = service.history
     parent, zoomed = await history.job(first), await history.job(zoom_id)
     again, panned = await history.job(again_id), await history.job(pan_id)
-    for record, source, zoom, pan in ((zoomed, parent, 2.0, None), (again, zoomed, 1.5, None), (panned, zoomed, None, "left")):
+    for record, source, zoom, pan in (
+        (zoomed, parent, 2.0, None),
+        (again, zoomed, 1.5, None),
+        (panned, zoomed, None, "left"),
+    ):
         assert record.status is Status.done and record.action is Action.outpaint, record.error
         assert record.parent_job == source.id and (record.request.zoom, record.request.pan) == (zoom, pan)
         inner = pixels(source.outputs[0].path)

@@ -114,5 +114,3 @@ def test_the_engine_takes_its_render_cap_from_the_limits(settings):
         assert engine.max_render == 640
     finally:
         engine.close()
-
-

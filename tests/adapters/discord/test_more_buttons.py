@@ -110,7 +110,9 @@ async def _made_from(service, parent_id: str) -> list[str]:
     ]
 
 
-async def test_cut_out_on_discord_is_a_transparent_png(deploy, discord_settings, fake_discord, images_dir, tmp_path, real_weights):
+async def test_cut_out_on_discord_is_a_transparent_png(
+    deploy, discord_settings, fake_discord, images_dir, tmp_path, real_weights
+):
     server = fake_discord
     models = tmp_path / "cut.toml"
     models.write_text(CUTOUT_TOML.format(source=real_weights("cutout")))
@@ -133,7 +135,9 @@ async def test_cut_out_on_discord_is_a_transparent_png(deploy, discord_settings,
     assert png.mode == "RGBA" and np.asarray(png)[..., 3].min() < 20
 
 
-async def test_cut_out_without_weights_tells_how_to_install(deploy, discord_settings, fake_discord, images_dir, tmp_path):
+async def test_cut_out_without_weights_tells_how_to_install(
+    deploy, discord_settings, fake_discord, images_dir, tmp_path
+):
     server = fake_discord
     models = tmp_path / "cut.toml"
     models.write_text(CUTOUT_TOML.format(source=tmp_path / "nothing-here"))

@@ -92,7 +92,13 @@ async def test_remix_options_reach_the_request(remixbot, fake_discord, images_di
     layout = rows(message)
     assert len(layout) == 5 and all(len(row) <= 5 for row in layout), "at most 5 rows of 5"
     assert layout[3] == [f"{b}:{job_id}:3" for b in PER_IMAGE]
-    assert layout[4] == [f"reroll:{job_id}", f"info:{job_id}", f"delete:{job_id}", f"source:{job_id}:0", f"more:{job_id}:0"]
+    assert layout[4] == [
+        f"reroll:{job_id}",
+        f"info:{job_id}",
+        f"delete:{job_id}",
+        f"source:{job_id}:0",
+        f"more:{job_id}:0",
+    ]
 
 
 async def test_typed_options_and_flags_in_the_prompt_make_the_request_the_text_would(

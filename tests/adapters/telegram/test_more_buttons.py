@@ -26,7 +26,9 @@ from tests.adapters.telegram.harness import (
 )
 
 NOT_HERE = "That result isn't available here."
-CUTOUT_TOML = MODELS_TOML + """
+CUTOUT_TOML = (
+    MODELS_TOML
+    + """
 [models.cutout]
 kind = "cutout"
 source = "weights:cutout"
@@ -34,6 +36,7 @@ group = "cpu"
 size = 1536
 multiple = 1
 """
+)
 
 
 def pixels(path) -> np.ndarray:
@@ -83,7 +86,11 @@ async def test_more_then_zoom_out_and_pan_chain_and_keep_the_picture(bot, fake, 
     history = bot.service.history
     parent, zoomed = await history.job(job_id), await history.job(zoom_id)
     again, panned = await history.job(again_id), await history.job(pan_id)
-    for record, source, zoom, pan in ((zoomed, parent, 2.0, None), (again, zoomed, 1.5, None), (panned, zoomed, None, "left")):
+    for record, source, zoom, pan in (
+        (zoomed, parent, 2.0, None),
+        (again, zoomed, 1.5, None),
+        (panned, zoomed, None, "left"),
+    ):
         assert record.status is Status.done and record.action is Action.outpaint, record.error
         assert (record.parent_job, record.parent_output) == (source.id, 0)
         inner = pixels(source.outputs[0].path)
@@ -106,7 +113,11 @@ async def test_an_albums_more_opens_one_images_rows(bot, fake, alice):
     job_id = keyboard.callbacks[0].split(":")[1]
     rows = keyboard.markup["inline_keyboard"]
     assert all(len(row) <= MAX_ROW for row in rows)
-    assert [b["callback_data"] for b in rows[2]][-3:] == [f"more:{job_id}:1", f"original:{job_id}:1", f"source:{job_id}:1"]
+    assert [b["callback_data"] for b in rows[2]][-3:] == [
+        f"more:{job_id}:1",
+        f"original:{job_id}:1",
+        f"source:{job_id}:1",
+    ]
     shown = await more(fake, alice, keyboard, job_id, 1)
     assert f"zoom15:{job_id}:1" in shown and f"pandown:{job_id}:1" in shown and f"zoom15:{job_id}:0" not in shown
     labels = [b["text"] for b in keyboard.buttons]
@@ -182,4 +193,3 @@ async def test_size_above_the_render_cap_is_upscaled_and_a_big_one_comes_as_a_fi
     assert "upscaled to 1024 px" in record.note
     assert Image.open(io.BytesIO(document.data)).size == made and "too big for a photo" in document.text
     assert "size must be between 64 and 1024, got 2k" in answer[0].text
-
