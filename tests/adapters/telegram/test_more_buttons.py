@@ -193,3 +193,10 @@ async def test_size_above_the_render_cap_is_upscaled_and_a_big_one_comes_as_a_fi
     assert "upscaled to 1024 px" in record.note
     assert Image.open(io.BytesIO(document.data)).size == made and "too big for a photo" in document.text
     assert "size must be between 64 and 1024, got 2k" in answer[0].text
+
+
+async def test_cut_out_on_a_registry_without_a_cutout_model_says_how_to_get_one(bot, fake, alice):
+    chat = fake.private(alice)
+    _, job_id, result = await remix(fake, chat, alice, "/remix warm --size 128")  # MODELS_TOML: no cutout entry
+    await more(fake, alice, result, job_id)
+    assert await toast(fake, alice, result, f"cutout:{job_id}:0") == CUTOUT_MISSING
