@@ -10,9 +10,11 @@ model is asked for by name (``--model cutout``), a colour word in the prompt. A 
 ``COLOURS``, any CSS colour name or a hex code like ``#223344``) fills it flat; "blur" puts the subject
 on a blurred copy of its own picture (a portrait look); any other text is a prompt for the background:
 the subject is taken out of its picture by OpenCV inpainting (Telea, on a small canvas) and what is
-left is given the prompt's classic look (``classic.restyle``). The ✂️ Cut out button reads only
-``--background``: the prompt of the picture it cuts out describes that picture, not a new background.
-Onnxruntime only, no torch: runs on any CPU.
+left is given the prompt's classic look (``classic.restyle``), or, when the entry names a diffusers
+model as ``background_model`` and it can run here, redrawn from the prompt by its inpainting twin.
+The ✂️ Cut out button reads only ``--background``: the prompt of the picture it cuts out describes
+that picture, not a new background. Onnxruntime only, no torch (but for a background model): runs
+on any CPU.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from PIL import Image, ImageColor, ImageFilter
 from bot.jobs import Action, Progress
 from bot.models import ModelEntry
 from engine.kinds import onnx
-from engine.work import Kind, Work
+from engine.work import Kind, UserFacingError, Work
 
 PACK = "cutout"
 FILE = "u2netp.onnx"
@@ -136,7 +138,7 @@ class CutoutModel:
             return [out] + [out.copy() for _ in work.seeds[1:]]
         outputs = []
         for seed in work.seeds:
-            backdrop, note = self.backdrop(source, alpha, wanted, seed)
+            backdrop, note = self.backdrop(work, source, alpha, wanted, seed)
             front, back = np.asarray(source, np.float32), np.asarray(backdrop, np.float32)
             mixed = back + (front - back) * alpha[..., None]
             outputs.append(Image.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8), "RGB"))
@@ -144,7 +146,9 @@ class CutoutModel:
         progress(2, 2)
         return outputs
 
-    def backdrop(self, source: Image.Image, alpha: np.ndarray, wanted: str, seed: int) -> tuple[Image.Image, str]:
+    def backdrop(
+        self, work: Work, source: Image.Image, alpha: np.ndarray, wanted: str, seed: int
+    ) -> tuple[Image.Image, str]:
         """The new background for ``wanted`` (a colour, "blur" or a prompt) and the note that says what it is."""
         if wanted.lower() in BLUR:
             return source.filter(ImageFilter.GaussianBlur(max(source.size) / 60)), "cut out, background blurred"
@@ -153,8 +157,67 @@ class CutoutModel:
             return Image.new("RGB", source.size, colour), f"cut out, on a {wanted.lower()} background"
         from engine.kinds import classic
 
-        restyled = classic.restyle(without_subject(source, alpha), wanted, seed)
+        scene = without_subject(source, alpha)
+        drawn = self.draw(work, scene, alpha, wanted, seed)
+        if drawn is not None:
+            return drawn
+        restyled = classic.restyle(scene, wanted, seed)
         return restyled, f"cut out, background: its own scene without the subject, restyled as {wanted!r} (classic)"
+
+    def draw(
+        self, work: Work, scene: Image.Image, alpha: np.ndarray, prompt: str, seed: int
+    ) -> tuple[Image.Image, str] | None:
+        """The background drawn from ``prompt`` by the entry's ``background_model`` (a diffusers model) when
+        it can run here: its inpainting twin redraws everything but the subject. None: no such model here."""
+        name = str(work.entry.options.get("background_model") or "")
+        if not name or work.load_model is None:
+            return None
+        try:
+            entry, model = work.load_model(name)
+        except UserFacingError as error:
+            work.notes.append(f"{name} can't draw backgrounds here ({error})")
+            return None
+        pipe = getattr(model, "pipe", None)
+        if pipe is None:
+            work.notes.append(f"{name} is not a diffusion model, so the background is the classic fill")
+            return None
+        mask = Image.fromarray(np.rint((1 - alpha) * 255).astype(np.uint8), "L")
+        drawn = inpaint_background(pipe, scene, mask, prompt, seed, entry)
+        return drawn, f"cut out, background drawn by {name}: {prompt!r}"
+
+
+def inpaint_background(
+    pipe: Any, scene: Image.Image, mask: Image.Image, prompt: str, seed: int, entry: ModelEntry
+) -> Image.Image:
+    """``scene`` with the white of ``mask`` redrawn from ``prompt`` by ``pipe``'s inpainting twin
+    (``AutoPipelineForInpainting.from_pipe`` shares the loaded weights), at the model's working size,
+    then back at the scene's size (the subject is composited over it at full resolution)."""
+    import torch
+    from diffusers import AutoPipelineForInpainting
+
+    from bot import images
+    from engine.kinds import prompts
+
+    small = images.fit(scene, min(max(scene.size), entry.size), entry.multiple)
+    inpaint = AutoPipelineForInpainting.from_pipe(pipe)
+    inpaint.set_progress_bar_config(disable=True)
+    device = str(getattr(pipe, "device", "cpu"))
+    generator = torch.Generator(device=device if device.startswith("cuda") else "cpu").manual_seed(int(seed))
+    with torch.inference_mode():
+        (drawn,) = inpaint(
+            **prompts.call_kwargs(inpaint, [prompt], [""]),
+            image=small,
+            mask_image=mask.resize(small.size, Image.Resampling.BILINEAR),
+            width=small.width,
+            height=small.height,
+            strength=1.0,
+            num_inference_steps=entry.num_inference_steps,
+            guidance_scale=entry.guidance_scale,
+            generator=[generator],
+            output_type="pil",
+        ).images
+    result: Image.Image = drawn.convert("RGB").resize(scene.size, Image.Resampling.LANCZOS)
+    return result
 
 
 def check(entry: ModelEntry) -> str | None:

@@ -142,3 +142,33 @@ async def test_without_its_weights_the_button_says_how_to_install_them(settings,
     finally:
         await close_service(service)
     assert str(refused.value) == CUTOUT_MISSING and "`remixbot weights install cutout`" in CUTOUT_MISSING
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_background_model_draws_a_prompt_background(model, images_dir, entry):
+    pytest.importorskip("diffusers")
+    from engine.kinds import img2img
+    from engine.work import UserFacingError
+
+    tiny = img2img.load(entry, "cpu")
+    source = Image.open(images_dir / "astronaut.png").convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)
+    cutter = ModelEntry(name="cutout", kind="cutout", options={"background_model": "tiny"})
+    request = Request(prompt="an astronaut", model="cutout", strength=1.0, background="a sunny beach")
+    w = Work(Action.cutout, request, cutter, source, (), (3,), "cpu", load_model=lambda name: (entry, tiny))
+    [out] = model.run(w, lambda *_: None)
+    assert w.notes == ["cut out, background drawn by tiny: 'a sunny beach'"]
+    alpha = model.mask(source)
+    pixels, original = np.asarray(out).astype(int), np.asarray(source).astype(int)
+    subject, background = alpha > 0.95, alpha < 0.05
+    assert np.abs(pixels[subject] - original[subject]).max() <= 13  # she stays (up to the soft edge)
+    classic_one = model.run(Work(Action.cutout, request, ModelEntry(name="c", kind="cutout"), source, (), (3,), "cpu"),
+                            lambda *_: None)[0]  # fmt: skip
+    assert np.abs(pixels[background] - np.asarray(classic_one).astype(int)[background]).mean() > 5  # drawn anew
+
+    def unavailable(name: str):
+        raise UserFacingError("needs weights")
+
+    w = Work(Action.cutout, request, cutter, source, (), (3,), "cpu", load_model=unavailable)
+    [fallback] = model.run(w, lambda *_: None)
+    assert w.notes[0] == "tiny can't draw backgrounds here (needs weights)" and "(classic)" in w.notes[1]
+    assert np.array_equal(np.asarray(fallback), np.asarray(classic_one))
