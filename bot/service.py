@@ -259,6 +259,8 @@ class Service:
                 self._check_output(size, parent.request.scale or 2)
         # reroll and vary keep the parent's model; upscale, fix face and animate use theirs
         model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
+        rules = await self.rules(origin, user)
+        limits = self.settings.limits
         request = derive_request(
             press,
             parent.request,
@@ -266,15 +268,16 @@ class Service:
             model=model,
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
-            max_size=self.settings.limits.max_size,
-            max_output_size=self.settings.limits.max_output_size,
+            # this chat's own --size cap holds too: a zoom out grows to it, a size asked before it shrinks
+            max_size=min(limits.max_size, rules.max_size) if rules.max_size else limits.max_size,
+            max_output_size=min(limits.max_output_size, rules.max_size) if rules.max_size else limits.max_output_size,
         )
         if action is Action.cutout:
             await self._check_cutout(request.model)
         await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
         # its source was checked already: the parent's when it was submitted, or an output by the engine
-        if flagged and (await self.rules(origin, user)).nsfw is policy.Nsfw.block:
+        if flagged and rules.nsfw is policy.Nsfw.block:
             message = "That result can't be used here: the content filter flagged it."
             raise await self._refuse(origin, policy.Breach("classifier", message, "a flagged result"))
         return await self._enqueue(user, [job], "", source_checked=True)

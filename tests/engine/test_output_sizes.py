@@ -114,3 +114,22 @@ def test_the_engine_takes_its_render_cap_from_the_limits(settings):
         assert engine.max_render == 640
     finally:
         engine.close()
+
+
+async def test_a_servers_size_cap_holds_on_zoom_outs_and_on_jobs_made_from_bigger_results(settings, images_dir):
+    server = Origin(platform="discord", user_id="7", chat_id="70", guild_id="700")
+    service = await build_service(settings)
+    try:
+        events = Events()
+        service.listen("discord", events)
+        ticket = await service.submit(server, "warm --size 2k", (images_dir / "coffee.png").read_bytes())
+        parent = await events.done(ticket.job.id)
+        await service.change_rules(server, max_size=512)  # the server's admins cap --size afterwards
+        zoomed = await events.done((await service.act(server, button_id(Button.zoom2, parent.id, 0))).job.id)
+        vary = await events.done((await service.act(server, button_id(Button.vary, parent.id, 0))).job.id)
+    finally:
+        await close_service(service)
+    assert max(parent.outputs[0].width, parent.outputs[0].height) == 2048
+    assert zoomed.status is Status.done and vary.status is Status.done, (zoomed.error, vary.error)
+    assert zoomed.request.size == 512 and max(zoomed.outputs[0].width, zoomed.outputs[0].height) <= 512
+    assert vary.request.size == 512 and max(vary.outputs[0].width, vary.outputs[0].height) == 512
