@@ -149,3 +149,21 @@ async def test_cut_out_without_weights_tells_how_to_install(
     more = await pressed.reply(lambda m: bool(m.get("components")))
     refused = await server.press(dict(more, channel_id=parent["channel_id"]), f"cutout:{first}:0", alice)
     assert await refused.text() == CUTOUT_MISSING
+
+
+async def test_more_on_several_images_offers_each_one(remixbot, fake_discord, images_dir):
+    server, service = fake_discord, remixbot.service
+    alice = server.user("alice")
+    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="sketch", count=2, size=128)
+    parent = await result(server, service, first)
+    assert len(rows(parent)) == 3 and rows(parent)[-1][-1] == f"more:{first}:0"
+    pressed = await server.press(parent, f"more:{first}:0", alice)
+    shown = await pressed.reply(lambda m: bool(m.get("components")))
+    assert "image 1 of" in shown["content"] and rows(shown)[-1] == [f"more:{first}:1"]
+    second = await server.press(dict(shown, channel_id=parent["channel_id"]), f"more:{first}:1", alice)
+    other = await second.reply(lambda m: bool(m.get("components")))
+    assert "image 2 of" in other["content"]
+    assert rows(other)[0] == [f"zoom15:{first}:1", f"zoom2:{first}:1", f"cutout:{first}:1"]
+    assert rows(other)[-1] == [f"more:{first}:0"]
+    refused = await server.press(forged(parent, f"more:{first}:7"), f"more:{first}:7", alice)
+    assert await refused.text() == "That result isn't ready (or has no such image)."
