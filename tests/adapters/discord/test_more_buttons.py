@@ -36,7 +36,7 @@ def pixels(path) -> np.ndarray:
 async def test_more_answers_the_presser_with_zoom_pan_and_cut_out(remixbot, fake_discord, images_dir):
     server, service = fake_discord, remixbot.service
     alice, bob = server.user("alice"), server.user("bob")
-    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="warm", size=256)
+    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="warm", size=256, seed=3)
     parent = await result(server, service, first)
     assert all(len(row) <= 5 for row in rows(parent)) and len(rows(parent)) <= 5
     assert rows(parent)[-1][-1] == f"more:{first}:0"
@@ -88,10 +88,10 @@ async def _newest_job(server, service, parent_id: str) -> str:
 async def test_another_channel_cannot_press_more_zoom_pan_or_cut_out(remixbot, fake_discord, images_dir):
     server, service = fake_discord, remixbot.service
     alice, mallory = server.user("alice"), server.user("mallory")
-    _, secret = await remix(server, alice, images_dir / "coffee.png", prompt="secret", size=128)
+    _, secret = await remix(server, alice, images_dir / "coffee.png", prompt="secret", size=128, seed=3)
     await result(server, service, secret)
     other = server.channel("other")
-    _, hers = await remix(server, mallory, images_dir / "chelsea.png", channel=other, prompt="mine", size=128)
+    _, hers = await remix(server, mallory, images_dir / "chelsea.png", channel=other, prompt="mine", size=128, seed=3)
     own = await result(server, service, hers)
     ids = (f"more:{secret}:0", f"zoom15:{secret}:0", f"pandown:{secret}:0", f"cutout:{secret}:0")
     bait = forged(own, *ids)
@@ -119,7 +119,7 @@ async def test_cut_out_on_discord_is_a_transparent_png(
     bot = await deploy(replace(discord_settings, models_path=models))
     service = bot.service
     alice = server.user("alice")
-    _, first = await remix(server, alice, images_dir / "astronaut.png", prompt="warm", size=256)
+    _, first = await remix(server, alice, images_dir / "astronaut.png", prompt="warm", size=256, seed=3)
     parent = await result(server, service, first)
     pressed = await server.press(parent, f"more:{first}:0", alice)
     more = await pressed.reply(lambda m: bool(m.get("components")))
@@ -143,7 +143,7 @@ async def test_cut_out_without_weights_tells_how_to_install(
     models.write_text(CUTOUT_TOML.format(source=tmp_path / "nothing-here"))
     bot = await deploy(replace(discord_settings, models_path=models))
     alice = server.user("alice")
-    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="warm", size=128)
+    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="warm", size=128, seed=3)
     parent = await result(server, bot.service, first)
     pressed = await server.press(parent, f"more:{first}:0", alice)
     more = await pressed.reply(lambda m: bool(m.get("components")))
@@ -154,7 +154,7 @@ async def test_cut_out_without_weights_tells_how_to_install(
 async def test_more_on_several_images_offers_each_one(remixbot, fake_discord, images_dir):
     server, service = fake_discord, remixbot.service
     alice = server.user("alice")
-    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="sketch", count=2, size=128)
+    _, first = await remix(server, alice, images_dir / "coffee.png", prompt="warm", count=2, size=128, seed=3)
     parent = await result(server, service, first)
     assert len(rows(parent)) == 3 and rows(parent)[-1][-1] == f"more:{first}:0"
     pressed = await server.press(parent, f"more:{first}:0", alice)
