@@ -26,6 +26,8 @@ MAX_COMPARE = 3
 MOTIONS = ("low", "high")
 MAX_FRAMES = 120
 MAX_FPS = 60
+SIZE_WORDS = (("1k", 1024), ("2k", 2048), ("4k", 4096))  # --size 2k: the common output sizes by name
+MAX_BACKGROUND = 200  # --background: a colour or a short prompt
 
 # What a flag's value is: a whole number, a number, text, a bare switch, or a list of model names.
 Kind = Literal["int", "float", "text", "switch", "models"]
@@ -53,6 +55,7 @@ class Flag:
     high: float | None = None
     choices: tuple[int | str, ...] = ()
     max_length: int | None = None  # text: the longest value
+    words: tuple[tuple[str, int], ...] = ()  # int: values also written as a word ("2k" for 2048)
     to_next_flag: bool = False  # the value runs up to the next flag (and is written last)
     applied: bool = False  # applied to the other fields when the request is built: recorded, never written back
 
@@ -88,7 +91,8 @@ class Flag:
         if self.choices:
             return self.choose(raw)
         if self.kind == "int":
-            return self.within(to_int(self.name, raw), raw)
+            named = dict(self.words).get(raw.strip().lower())
+            return self.within(to_int(self.name, raw) if named is None else named, raw)
         if self.kind == "float":
             return self.within(to_float(self.name, raw), raw)
         return raw.strip()
@@ -186,7 +190,16 @@ def flag_table(limits: Limits) -> Flags:
             low=1,
             high=limits.max_num_images,
         ),
-        Flag("size", "size", "int", "1024", "longest side in pixels", low=limits.min_size, high=limits.max_size),
+        Flag(
+            "size",
+            "size",
+            "int",
+            "1024",
+            f"longest side in pixels (1k, 2k, 4k too); above {limits.max_size} it is upscaled after rendering",
+            low=limits.min_size,
+            high=max(limits.max_size, limits.max_output_size),
+            words=SIZE_WORDS,
+        ),
         Flag(
             "steps", "num_inference_steps", "int", "30", "more steps, more detail, slower", low=1, high=limits.max_steps
         ),
@@ -214,6 +227,16 @@ def flag_table(limits: Limits) -> Flags:
             "cinematic",
             "a named preset of prompt, model and strength (/styles)",
             applied=True,
+        ),
+        Flag(
+            "background",
+            "background",
+            "text",
+            "white",
+            "the Cut out button's new background: a colour (white, #223344), blur, or a prompt",
+            aliases=("bg",),
+            max_length=MAX_BACKGROUND,
+            to_next_flag=True,
         ),
     )
 

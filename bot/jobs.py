@@ -28,6 +28,7 @@ class Action(enum.StrEnum):
     fixface = "fixface"
     animate = "animate"
     outpaint = "outpaint"  # zoom out or pan: a larger canvas, its new border filled in
+    cutout = "cutout"  # the subject on a transparent (or new) background
 
 
 class Status(enum.StrEnum):
@@ -67,6 +68,7 @@ class Request:
     zoom: float | None = None  # outpaint: zoom out 1.5 or 2 times around the picture
     pan: str | None = None  # outpaint: "left", "right", "up" or "down": half the picture added on that side
     style: str = ""  # the --style preset applied (bot.styles): the fields above already hold what it set
+    background: str | None = None  # cut out: a colour, "blur" or a prompt for a new background; None: transparent
 
 
 @dataclass(frozen=True)

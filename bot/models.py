@@ -24,6 +24,7 @@ DEFAULT_FOR_ACTION = {
     Action.animate: "classic",
     Action.outpaint: "classic",
 }
+CUTOUT = "cutout"  # the entry ✂️ Cut out uses when models.toml has one and [defaults] names no other
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class Models:
         name = self.defaults.get(action) or self.defaults[Action.remix]
         return self.entries[name]
 
+    def serves(self, action: Action) -> bool:
+        """Whether some model is set to do ``action`` (✂️ Cut out needs a cutout entry)."""
+        return action is not Action.cutout or action in self.defaults
+
     def settle(self, availability: dict[str, str | None]) -> Models:
         """The registry with each listed default set to its first choice that can run (availability:
         name → None when it runs), or its last choice when none can."""
@@ -137,6 +142,8 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
             description="No weights, instant: colour grades and painterly looks picked from your prompt.",
         )
     defaults = dict(DEFAULT_FOR_ACTION)
+    if CUTOUT in entries:
+        defaults[Action.cutout] = CUTOUT
     choices: dict[Action, tuple[str, ...]] = {}
     safety = str(data.get("defaults", {}).get("safety", ""))
     if safety and safety not in classifiers:

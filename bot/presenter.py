@@ -34,6 +34,8 @@ TITLES = {
     Action.upscale: "⬆️ Upscale",
     Action.fixface: "🙂 Fix face",
     Action.animate: "🎞 Animation",
+    Action.outpaint: "🔍 Zoom out / pan",
+    Action.cutout: "✂️ Cut out",
 }
 
 
@@ -62,6 +64,8 @@ LABELS = {
     Button.panright: Label("➡️", "Pan right"),
     Button.panup: Label("⬆️", "Pan up"),
     Button.pandown: Label("⬇️", "Pan down"),
+    Button.cutout: Label("✂️", "Cut out"),
+    Button.more: Label("➕", "More"),
     Button.original: Label("📄", "Original"),
     Button.source: Label("↔️", "Before/after"),
     Button.info: Label("ℹ️", "Info"),
@@ -237,7 +241,7 @@ def info(record: JobRecord, markup: Markup, limit: int, *, repeat: str = "") -> 
 
 def settings(record: JobRecord) -> list[str]:
     """A job's settings as "name value" words: every flag it sets but the negative prompt."""
-    return [text.removeprefix("--") for flag, text in written_flags(record.request) if not flag.to_next_flag]
+    return [text.removeprefix("--") for flag, text in written_flags(record.request) if flag.field != "negative_prompt"]
 
 
 def reading(request: Request) -> str | None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from bot.flags import MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table, number, to_float
+from bot.flags import MAX_BACKGROUND, MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table, number, to_float
 from bot.flags import RequestError as RequestError  # the grammar's one error, raised by the table too
 from bot.jobs import Action, Request
 from bot.loras import MAX_WEIGHT as MAX_LORA_WEIGHT
@@ -104,7 +104,8 @@ def build_request(
         num_images_per_prompt=pick_count(cast(int | None, values.get("n")), defaults, limits),
         compare=pick_compare(cast(tuple[str, ...] | None, values.get("compare")), model, models),
     )
-    for text in (prompt, fields.get("negative_prompt", "")):
+    check_length("background", fields.get("background") or "", MAX_BACKGROUND)
+    for text in (prompt, fields.get("negative_prompt", ""), fields.get("background") or ""):
         if reason := check_prompt(text):
             raise RequestError(reason)
     return Request(**fields)
@@ -353,18 +354,19 @@ def request_from_parameters(
         negative_prompt=str(params.get("negative_prompt", ""))[: limits.max_prompt_length],
         seed=seed if isinstance(seed, int) and 0 <= seed <= MAX_SEED else None,
         num_images_per_prompt=pick_count(None, defaults, limits),
-        size=size_from(params, flags["size"]),
+        size=size_from(params, flags["size"], limits.max_size),
         num_inference_steps=clamped(params.get("num_inference_steps"), flags["steps"]),
         guidance_scale=clamped(params.get("guidance_scale"), flags["cfg"]),
         image_guidance_scale=clamped(params.get("image_guidance_scale"), flags["image-cfg"]),
     )
 
 
-def size_from(params: dict[str, Any], flag: Flag) -> int | None:
-    """The longest side of the original's ``Size``, within the flag's bounds."""
+def size_from(params: dict[str, Any], flag: Flag, max_size: int) -> int | None:
+    """The longest side of the original's ``Size``, within the flag's bounds and rendered, not upscaled:
+    never above ``max_size`` (a big original's size is no request for an upscale)."""
     if "width" not in params or "height" not in params:
         return None
-    return int(flag.clamp(max(params["width"], params["height"])))
+    return int(min(flag.clamp(max(params["width"], params["height"])), max_size))
 
 
 def clamped(value: Any, flag: Flag) -> Any:

@@ -42,6 +42,10 @@ ASK_FOR_PROMPT = (
     'What should I make of this picture? Send it again with a prompt, e.g. "a watercolor of it"'
     ' or "make it winter --style cinematic" (/styles lists the styles).'
 )
+CUTOUT_MISSING = (
+    "✂️ Cut out isn't set up on this server yet: it needs the cut-out model, which the bot's operator can "
+    "install with `remixbot weights install cutout`."
+)
 GONE = {
     "deleted": "That result was deleted.",
     "expired": "That result has expired: pictures are kept for a limited time.",
@@ -240,6 +244,8 @@ class Service:
         parent = await self.job(origin, press.job_id)
         user = await self.history.user(origin)
         action = press.button.action
+        if not self.models.serves(action):
+            raise Refusal(CUTOUT_MISSING)
         if press.button is Button.reroll:
             image, references = await self._source_of(parent.id)
             seed = random.randint(0, MAX_SEED)
@@ -260,6 +266,8 @@ class Service:
                 self._check_output(size, parent.request.scale or 2)
         # reroll and vary keep the parent's model; upscale, fix face and animate use theirs
         model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
+        rules = await self.rules(origin, user)
+        limits = self.settings.limits
         request = derive_request(
             press,
             parent.request,
@@ -267,12 +275,16 @@ class Service:
             model=model,
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
-            max_size=self.settings.limits.max_size,
+            # this chat's own --size cap holds too: a zoom out grows to it, a size asked before it shrinks
+            max_size=min(limits.max_size, rules.max_size) if rules.max_size else limits.max_size,
+            max_output_size=min(limits.max_output_size, rules.max_size) if rules.max_size else limits.max_output_size,
         )
+        if action is Action.cutout:
+            await self._check_cutout(request.model)
         await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
         # its source was checked already: the parent's when it was submitted, or an output by the engine
-        if flagged and (await self.rules(origin, user)).nsfw is policy.Nsfw.block:
+        if flagged and rules.nsfw is policy.Nsfw.block:
             message = "That result can't be used here: the content filter flagged it."
             raise await self._refuse(origin, policy.Breach("classifier", message, "a flagged result"))
         return await self._enqueue(user, [job], "", source_checked=True)
@@ -284,6 +296,15 @@ class Service:
             raise Refusal(
                 f"That would make a {width}×{height} picture; the largest I make is {images.megapixels(limit)}."
             )
+
+    async def _check_cutout(self, name: str) -> None:
+        """✂️ Cut out without its weights: say how to install them rather than name a missing file."""
+        try:
+            reason = (await self.availability()).get(name)
+        except QueueUnavailable:
+            return  # _check_available says so
+        if reason is not None and "weights install" in reason:
+            raise Refusal(CUTOUT_MISSING)
 
     async def _check_available(self, names: list[str]) -> None:
         """Refuse a job whose model can't run here (before it is queued, on every face alike).

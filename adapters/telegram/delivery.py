@@ -3,7 +3,8 @@
 One result is a photo with its keyboard. Several are an album, then one message with a row of
 buttons per image (albums cannot carry a keyboard). Clips (Animate: MP4, or GIF) are sent as
 animations. A result too big to be a photo (over sendPhoto's 10 MB, or sides over 10000 px) is
-shown as a preview and its lossless file follows as a document: nothing is dropped.
+shown as a preview and its lossless file follows as a document: nothing is dropped. A transparent
+result (✂️ Cut out) is previewed on a checkerboard and its PNG follows as a document, alpha intact.
 
 ``--show-source`` adds the core's labelled before | after sheet after each image, and the job of a
 ``--compare`` set that finishes last brings the side-by-side sheet (once), answering the set's
@@ -187,18 +188,18 @@ class Delivery:
         except OSError:
             await outbox.reply(self._bot, chat, shown_in, "⚠️ The full-size file is gone; the photo above is a preview.")
             return
-        try:
-            await self.send_original(
-                record,
-                output,
-                data,
-                chat,
-                shown_in,
-                caption=(
-                    f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
-                    "too big for a photo, so here is the file."
-                ),
+        if await asyncio.to_thread(previews.transparent, data):
+            caption = (
+                f"✂️ Cut-out of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
+                "a PNG with a transparent background, sent as a file so the transparency survives."
             )
+        else:
+            caption = (
+                f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
+                "too big for a photo, so here is the file."
+            )
+        try:
+            await self.send_original(record, output, data, chat, shown_in, caption=caption)
         except Refusal as refusal:
             await outbox.reply(self._bot, chat, shown_in, f"⚠️ {refusal} The photo above is a preview.")
 

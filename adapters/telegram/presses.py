@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Bot, CallbackQuery, Message, Update, User
+from telegram import Bot, CallbackQuery, MaybeInaccessibleMessage, Message, Update, User
 from telegram.constants import ChatType
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram import outbox, render
 from adapters.telegram.commands import Commands
-from adapters.telegram.delivery import Delivery
+from adapters.telegram.delivery import Delivery, is_still
 from adapters.telegram.inputs import origin_of, result_of, user_name
-from adapters.telegram.keyboards import HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
+from adapters.telegram.keyboards import (
+    HISTORY_PATTERN,
+    SETTING_PATTERN,
+    album_keyboard,
+    result_keyboard,
+    settings_keyboard,
+)
 from adapters.telegram.server import Admins
 from adapters.telegram.status import StatusBoard
 from bot import presenter
 from bot.actions import Button, Press, parse_button
+from bot.history import JobRecord
 from bot.jobs import Origin
 from bot.service import Refusal, Service
 
@@ -105,6 +112,9 @@ class Presses:
             sheet = await self._service.before_after(origin, record.id, press.index)
             await toast("↔️ Before / after")
             await self._delivery.send_before_after(record, press.index, message.chat.id, message.message_id, sheet)
+        elif press.button is Button.more:  # the rest of the image's buttons, on the same keyboard
+            await toast()
+            await self._more(message, record, press.index)
         elif press.button is Button.info:
             await toast()
             await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record), html=True)
@@ -112,6 +122,21 @@ class Presses:
             raise Refusal("That button doesn't do anything here.")
         else:
             await self._act(query, press, origin, toast)
+
+    async def _more(self, message: MaybeInaccessibleMessage, record: JobRecord, index: int) -> None:
+        """➕ More: the keyboard it is on grows the Zoom out, Pan and Cut out rows of that image."""
+        pictures = [o.index for o in record.outputs if is_still(o.media_type)]
+        if index not in pictures:
+            raise Refusal("That result isn't ready (or has no such image).")
+        if len(pictures) == 1:
+            markup = result_keyboard(record.id, index, more=True)
+        else:
+            markup = album_keyboard(record.id, pictures, more=index)
+        try:
+            await self._bot.edit_message_reply_markup(message.chat.id, message.message_id, reply_markup=markup)
+        except BadRequest as error:
+            if not outbox.not_modified(error):
+                raise Refusal("That message can't show more buttons any more.") from None
 
     async def _delete(self, message: Message, user: User, press: Press, origin: Origin, toast: Toast) -> None:
         """🗑 Delete: the core decides (owner, or an admin of this chat; only the job's own message)."""

@@ -48,8 +48,11 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
         "ref3",
         "ref_scale",
         "style",
+        "background",
     ]
     assert len(options) <= 25, "Discord's limit"
+    assert (options["size"]["min_value"], options["size"]["max_value"]) == (64, 4096), "up to 4k: upscaled"
+    assert options["background"]["type"] == 3 and options["background"]["max_length"] == 200
     motions = [(c["name"], c["value"]) for c in options["motion"]["choices"]]
     assert motions == [("low", "low"), ("high", "high")]
     assert [c["value"] for c in options["scale"]["choices"]] == [2, 4] and options["scale"]["type"] == 4

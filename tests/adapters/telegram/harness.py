@@ -161,7 +161,7 @@ class Harness:
             from engine import registry
             from engine.runner import Engine
 
-            self._engine = Engine(models, "cpu", safety=self.safety)
+            self._engine = Engine(models, "cpu", safety=self.safety, max_render=self.settings.limits.max_size)
             queue = LocalQueue(self._engine)
 
             async def availability():
