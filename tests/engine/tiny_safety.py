@@ -6,7 +6,15 @@ from pathlib import Path
 
 
 def build_tiny_safety_checker(path: Path, *, flag_everything: bool) -> Path:
-    """Save ``safety_checker/`` and ``feature_extractor/`` under ``path``.
+    """Save ``safety_checker/`` and ``feature_extractor/`` under ``path`` (see ``tiny_safety_checker``)."""
+    checker, processor = tiny_safety_checker(flag_everything=flag_everything)
+    checker.save_pretrained(path / "safety_checker")
+    processor.save_pretrained(path / "feature_extractor")
+    return path
+
+
+def tiny_safety_checker(*, flag_everything: bool):
+    """A tiny ``StableDiffusionSafetyChecker`` and its ``CLIPImageProcessor`` (32 px).
 
     Its concept thresholds are set so that every picture is flagged (``flag_everything``) or none is:
     a cosine similarity is within [-1, 1], so a threshold of -10 is always passed and 10 never.
@@ -33,8 +41,4 @@ def build_tiny_safety_checker(path: Path, *, flag_everything: bool) -> Path:
     with torch.no_grad():
         checker.concept_embeds_weights.fill_(threshold)
         checker.special_care_embeds_weights.fill_(threshold)
-    checker.save_pretrained(path / "safety_checker")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        path / "feature_extractor"
-    )
-    return path
+    return checker, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})

@@ -10,10 +10,14 @@ from pathlib import Path
 from tests.engine.tiny_models import _VOCAB_SIZE, tiny_sd_components, write_tiny_clip_vocab
 
 
-def build_tiny_sdxl(path: Path) -> Path:
-    """Build and save a tiny ``StableDiffusionXLImg2ImgPipeline`` folder at ``path``."""
+def build_tiny_sdxl(
+    path: Path, pipeline: str = "StableDiffusionXLImg2ImgPipeline", vae_config: dict | None = None
+) -> Path:
+    """Build and save a tiny SDXL pipeline folder at ``path``: ``pipeline`` is the class model_index.json
+    names, ``vae_config`` changes the VAE's config (``scaling_factor``, ``force_upcast``)."""
+    import diffusers
     import torch
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path = Path(path)
@@ -55,16 +59,22 @@ def build_tiny_sdxl(path: Path) -> Path:
     text_encoder_2 = CLIPTextModelWithProjection(config)
     tokenizer_dir = write_tiny_clip_vocab(path / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, model_max_length=77)
-    pipe = StableDiffusionXLImg2ImgPipeline(
-        vae=base["vae"],
+    vae = base["vae"]
+    if vae_config:
+        changed = AutoencoderKL.from_config({**vae.config, **vae_config})
+        changed.load_state_dict(vae.state_dict())
+        vae = changed
+    extra = {"requires_aesthetics_score": False} if "Img2Img" in pipeline else {}
+    pipe = getattr(diffusers, pipeline)(
+        vae=vae,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
         scheduler=base["scheduler"],
-        requires_aesthetics_score=False,
         force_zeros_for_empty_prompt=True,
+        **extra,
     )
     pipe.save_pretrained(str(path))
     return path
