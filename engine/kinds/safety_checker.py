@@ -85,10 +85,10 @@ def load(entry: ModelEntry, device: str) -> SafetyChecker:
         raise FileNotFoundError(check(entry) or "needs weights")
     hub = sources.locate(entry.source.strip()).kind == "hub"
     where: dict[str, Any] = {"local_files_only": True, "cache_dir": sources.hub_cache_dir(entry) if hub else None}
-    checker = StableDiffusionSafetyChecker.from_pretrained(found[0], subfolder=found[1] or None, **where)
+    checker = StableDiffusionSafetyChecker.from_pretrained(found[0], subfolder=found[1], **where)
     checker = checker.to(device)  # type: ignore[arg-type]  # transformers' stubs type .to's self oddly
     checker.eval()
-    processor = CLIPImageProcessor.from_pretrained(processor_at[0], subfolder=processor_at[1] or None, **where)
+    processor = CLIPImageProcessor.from_pretrained(processor_at[0], subfolder=processor_at[1], **where)
     return SafetyChecker(checker, processor, device)
 
 

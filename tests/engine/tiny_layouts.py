@@ -19,7 +19,13 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.engine.tiny_models import _VOCAB_SIZE, build_tiny_sd_single_file, tiny_sd_components, write_tiny_clip_vocab
+from tests.engine.tiny_models import (
+    _VOCAB_SIZE,
+    build_tiny_sd_single_file,
+    tiny_sd_components,
+    with_config,
+    write_tiny_clip_vocab,
+)
 from tests.engine.tiny_pipelines import build_tiny_ip_adapter, build_tiny_pix2pix, build_tiny_svd
 from tests.engine.tiny_safety import tiny_safety_checker
 from tests.engine.tiny_sdxl import build_tiny_sdxl
@@ -60,12 +66,12 @@ def sd_turbo(path: Path) -> None:
     """stabilityai/sd-turbo: SD 2.1's architecture (linear projections, gelu text encoder), Euler with
     "trailing" timesteps, and no safety checker (``[null, null]`` in model_index.json)."""
     import torch
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     parts = tiny_sd_components()
     torch.manual_seed(0)
-    parts["unet"] = UNet2DConditionModel.from_config({**parts["unet"].config, "use_linear_projection": True})
+    parts["unet"] = with_config(parts["unet"], keep_weights=False, use_linear_projection=True)
     torch.manual_seed(0)
     text = dict(parts["text_encoder"].config.to_dict(), hidden_act="gelu")
     parts["text_encoder"] = CLIPTextModel(CLIPTextConfig(**text))
@@ -116,13 +122,7 @@ def sdxl_base(path: Path) -> None:
 def sdxl_vae_fp16_fix(path: Path) -> None:
     """madebyollin/sdxl-vae-fp16-fix: a VAE alone at the root (config.json with ``force_upcast`` false,
     diffusion_pytorch_model.safetensors), made to decode in float16 without overflowing."""
-    from diffusers import AutoencoderKL
-
-    vae = tiny_sd_components()["vae"]
-    config = {**vae.config, "scaling_factor": 0.13025, "force_upcast": False}
-    fixed = AutoencoderKL.from_config(config)
-    fixed.load_state_dict(vae.state_dict())
-    fixed.save_pretrained(str(path))
+    with_config(tiny_sd_components()["vae"], scaling_factor=0.13025, force_upcast=False).save_pretrained(str(path))
 
 
 def instruct_pix2pix(path: Path) -> None:

@@ -14,7 +14,7 @@ def build_tiny_safety_checker(path: Path, *, flag_everything: bool) -> Path:
 
 
 def tiny_safety_checker(*, flag_everything: bool):
-    """A tiny ``StableDiffusionSafetyChecker`` and its ``CLIPImageProcessor`` (32 px).
+    """A tiny ``StableDiffusionSafetyChecker`` and its ``CLIPImageProcessor`` (224 px, as SD 1.5's).
 
     Its concept thresholds are set so that every picture is flagged (``flag_everything``) or none is:
     a cosine similarity is within [-1, 1], so a threshold of -10 is always passed and 10 never.
@@ -31,8 +31,8 @@ def tiny_safety_checker(*, flag_everything: bool):
             "intermediate_size": 32,
             "num_hidden_layers": 1,
             "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
+            "image_size": 224,  # what SD 1.5's feature extractor makes (the IP-Adapter's encoder takes it too)
+            "patch_size": 32,
         },
         projection_dim=8,
     )
@@ -41,4 +41,4 @@ def tiny_safety_checker(*, flag_everything: bool):
     with torch.no_grad():
         checker.concept_embeds_weights.fill_(threshold)
         checker.special_care_embeds_weights.fill_(threshold)
-    return checker, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.engine.tiny_models import _VOCAB_SIZE, tiny_sd_components, write_tiny_clip_vocab
+from tests.engine.tiny_models import _VOCAB_SIZE, tiny_sd_components, with_config, write_tiny_clip_vocab
 
 
 def build_tiny_sdxl(
@@ -17,7 +17,7 @@ def build_tiny_sdxl(
     names, ``vae_config`` changes the VAE's config (``scaling_factor``, ``force_upcast``)."""
     import diffusers
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path = Path(path)
@@ -59,11 +59,7 @@ def build_tiny_sdxl(
     text_encoder_2 = CLIPTextModelWithProjection(config)
     tokenizer_dir = write_tiny_clip_vocab(path / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, model_max_length=77)
-    vae = base["vae"]
-    if vae_config:
-        changed = AutoencoderKL.from_config({**vae.config, **vae_config})
-        changed.load_state_dict(vae.state_dict())
-        vae = changed
+    vae = with_config(base["vae"], **vae_config) if vae_config else base["vae"]
     extra = {"requires_aesthetics_score": False} if "Img2Img" in pipeline else {}
     pipe = getattr(diffusers, pipeline)(
         vae=vae,
