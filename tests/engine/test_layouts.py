@@ -388,3 +388,23 @@ def test_nothing_reaches_the_network(offline):
     """The guard the layout tests run under: a connection attempt fails the test, loudly."""
     with pytest.raises(AssertionError, match="tried to reach the network"):
         socket.create_connection(("huggingface.co", 443), timeout=1)
+
+
+def test_the_gpu_layouts_script_dry_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_layouts.py (BENCHMARKS.md, "Real layouts on a GPU") end to end, float32 on the CPU."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_layouts.py"), "--dry-run", "--entries", "fast"]
+        + ["--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.startswith("DRY RUN")
+    [fast] = [line for line in done.stdout.splitlines() if line.startswith("| fast |")]
+    assert fast.startswith("| fast | float32 |") and fast.endswith("| ok |")
