@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.engine.tiny_models import (
-    _VOCAB_SIZE,
     build_tiny_sd_single_file,
     tiny_sd_components,
     with_config,
@@ -195,7 +194,6 @@ def flux_kontext(path: Path) -> None:
     16-channel VAE without quant convolutions (FLUX's shift and scaling factors), flow matching."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(
@@ -208,21 +206,6 @@ def flux_kontext(path: Path) -> None:
         joint_attention_dim=32,
         pooled_projection_dim=32,
         axes_dims_rope=[4, 4, 8],
-    )
-    torch.manual_seed(0)
-    clip = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=_VOCAB_SIZE,
-            max_position_embeddings=77,
-            projection_dim=32,
-        )
     )
     torch.manual_seed(0)
     vae = AutoencoderKL(
@@ -250,7 +233,7 @@ def flux_kontext(path: Path) -> None:
             use_dynamic_shifting=True,
         ),
         vae=vae,
-        text_encoder=clip,
+        text_encoder=tiny_sd_components()["text_encoder"],  # CLIP: the pooled prompt
         tokenizer=_tokenizer(path / "tokenizer"),
         text_encoder_2=_t5_encoder(),
         tokenizer_2=write_tiny_t5_tokenizer(path / "tokenizer_2"),
