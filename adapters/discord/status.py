@@ -100,9 +100,12 @@ class StatusBoard:
         )
 
     async def preview(self, place: Place, record: JobRecord, line: str, jpeg: bytes) -> Place:
+        # The content filter sees results, not previews: outside age-restricted channels a preview
+        # shows behind a spoiler.
+        name = gate.named(f"preview-{record.id}.jpg", not gate.age_restricted(self.client, place.chat))
         await self._message(place.chat, place.message).edit(
             content=render.status(render.header(record), line),
-            attachments=[discord.File(io.BytesIO(jpeg), filename=f"preview-{record.id}.jpg")],
+            attachments=[discord.File(io.BytesIO(jpeg), filename=name)],
             allowed_mentions=NO_MENTIONS,
         )
         return place

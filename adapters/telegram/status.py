@@ -6,6 +6,7 @@ A text message can't become a photo (editMessageMedia edits media only), so the 
 preview posts a photo status (the preview, the status line as its caption, the same button) and
 deletes the text one; later previews swap the photo in place (editMessageMedia) and progress edits
 its caption. When the job ends, ``Delivery.finish`` turns the status message into the result.
+The content filter sees results, not previews, so in a group a preview is sent behind a spoiler.
 """
 
 from __future__ import annotations
@@ -100,10 +101,11 @@ class StatusBoard:
 
     async def preview(self, place: Place, record: JobRecord, line: str, jpeg: bytes) -> Place:
         photo = InputFile(jpeg, filename=f"{record.id}-preview.jpg", attach=True)
+        spoiler = not record.origin.private  # the content filter sees results, not previews: in groups, a spoiler
         if place in self._photos:
             try:
                 await self._bot.edit_message_media(
-                    InputMediaPhoto(photo, caption=caption(record, line)),
+                    InputMediaPhoto(photo, caption=caption(record, line), has_spoiler=spoiler),
                     chat_id=place.chat,
                     message_id=place.message,
                     reply_markup=status_keyboard(record.id),
@@ -119,6 +121,7 @@ class StatusBoard:
             caption=caption(record, line),
             reply_markup=status_keyboard(record.id),
             reply_parameters=outbox.reply_to(record.origin.message_id),
+            has_spoiler=spoiler,
         )
         moved = Place(place.chat, sent.message_id)
         self._photos.add(moved)

@@ -56,6 +56,8 @@ async def test_previews_replace_the_status_attachment_throttled_and_the_result_r
     assert len(status["attachments"]) == 1, "each preview replaces the last"
     previews = attached[int(status["id"])]
     assert all(data.startswith(JPEG_MAGIC) and name.endswith(".jpg") for _, name, data in previews)
+    # unscreened (the content filter sees results): behind a spoiler in a channel that isn't age-restricted
+    assert all(name.startswith("SPOILER_") for _, name, _ in previews)
     assert len(previews) <= took / PREVIEW_INTERVAL + 2, f"{len(previews)} previews in {took:.1f} s"
     # throttled: times are when the fake heard each edit, so allow for a busy machine's jitter
     times = [at for at, _, _ in previews]

@@ -589,6 +589,7 @@ class FakeTelegram:
         self._check_photo(data)
         caption = _plain(media.get("caption", ""), media.get("parse_mode"))
         message.kind, message.data, message.filename = "photo", data, filename
+        message.spoiler = media.get("has_spoiler") in (True, "true", "True")
         message.media_edits.append(data)
         message.edits.append(caption)
         message.text, message.markup = caption, params.get("reply_markup")

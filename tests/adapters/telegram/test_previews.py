@@ -74,6 +74,7 @@ async def test_previews_swap_in_the_status_photo_throttled_and_the_result_replac
         photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
         assert text_status.deleted, "the text status made room for the photo"
         assert photo.reply_to == asked.message_id and photo.callback("cancel:") == f"cancel:{job_id}"
+        assert not photo.spoiler, "a private chat: the user's own picture, shown plainly"
         await fake.wait_for(lambda: photo.data == jpeg(240), 10, "the newest preview")
         assert photo.text == "🎨 Rendering 100%", "the caption follows the progress"
         where = f"{chat['id']}:{photo.message_id}"
@@ -180,6 +181,30 @@ async def test_a_job_that_ends_right_after_a_restart_leaves_no_stale_preview(fak
         assert photo.deleted or photo is shown
         live = [m for m in fake.bot_messages(chat["id"]) if not m.deleted]
         assert not [m.text for m in live if "Rendering" in m.text or f"cancel:{job_id}" in m.callbacks]
+    finally:
+        await worker.close()
+        await harness.stop()
+
+
+async def test_in_a_group_a_preview_is_behind_a_spoiler_until_the_screened_result(fake, tg_settings, redis_url, alice):
+    worker = PlayedWorker(redis_url)
+    harness = await start(fake, tg_settings, redis_url)
+    try:
+        group = fake.group()
+        asked = fake.send(group, alice, caption="/remix pastel", photo=picture())
+        (job_id,) = await new_jobs(fake, asked)
+        await worker.publish(Event(job_id, Status.running))
+        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
+        photo = await fake.wait_for(lambda: photo_status(fake, group["id"], job_id), 10, "a photo status")
+        assert photo.spoiler, "the content filter sees results, not previews"
+        await worker.publish(Event(job_id, Status.running, step=3, total=4, preview=jpeg(30)))
+        await fake.wait_for(lambda: photo.data == jpeg(30), 10, "the next preview")
+        assert photo.spoiler
+
+        result = png()
+        await worker.finish(job_id, result)
+        await fake.wait_for(lambda: photo.data == result, 20, "the result in the preview's place")
+        assert not photo.spoiler, "the screened result, not flagged, shows plainly"
     finally:
         await worker.close()
         await harness.stop()
