@@ -5,9 +5,14 @@ Type ``PATH prompt --flags`` to remix an image file, then act on results by name
     > photo.jpg a watercolor of the harbor --strength 0.6
     queued 3f9a0c1b2d4e (classic) · ⏳ Queued — position 1
     3f9a0c1b2d4e 🎨 Rendering 50%
+    3f9a0c1b2d4e 🎨 Rendering 50% · preview: data/outputs/3f9a0c1b2d4e-preview.jpg
     3f9a0c1b2d4e done: remixes/3f9a0c1b2d4e-0.png
       actions: reroll · vary 1 · … · cutout 1 · zoom N 1.5|2 · pan N left|right|up|down · info
     > upscale 1
+
+Its status lines follow the core's ``StatusTracker`` (bot.status) like a chat's status message: a
+line when the state changes, at most one every five seconds; a live preview is written next to the
+outputs (its path printed once) and removed when the result is there.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from bot import presenter
 from bot.actions import Button, Press
 from bot.flags import help_text
 from bot.history import JobRecord, write_private
-from bot.jobs import Event, Origin, Status
+from bot.jobs import Job, Origin, Status
 from bot.service import Refusal, Service
+from bot.status import Place, StatusTracker
 from bot.text import neutral
 
 INFO_LIMIT = 10_000  # a terminal has no message limit; this keeps /info readable
+LINE_INTERVAL = 5.0  # seconds between two status lines (and preview files) of one job: plenty in a terminal
 
 COMMANDS = """commands:
   PATH prompt --flags     remix an image file (e.g. photo.jpg warm cinematic --strength 0.6)
@@ -66,15 +73,20 @@ class Console:
         self._in = stdin or sys.stdin
         self._out = stdout or sys.stdout
         self._last_job: str | None = None  # the newest finished job: actions default to it
-        self._shown: dict[str, int] = {}  # job id → last percent shown (throttles progress lines)
+        self._printed: dict[str, str] = {}  # job id → the status line printed last
+        self._previews: dict[str, Path] = {}  # job id → its live preview file
         self._open: set[str] = set()  # jobs asked for here whose finished event isn't fully handled yet
+        # The terminal keeps no messages to find again (no history) and never waits for one.
+        self.status: StatusTracker[str] = StatusTracker(
+            self, None, interval=LINE_INTERVAL, preview_interval=LINE_INTERVAL, patience=0.0
+        )
 
     def say(self, text: str) -> None:
         """A line to the terminal: nothing in it (a prompt, a file's text) can steer the terminal."""
         print(neutral(text), file=self._out, flush=True)
 
     async def run(self) -> None:
-        self.service.listen("console", self.on_event)
+        self.service.listen("console", self.status.on_event)
         self.say("remixbot chat — type `help` for commands, `quit` to leave.")
         while True:
             line = await asyncio.to_thread(self._in.readline)
@@ -90,6 +102,7 @@ class Console:
     async def _drain(self) -> None:
         while self._open or any(not job.status.finished for job in await self.service.jobs(self.origin, per_page=20)):
             await asyncio.sleep(0.05)
+        await self.status.settled()
 
     async def handle(self, line: str) -> None:
         try:
@@ -142,8 +155,7 @@ class Console:
         ticket = await self.service.submit(self.origin, text, await asyncio.to_thread(path.read_bytes))
         self._open.update(job.id for job in ticket.jobs)
         for job in ticket.jobs:
-            position = ticket.position if job is ticket.job else 0
-            self.say(f"queued {job.id} ({job.request.model}) · {presenter.queued(position)}")
+            await self.status.post(job, ticket.position if job is ticket.job else 0, job.request.model)
         if read := presenter.reading(ticket.job.request):
             self.say(f"  prompt read as: {read}")
         if ticket.offer:
@@ -157,7 +169,7 @@ class Console:
             raise Refusal("nothing to act on yet — remix an image first")
         ticket = await self.service.act(self.origin, Press(button, job_id, max(index, 0)))
         self._open.add(ticket.job.id)
-        self.say(f"queued {ticket.job.id} ({button.value} of {job_id}) · {presenter.queued(ticket.position)}")
+        await self.status.post(ticket.job, ticket.position, f"{button.value} of {job_id}")
 
     async def _outpaint(self, word: str, args: list[str]) -> None:
         """``zoom N 1.5|2 [JOB]`` or ``pan N left|right|up|down [JOB]`` (N and the job are optional)."""
@@ -223,32 +235,50 @@ class Console:
         strength = "model default" if defaults.strength is None else defaults.strength
         self.say(f"settings: model={defaults.model} strength={strength} n={defaults.num_images_per_prompt}")
 
-    async def on_event(self, record: JobRecord, event: Event) -> None:
-        if event.status is Status.queued and event.position:
-            self.say(f"{record.id} {presenter.progress(event)}")
-        elif event.status is Status.running and event.total:
-            percent = event.percent // 25 * 25  # a line per quarter is plenty in a terminal
-            if percent > self._shown.get(record.id, -1):
-                self._shown[record.id] = percent
-                self.say(f"{record.id} {presenter.progress(event)}")
-        elif event.status is Status.done:
-            self._last_job = record.id
-            self._shown.pop(record.id, None)
-            paths = ", ".join(str(out.path) for out in record.outputs)
-            self.say(f"{record.id} done: {paths}" + (f" ({record.note})" if record.note else ""))
-            n = len(record.outputs)
-            words = ("vary", "strong", "upscale", "fixface", "animate", "source", "cutout")
-            each = " · ".join(f"{w} {i}" for w in words for i in range(1, n + 1))
-            self.say(f"  actions: reroll · {each} · zoom N 1.5|2 · pan N left|right|up|down · info")
-        elif event.status.finished:
-            self._shown.pop(record.id, None)
-            self.say(f"{record.id} {presenter.outcome(record)}")
-        if event.status.finished:
-            try:
-                if event.status is Status.done and record.request.show_source:
+    # the status tracker's Screen: a status message is a line in the terminal ----------------
+
+    async def send(self, job: Job, line: str, where: str) -> Place:
+        """``where``: what the job is, e.g. "classic" or "reroll of 3f9a0c1b2d4e"."""
+        self.say(f"queued {job.id} ({where}) · {line}")
+        self._printed[job.id] = line
+        return Place(0, 0)
+
+    async def edit(self, place: Place, record: JobRecord, line: str) -> None:
+        if self._printed.get(record.id) != line:
+            self._printed[record.id] = line
+            self.say(f"{record.id} {line}")
+
+    async def preview(self, place: Place, record: JobRecord, line: str, jpeg: bytes) -> Place:
+        path = self.service.history.data_dir / "outputs" / f"{record.id}-preview.jpg"
+        await asyncio.to_thread(write_private, path, jpeg)
+        if record.id not in self._previews:
+            self._previews[record.id] = path
+            self._printed[record.id] = line
+            self.say(f"{record.id} {line} · preview: {path}")
+        else:
+            await self.edit(place, record, line)
+        return place
+
+    async def finish(self, place: Place | None, record: JobRecord, line: str) -> None:
+        try:
+            self._printed.pop(record.id, None)
+            preview = self._previews.pop(record.id, None)
+            if preview is not None:  # the result replaces it
+                await asyncio.to_thread(preview.unlink, missing_ok=True)
+            if record.status is Status.done:
+                self._last_job = record.id
+                paths = ", ".join(str(out.path) for out in record.outputs)
+                self.say(f"{record.id} done: {paths}" + (f" ({record.note})" if record.note else ""))
+                n = len(record.outputs)
+                words = ("vary", "strong", "upscale", "fixface", "animate", "source", "cutout")
+                each = " · ".join(f"{w} {i}" for w in words for i in range(1, n + 1))
+                self.say(f"  actions: reroll · {each} · zoom N 1.5|2 · pan N left|right|up|down · info")
+                if record.request.show_source:
                     for out in record.outputs:
                         if out.media_type.startswith("image/"):
                             self.say(f"  before/after: {await self._save_before_after(record.id, out.index)}")
-                await self._deliver_compare_sheet(record)
-            finally:
-                self._open.discard(record.id)
+            else:
+                self.say(f"{record.id} {line}")
+            await self._deliver_compare_sheet(record)
+        finally:
+            self._open.discard(record.id)

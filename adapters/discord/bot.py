@@ -18,6 +18,7 @@ from adapters.discord.buttons import HistoryButton, ResultButton, SettingsButton
 from adapters.discord.status import StatusBoard
 from bot.service import Refusal, Service
 from bot.settings import Settings
+from bot.status import PREVIEW_INTERVAL
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class RemixBot(discord.Client):
         settings: Settings,
         *,
         status_interval: float = 1.5,
+        preview_interval: float = PREVIEW_INTERVAL,
         sync_commands: bool = True,
         **options: Any,
     ):
@@ -41,7 +43,7 @@ class RemixBot(discord.Client):
         self.service = service
         self.settings = settings
         self.tree = app_commands.CommandTree(self)
-        self.board = StatusBoard(self, service, interval=status_interval)
+        self.board = StatusBoard(self, service, interval=status_interval, preview_interval=preview_interval)
         self.sync_commands = sync_commands
         commands.register(self.tree, settings.limits)
         server.register(self.tree)

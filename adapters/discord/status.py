@@ -1,66 +1,73 @@
-"""Status messages: one per job, posted with the bot token, edited as the job waits and runs, and
-finally turned into the result message (images or clips, a short line, the persistent buttons).
-With ``--show-source`` a message with the before | after sheets answers the result; the job of a
-``--compare`` set that finishes last posts the side-by-side sheet (once), answering the set's first
-job's message.
+"""Status messages on Discord: how the core's ``StatusTracker`` (bot.status: throttling, order,
+waiting for the post, the message's place in the history) shows in a channel.
 
-The message's ``channel:message`` ids are kept in the history (``set_status_message``), so a job
-recovered after a restart still lands in its message, and no edit ever needs the interaction
-token (which expires after 15 minutes). Progress edits are throttled per job: at most one per
-``interval`` seconds, always showing the newest state; the final edit is never held back.
+One status message per job, posted with the bot token ("Queued — position 3 · ready in about
+20 s"), edited as the job waits and runs, with the live preview as its attachment (each preview
+replaces the last), and finally turned into the result message (images or clips, a short line,
+the persistent buttons): the result's files replace the preview. With ``--show-source`` a message
+with the before | after sheets answers the result; the job of a ``--compare`` set that finishes
+last posts the side-by-side sheet (once), answering the set's first job's message.
+
+The history keeps the message's ``channel:message``, so a job recovered after a restart still
+lands in its message, and no edit ever needs the interaction token (which expires after 15 minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import aiohttp
 import discord
 
 from adapters.discord import buttons, gate, render
-from bot import presenter
 from bot.history import JobRecord
-from bot.jobs import Event, Job, Status
+from bot.jobs import Job, Status
 from bot.service import Refusal, Service
+from bot.status import PREVIEW_INTERVAL, Place, StatusTracker
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
-@dataclass
-class Tracker:
-    """What the board knows of one job it is showing."""
+@dataclass(frozen=True)
+class Where:
+    """Where a status message goes: the channel, answering a message (if any)."""
 
-    job_id: str
-    located: asyncio.Future  # (channel id, message id) once the status message exists
-    head: str = ""  # the status message's first line
-    pending: str | None = None  # the newest progress line not shown yet
-    shown: str = ""  # the progress line the message shows
-    last_edit: float = 0.0
-    finished: bool = False
-    editing: bool = False
-    abandoned: bool = False  # its status message could not be posted: nowhere to show anything
-    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when the job finishes
-    flusher: asyncio.Task | None = None
+    channel: discord.abc.Messageable
+    reply_to: discord.Message | None = None
+    upload_limit: int | None = None  # the interaction's attachment_size_limit, when known
 
 
 class StatusBoard:
-    def __init__(self, client: discord.Client, service: Service, *, interval: float = 1.5, patience: float = 60.0):
+    """The Discord face of the status tracker (its ``Screen``); ``on_event`` is the service's listener."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        service: Service,
+        *,
+        interval: float = 1.5,
+        preview_interval: float = PREVIEW_INTERVAL,
+        patience: float = 60.0,
+    ):
         self.client = client
         self.service = service
-        self.interval = interval  # seconds between two progress edits of one job
-        self.patience = patience  # how long events wait for a job's status message to be posted
         self.upload_limits: dict[int, int] = {}  # channel id → attachment_size_limit last seen there
         self.online = asyncio.Event()  # set once the client is logged in (events may come earlier)
-        self.closed = False
-        self._trackers: dict[str, Tracker] = {}
-        self._deliveries: set[asyncio.Task] = set()
-
-    # posting -----------------------------------------------------------------------------------
+        self.tracker: StatusTracker[Where] = StatusTracker(
+            self,
+            service.history,
+            interval=interval,
+            preview_interval=preview_interval,
+            patience=patience,
+            online=self.online,
+        )
+        self.on_event = self.tracker.on_event
+        self.abandon = self.tracker.abandon
+        self.close = self.tracker.close
 
     async def post(
         self,
@@ -70,159 +77,69 @@ class StatusBoard:
         *,
         reply_to: discord.Message | None = None,
         upload_limit: int | None = None,
-    ) -> discord.Message:
+    ) -> Place:
         """Post a job's status message ("Queued — position 3") and remember where it is."""
-        head = render.header(job)
-        reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
-        message = await channel.send(
-            render.status(head, presenter.queued(position)),
-            view=buttons.status_view(job.id),
-            reference=reference,
+        return await self.tracker.post(job, position, Where(channel, reply_to, upload_limit))
+
+    # the Screen --------------------------------------------------------------------------------
+
+    async def send(self, job: Job, line: str, where: Where) -> Place:
+        content, view = render.status(render.header(job), line), buttons.status_view(job.id)
+        if where.reply_to is None:
+            message = await where.channel.send(content, view=view, allowed_mentions=NO_MENTIONS)
+        else:
+            reference = where.reply_to.to_reference(fail_if_not_exists=False)
+            message = await where.channel.send(content, view=view, reference=reference, allowed_mentions=NO_MENTIONS)
+        if where.upload_limit:
+            self.upload_limits[message.channel.id] = where.upload_limit
+        return Place(message.channel.id, message.id)
+
+    async def edit(self, place: Place, record: JobRecord, line: str) -> None:
+        await self._message(place.chat, place.message).edit(
+            content=render.status(render.header(record), line), allowed_mentions=NO_MENTIONS
+        )
+
+    async def preview(self, place: Place, record: JobRecord, line: str, jpeg: bytes) -> Place:
+        # The content filter sees results, not previews: outside age-restricted channels a preview
+        # shows behind a spoiler.
+        name = gate.named(f"preview-{record.id}.jpg", not gate.age_restricted(self.client, place.chat))
+        await self._message(place.chat, place.message).edit(
+            content=render.status(render.header(record), line),
+            attachments=[discord.File(io.BytesIO(jpeg), filename=name)],
             allowed_mentions=NO_MENTIONS,
         )
-        if upload_limit:
-            self.upload_limits[message.channel.id] = upload_limit
-        await self.service.history.set_status_message(job.id, f"{message.channel.id}:{message.id}")
-        tracker = self._tracker(job.id)
-        tracker.head = head
-        tracker.shown = presenter.queued(position)
-        tracker.last_edit = time.monotonic()
-        if not tracker.located.done():
-            tracker.located.set_result((message.channel.id, message.id))
-        return message
+        return place
 
-    def abandon(self, job_id: str) -> None:
-        """The job's status message could not be posted (and the job is being cancelled): its events
-        have nowhere to go, so they don't wait for a message that will never exist."""
-        tracker = self._tracker(job_id)
-        if not tracker.located.done():
-            tracker.abandoned = True
-            tracker.located.set_result(None)
-
-    # events ------------------------------------------------------------------------------------
-
-    async def on_event(self, record: JobRecord, event: Event) -> None:
-        """The service's handler for Discord jobs: never blocks on Discord, never raises."""
-        if self.closed:
-            if event.status.finished:
-                log.warning("job %s finished while Discord was shutting down; /history has it", record.id)
-            return
-        tracker = self._tracker(record.id)
-        if not tracker.head:
-            tracker.head = render.header(record)
-        if record.status_message and not tracker.located.done():
-            location = parse_location(record.status_message)
-            if location is not None:
-                tracker.located.set_result(location)
-        if event.status.finished:
-            if tracker.finished:
-                return
-            tracker.finished = True
-            tracker.wake.set()
-            task = asyncio.create_task(self._deliver(tracker, record), name=f"discord-deliver-{record.id}")
-            self._deliveries.add(task)
-            task.add_done_callback(self._deliveries.discard)
-            return
-        tracker.pending = presenter.progress(event)
-        if tracker.flusher is None or tracker.flusher.done():
-            tracker.flusher = asyncio.create_task(self._flush(tracker), name=f"discord-status-{record.id}")
-
-    async def close(self, timeout: float = 10.0) -> None:
-        """Let results under way reach the chat (up to ``timeout``), stop progress edits."""
-        self.closed = True
-        flushers = []
-        for tracker in self._trackers.values():
-            tracker.finished = True  # no more progress edits
-            tracker.wake.set()
-            if tracker.flusher is not None and not tracker.flusher.done():
-                if not tracker.editing:
-                    tracker.flusher.cancel()
-                flushers.append(tracker.flusher)
-        pending = {*flushers, *self._deliveries}
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=timeout)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._trackers.clear()
-
-    # inside ------------------------------------------------------------------------------------
-
-    def _tracker(self, job_id: str) -> Tracker:
-        tracker = self._trackers.get(job_id)
-        if tracker is None:
-            tracker = self._trackers[job_id] = Tracker(job_id, asyncio.get_running_loop().create_future())
-        return tracker
-
-    async def _locate(self, tracker: Tracker) -> tuple[int, int] | None:
+    async def finish(self, place: Place | None, record: JobRecord, line: str) -> Place | None:
+        """The status message becomes the result (its files replace the preview); the before | after
+        and compare sheets follow."""
+        shown: Place | None = None
         try:
-            return await asyncio.wait_for(asyncio.shield(tracker.located), self.patience)
-        except TimeoutError:
-            return None
-
-    async def _flush(self, tracker: Tracker) -> None:
-        """Show the newest progress line, at most once per interval, until the job finishes."""
-        await self.online.wait()
-        where = await self._locate(tracker)
-        if where is None:
-            return
-        while tracker.pending is not None and not tracker.finished:
-            delay = tracker.last_edit + self.interval - time.monotonic()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(tracker.wake.wait(), delay)
-                except TimeoutError:
-                    pass
-                continue
-            line, tracker.pending = tracker.pending, None
-            if line == tracker.shown:
-                continue  # nothing new to show: spare the edit
-            tracker.shown = line
-            tracker.last_edit = time.monotonic()
-            tracker.editing = True
-            try:
-                await self._message(*where).edit(
-                    content=render.status(tracker.head, line), allowed_mentions=NO_MENTIONS
-                )
-            except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
-                log.info("status edit for job %s failed: %s", tracker.job_id, error)
-            finally:
-                tracker.editing = False
-
-    async def _deliver(self, tracker: Tracker, record: JobRecord) -> None:
-        try:
-            if tracker.flusher is not None and not tracker.flusher.done():
-                if not tracker.editing:
-                    tracker.flusher.cancel()
-                await asyncio.gather(tracker.flusher, return_exceptions=True)
-            await self.online.wait()
-            where = await self._locate(tracker)
-            if tracker.abandoned:
-                return
-            shown = await self._show(record, where)
+            shown = await self._show(record, place)
             if shown is not None and record.status is Status.done and record.request.show_source:
                 await self._post_before_after(record, shown)
         except Exception:
             log.exception("could not deliver job %s to Discord", record.id)
-        finally:
-            self._trackers.pop(record.id, None)
         if record.compare_of is not None:
             try:
                 await self._post_compare_sheet(record)
             except Exception:
                 log.exception("could not post the compare sheet of job %s", record.compare_of)
+        return shown
 
-    async def _show(self, record: JobRecord, where: tuple[int, int] | None) -> tuple[int, int] | None:
+    # inside ------------------------------------------------------------------------------------
+
+    async def _show(self, record: JobRecord, place: Place | None) -> Place | None:
         """Turn the status message into the result (or post the result anew when it is gone).
 
-        Returns where the result is: (channel id, message id).
+        Returns where the result is.
         """
-        if where is None:
+        if place is None:
             if not record.origin.chat_id.isdigit():
                 log.warning("job %s finished but has no channel to report to", record.id)
                 return None
-            where = (int(record.origin.chat_id), 0)
-        channel_id, message_id = where
+            place = Place(int(record.origin.chat_id), 0)
+        channel_id, message_id = place.chat, place.message
         uploads: list[render.Upload] = []
         view: discord.ui.View | None = None
         if record.status is Status.done:
@@ -240,18 +157,21 @@ class StatusBoard:
                     view=view,
                     allowed_mentions=NO_MENTIONS,
                 )
-                return channel_id, message_id
+                return place
             except discord.NotFound:
                 log.info("status message of job %s is gone; posting its result anew", record.id)
         channel = self.client.get_partial_messageable(channel_id)
-        message = await channel.send(content, files=render.files(uploads), view=view, allowed_mentions=NO_MENTIONS)
-        await self.service.history.set_status_message(record.id, f"{channel_id}:{message.id}")
-        return channel_id, message.id
+        files = render.files(uploads)
+        if view is None:
+            message = await channel.send(content, files=files, allowed_mentions=NO_MENTIONS)
+        else:
+            message = await channel.send(content, files=files, view=view, allowed_mentions=NO_MENTIONS)
+        return Place(channel_id, message.id)
 
-    async def _post_before_after(self, record: JobRecord, where: tuple[int, int]) -> None:
+    async def _post_before_after(self, record: JobRecord, where: Place) -> None:
         """--show-source: the before | after sheet of each image, answering the result."""
         pictures, indexes = [], []
-        shown, _ = gate.split(record.outputs, gate.age_restricted(self.client, where[0]))
+        shown, _ = gate.split(record.outputs, gate.age_restricted(self.client, where.chat))
         for output in shown:
             if render.is_still(output.media_type):
                 try:
@@ -268,32 +188,33 @@ class StatusBoard:
     async def _post_compare_sheet(self, record: JobRecord) -> None:
         """When ``record`` finished its --compare set: the side-by-side sheet, once, answering the
         first job's message (its result, once delivered)."""
+        if record.compare_of is None:
+            return
         sheet = await self.service.compare_sheet(record.compare_of)
         if sheet is None:
             return
         first = await self.service.history.job(record.compare_of) or record
-        where = parse_location(first.status_message) if first.status_message else None
+        where = Place.parse(first.status_message)
         if where is None:
             if not record.origin.chat_id.isdigit():
                 return
-            where = (int(record.origin.chat_id), 0)
+            where = Place(int(record.origin.chat_id), 0)
         outputs = [o for job in await self.service.history.compared(record.compare_of) for o in job.outputs]
-        if gate.split(outputs, gate.age_restricted(self.client, where[0]))[1]:
+        if gate.split(outputs, gate.age_restricted(self.client, where.chat))[1]:
             return  # a flagged result is in it: never side by side in a channel that isn't age-restricted
         models = [first.request.model, *first.request.compare]
         name = gate.named(f"compare-{first.id}.png", any(o.spoiler for o in outputs))
         await self._post_pictures(where, render.compare(models), [(name, sheet)])
 
-    async def _post_pictures(self, where: tuple[int, int], content: str, pictures: list[tuple[str, bytes]]) -> None:
+    async def _post_pictures(self, where: Place, content: str, pictures: list[tuple[str, bytes]]) -> None:
         """A channel message with pictures the bot made, answering the message at ``where`` (if any)."""
-        channel_id, message_id = where
-        uploads = await asyncio.to_thread(render.fit_pictures, pictures, self._upload_limit(channel_id))
-        reference = None
-        if message_id:
-            reference = self._message(channel_id, message_id).to_reference(fail_if_not_exists=False)
-        await self.client.get_partial_messageable(channel_id).send(
-            content, files=render.files(uploads), reference=reference, allowed_mentions=NO_MENTIONS
-        )
+        uploads = await asyncio.to_thread(render.fit_pictures, pictures, self._upload_limit(where.chat))
+        channel, files = self.client.get_partial_messageable(where.chat), render.files(uploads)
+        if not where.message:
+            await channel.send(content, files=files, allowed_mentions=NO_MENTIONS)
+            return
+        reference = self._message(where.chat, where.message).to_reference(fail_if_not_exists=False)
+        await channel.send(content, files=files, reference=reference, allowed_mentions=NO_MENTIONS)
 
     async def _uploads(self, record: JobRecord, channel_id: int) -> tuple[list[render.Upload], list[str]]:
         shown, held = gate.split(record.outputs, gate.age_restricted(self.client, channel_id))
@@ -322,12 +243,3 @@ class StatusBoard:
 
     def _message(self, channel_id: int, message_id: int) -> discord.PartialMessage:
         return self.client.get_partial_messageable(channel_id).get_partial_message(message_id)
-
-
-def parse_location(text: str) -> tuple[int, int] | None:
-    """``"channel:message"`` as stored in the history."""
-    channel, _, message = text.partition(":")
-    if channel.isdigit() and message.isdigit():
-        return int(channel), int(message)
-    log.warning("unreadable status message location %r", text)
-    return None

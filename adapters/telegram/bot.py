@@ -103,9 +103,9 @@ def build_application(service: Service, settings: Settings, options: Options | N
         builder = builder.base_file_url(settings.telegram_base_file_url)
     application = builder.build()
     bot = application.bot
-    board = StatusBoard(bot, service.history, options)
-    delivery = Delivery(bot, service, board, options)
-    service.listen(PLATFORM, delivery.on_event)
+    delivery = Delivery(bot, service, options)
+    board = StatusBoard(bot, service.history, options, delivery)
+    service.listen(PLATFORM, board.on_event)
     remixes = Remixes(bot, service, board, options, download_limit(settings))
     admin = Server(bot, service, Admins(bot))
     commands = Commands(bot, service, options, admin)

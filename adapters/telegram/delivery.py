@@ -22,15 +22,15 @@ import logging
 
 from telegram import Bot, InputFile, InputMediaPhoto, Message
 from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram import outbox, previews, render
 from adapters.telegram.keyboards import album_keyboard, result_keyboard
 from adapters.telegram.options import Options
-from adapters.telegram.status import StatusBoard, place_of
 from bot.history import JobRecord, OutputRecord
-from bot.jobs import Event, Status
+from bot.jobs import Status
 from bot.service import Refusal, Service
+from bot.status import Place
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +51,38 @@ def picture_name(stem: str, data: bytes) -> str:
 
 
 class Delivery:
-    def __init__(self, bot: Bot, service: Service, board: StatusBoard, options: Options):
+    def __init__(self, bot: Bot, service: Service, options: Options):
         self._bot = bot
         self._service = service
         self._history = service.history
-        self._board = board
         self._photo_max_bytes = options.photo_max_bytes
 
-    async def on_event(self, record: JobRecord, event: Event) -> None:
-        """The service's listener for Telegram jobs (also those recovered after a restart)."""
-        await self._board.ready(record.id)
+    async def finish(self, place: Place | None, record: JobRecord, line: str, *, previewed: bool) -> Place | None:
+        """The end of a job in its chat (``StatusBoard.finish``): the status message (``place``,
+        None: there is none) shows how it ended, the results follow. A status photo showing a live
+        preview (``previewed``) becomes the result itself when there is one picture; otherwise it
+        makes room: it is deleted and the final line is posted as text. Returns the status
+        message's new place, if it moved."""
+        moved: Place | None = None
         try:
-            has_status = await self._board.show(record, event)
-            if event.status is Status.running:
-                await self._board.chat_action(record)
-            if event.status is Status.done:
-                await self.send_results(record)
-            elif event.status is Status.failed and not has_status:
+            pictures = [o for o in record.outputs if is_still(o.media_type)]
+            into = place if previewed and record.status is Status.done and len(pictures) == 1 else None
+            if place is not None and previewed and into is None:
+                await outbox.delete(self._bot, place.chat, place.message)
+                sent = await outbox.reply(
+                    self._bot, place.chat, record.origin.message_id, render.status_text(record, line)
+                )
+                place = moved = Place(place.chat, sent.message_id)
+            elif place is not None and into is None:
+                text = render.status_text(record, line)
+                if not await outbox.edit(self._bot, place.chat, place.message, text):
+                    # gone, or a photo status a process before a restart left: the final line anew
+                    await outbox.delete(self._bot, place.chat, place.message)
+                    sent = await outbox.reply(self._bot, place.chat, record.origin.message_id, text)
+                    place = moved = Place(place.chat, sent.message_id)
+            if record.status is Status.done:
+                await self.send_results(record, into=into)
+            elif record.status is Status.failed and place is None:
                 await outbox.reply(
                     self._bot,
                     record.origin.chat_id,
@@ -75,31 +90,24 @@ class Delivery:
                     f"⚠️ {record.error or 'That did not work out.'}",
                 )
         except TelegramError as error:
-            log.warning("delivering %s of job %s to Telegram failed: %s", event.status.value, record.id, error)
-        if event.status.finished and record.compare_of is not None:
+            log.warning("delivering %s of job %s to Telegram failed: %s", record.status.value, record.id, error)
+        if record.compare_of is not None:
             await self.send_compare_sheet(record)
+        return moved
 
-    async def send_results(self, record: JobRecord) -> None:
+    async def send_results(self, record: JobRecord, *, into: Place | None = None) -> None:
+        """The results in the chat; a single picture goes ``into`` the status photo that showed its
+        preview, when there is one."""
         chat = int(record.origin.chat_id)
-        reply = outbox.reply_to(record.origin.message_id)
         pictures = [o for o in record.outputs if is_still(o.media_type)]
         clips = [o for o in record.outputs if not is_still(o.media_type)]
         count = len(record.outputs)
         previewed: list[tuple[OutputRecord, int]] = []  # outputs shown shrunk, and the message showing each
         if len(pictures) == 1:
             output = pictures[0]
-            photo, whole = await self._photo(output)
-            sent = await self._bot.send_photo(
-                chat,
-                photo,
-                caption=render.caption(record, output, count),
-                parse_mode=ParseMode.HTML,
-                reply_markup=result_keyboard(record.id, output.index),
-                reply_parameters=reply,
-                has_spoiler=output.spoiler,
-            )
-            if not whole:
-                previewed.append((output, sent.message_id))
+            shown_in = await self._send_photo(record, output, count, into)
+            if shown_in is not None:
+                previewed.append((output, shown_in))
         elif pictures:
             previewed += await self._send_album(record, pictures, count)
         for clip in clips:
@@ -115,6 +123,36 @@ class Delivery:
                     await self.send_before_after(record, output.index, chat, record.origin.message_id)
                 except Refusal as refusal:
                     log.info("no before/after for job %s #%s: %s", record.id, output.index, refusal)
+
+    async def _send_photo(self, record: JobRecord, output: OutputRecord, count: int, into: Place | None) -> int | None:
+        """One result as a photo with its keyboard, in the status photo ``into`` (editMessageMedia)
+        or as a new message. Returns the message showing it when it shows a shrunk copy."""
+        photo, whole = await self._photo(output, attach=into is not None)
+        text = render.caption(record, output, count)
+        markup = result_keyboard(record.id, output.index)
+        if into is not None:
+            try:
+                await self._bot.edit_message_media(
+                    InputMediaPhoto(photo, caption=text, parse_mode=ParseMode.HTML, has_spoiler=output.spoiler),
+                    chat_id=into.chat,
+                    message_id=into.message,
+                    reply_markup=markup,
+                )
+                return None if whole else into.message
+            except BadRequest as error:
+                log.info("could not put the result of job %s into its preview: %s", record.id, error.message)
+                await outbox.delete(self._bot, into.chat, into.message)
+                photo, whole = await self._photo(output)
+        sent = await self._bot.send_photo(
+            int(record.origin.chat_id),
+            photo,
+            caption=text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            reply_parameters=outbox.reply_to(record.origin.message_id),
+            has_spoiler=output.spoiler,
+        )
+        return None if whole else sent.message_id
 
     async def _send_album(
         self, record: JobRecord, pictures: list[OutputRecord], count: int
@@ -245,12 +283,17 @@ class Delivery:
     async def send_compare_sheet(self, record: JobRecord) -> None:
         """When ``record`` finished its --compare set: the side-by-side sheet, once, answering the first
         job's status message (else the request)."""
+        if record.compare_of is None:
+            return
         try:
             sheet = await self._service.compare_sheet(record.compare_of)
             if sheet is None:
                 return
             first = await self._history.job(record.compare_of) or record
-            chat, reply_to = place_of(first) or (int(record.origin.chat_id), first.origin.message_id)
+            shown = Place.parse(first.status_message)
+            chat, reply_to = int(record.origin.chat_id), int(first.origin.message_id or 0) or None
+            if shown is not None:
+                chat, reply_to = shown.chat, shown.message
             photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
             models = (first.request.model, *first.request.compare)
             jobs = await self._history.compared(record.compare_of)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Options:
     edit_interval: float = 1.5  # seconds between two progress edits of one job's status message
+    preview_interval: float = 3.0  # seconds between two live previews of one job (each is an upload)
     action_interval: float = 4.0  # seconds between two "upload_photo" chat actions of one job
     album_wait: float = 1.0  # seconds of quiet that close an album (its pictures arrive one by one)
     attach_timeout: float = 30.0  # how long a job's events wait for its status message to be sent

@@ -10,7 +10,7 @@ import logging
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,30 @@ async def edit(
         if not_modified(error):
             return True
         log.info("could not edit message %s:%s: %s", chat_id, message_id, error.message)
+        return False
+    return True
+
+
+async def edit_caption(
+    bot: Bot, chat_id: int, message_id: int, caption: str, *, markup: InlineKeyboardMarkup | None = None
+) -> bool:
+    """Edit a photo's caption. False when the message is gone."""
+    try:
+        await bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=caption, reply_markup=markup)
+    except BadRequest as error:
+        if not_modified(error):
+            return True
+        log.info("could not edit the caption of %s:%s: %s", chat_id, message_id, error.message)
+        return False
+    return True
+
+
+async def delete(bot: Bot, chat_id: int, message_id: int) -> bool:
+    """Delete a message of the bot's. False when it can't (gone already, too old)."""
+    try:
+        await bot.delete_message(chat_id=chat_id, message_id=message_id)
+    except TelegramError as error:
+        log.info("could not delete message %s:%s: %s", chat_id, message_id, error)
         return False
     return True
 

@@ -153,7 +153,6 @@ class Presses:
         """Reroll, variations, upscale, fix face, animate: a new job through the core."""
         name = str(presenter.LABELS[press.button])
         ticket = await self._service.act(origin, press)
-        self._board.expect(ticket)
         await toast(f"{name}: queued — position {ticket.position}" if ticket.position > 1 else f"{name}: on it!")
         await self._board.announce(ticket, query.message.chat.id, query.message.message_id)
 

@@ -136,7 +136,6 @@ class Remixes:
         except Refusal as refusal:
             await outbox.reply(self._bot, message.chat.id, message.message_id, f"⚠️ {refusal}")
             return
-        self._board.expect(ticket)  # before any await: the job's events wait for its status message
         await self._board.announce(ticket, message.chat.id, message.message_id)
         if ticket.offer:
             await outbox.reply(

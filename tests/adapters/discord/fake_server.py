@@ -245,6 +245,8 @@ class FakeDiscord:
         self.ephemeral: dict[int, dict[str, Any]] = {}  # messages only their user sees, by id
         self.deleted: set[int] = set()
         self.files: dict[int, bytes] = {}  # CDN: attachment id → bytes
+        # message id → the files edits attached to it, in order: (time.monotonic(), filename, bytes)
+        self.attached_by_edit: dict[int, list[tuple[float, str, bytes]]] = {}
         self.interactions: dict[int, Interaction] = {}
         self.overrides: set[str] = set()  # commands a server owner opened to everyone
         self.global_commands: list[dict[str, Any]] = []
@@ -879,7 +881,11 @@ class FakeDiscord:
         if "attachments" in body:
             kept = {a["id"]: a for a in message["attachments"]}
             message["attachments"] = [kept[str(a["id"])] for a in body["attachments"] if str(a["id"]) in kept]
-            message["attachments"] += self._new_attachments(body, files)
+            added = self._new_attachments(body, files)
+            message["attachments"] += added
+            self.attached_by_edit.setdefault(int(message["id"]), []).extend(
+                (time.monotonic(), a["filename"], self.files[int(a["id"])]) for a in added
+            )
         message["edited_timestamp"] = now_iso()
         message["_edits"].append(time.monotonic())
 

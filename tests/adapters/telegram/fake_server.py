@@ -59,6 +59,7 @@ LIMITED = (
     "sendAnimation",
     "editMessageText",
     "editMessageCaption",
+    "editMessageMedia",
     "editMessageReplyMarkup",
     "answerCallbackQuery",
     "sendChatAction",
@@ -90,6 +91,7 @@ class Call:
     params: dict[str, Any]
     files: dict[str, tuple[bytes, str]]  # multipart field → (content, filename)
     status: int = 200
+    at: float = field(default_factory=time.monotonic)  # when the bot made it
 
 
 @dataclass
@@ -106,7 +108,8 @@ class ChatMessage:
     data: bytes | None = None  # the file the bot uploaded
     filename: str = ""
     media_group_id: str | None = None
-    edits: list[str] = field(default_factory=list)
+    edits: list[str] = field(default_factory=list)  # texts (or captions) after each edit
+    media_edits: list[bytes] = field(default_factory=list)  # files swapped in by editMessageMedia
     deleted: bool = False
     raw: dict = field(default_factory=dict)  # the JSON Telegram would deliver
     sent_text: str = ""  # as first sent, before any edit
@@ -547,6 +550,8 @@ class FakeTelegram:
 
     async def _m_editMessageText(self, params, files):
         message = self._message(params)
+        if message.kind != "text":
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
         text = _plain(params.get("text", ""), params.get("parse_mode"))
         markup = params.get("reply_markup")
         if text == message.text and markup == message.markup:
@@ -557,6 +562,40 @@ class FakeTelegram:
         message.raw.pop("reply_markup", None)
         if markup:
             message.raw["reply_markup"] = markup
+        return message.raw
+
+    async def _m_editMessageCaption(self, params, files):
+        message = self._message(params)
+        if message.kind == "text":
+            raise ApiError(400, "Bad Request: there is no caption in the message to edit")
+        caption = _plain(params.get("caption", ""), params.get("parse_mode"))
+        markup = params.get("reply_markup")
+        if caption == message.text and markup == message.markup:
+            raise ApiError(400, NOT_MODIFIED)
+        message.edits.append(caption)
+        message.text, message.markup = caption, markup
+        message.raw["caption"] = caption
+        return message.raw
+
+    async def _m_editMessageMedia(self, params, files):
+        """Swap a media message's file (a text message can't take one); the caption comes along."""
+        message = self._message(params)
+        if message.kind == "text":
+            raise ApiError(400, "Bad Request: there is no media in the message to edit")
+        media = params.get("media") or {}
+        if media.get("type") != "photo":
+            raise ApiError(400, "Bad Request: the tests only swap photos")
+        data, filename = _file_of(media.get("media"), files, self.files)
+        self._check_photo(data)
+        caption = _plain(media.get("caption", ""), media.get("parse_mode"))
+        message.kind, message.data, message.filename = "photo", data, filename
+        message.spoiler = media.get("has_spoiler") in (True, "true", "True")
+        message.media_edits.append(data)
+        message.edits.append(caption)
+        message.text, message.markup = caption, params.get("reply_markup")
+        file_id = self.add_file(data)
+        message.raw.update(caption=caption, photo=_photo_sizes(data, [file_id]))
+        message.raw.pop("document", None)
         return message.raw
 
     async def _m_editMessageReplyMarkup(self, params, files):
