@@ -13,10 +13,11 @@ import logging
 import shutil
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 from bot import logs, metrics
-from bot.history import History
+from bot.history import History, JobRecord
 from bot.jobs import Action, Event, Origin, Status
 from bot.models import Models, load_models
 from bot.moderation import Classifier
@@ -103,7 +104,7 @@ async def remix(
     watched: set[str] = set()
     results: dict[str, Event] = {}
 
-    async def on_event(record, event: Event) -> None:
+    async def on_event(record: JobRecord, event: Event) -> None:
         if record.id not in watched:
             return
         if event.status is Status.running and event.total:
@@ -324,7 +325,7 @@ def weights(settings: Settings, names: list[str], source: Path | None, force: bo
     return 1 if failed else 0
 
 
-async def _until_signalled(work) -> None:
+async def _until_signalled(work: Awaitable[object]) -> None:
     """Run ``work`` until it ends or SIGINT/SIGTERM arrives."""
     task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ SOURCE_FLAGGED = "That picture can't be used here: the content filter flagged it
 class Classifier(Protocol):
     """The port the service asks about a source picture before a job is queued (off the event loop)."""
 
-    label: str
+    @property
+    def label(self) -> str: ...
 
     async def classify(self, pictures: Sequence[bytes]) -> list[Verdict]: ...

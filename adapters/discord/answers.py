@@ -7,7 +7,8 @@ is logged with its traceback and the user gets one ephemeral "something went wro
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from typing import Any
 
 import discord
 
@@ -17,11 +18,17 @@ from bot.service import Refusal
 log = logging.getLogger(__name__)
 
 
-async def tell(interaction: discord.Interaction, text: str | None, **extra) -> None:
+async def tell(interaction: discord.Interaction, text: str | None, **extra: Any) -> None:
     """An ephemeral line to whoever acted, whether or not the interaction was acknowledged yet."""
     text = render.clip(text) if text else None
     if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra)
+        # discord.py's Webhook.send types content as str, yet hands it to handle_message_parameters, which takes None
+        await interaction.followup.send(
+            text,  # type: ignore[arg-type]
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **extra,
+        )
     else:
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra
@@ -54,5 +61,5 @@ async def _tell_quietly(interaction: discord.Interaction, text: str) -> None:
 
 
 def _what(interaction: discord.Interaction) -> str:
-    data = interaction.data or {}
+    data: Mapping[str, object] = interaction.data or {}
     return str(data.get("name") or data.get("custom_id") or interaction.type.name)

@@ -90,6 +90,8 @@ class RemixBot(discord.Client):
 
     async def remix_mention(self, message: discord.Message) -> None:
         """``@remixbot make it winter`` on an image, or in reply to one (needs the Message Content intent)."""
+        if self.user is None:  # not logged in yet: on_message never gets here then
+            return
         guild_id = message.guild.id if message.guild else None
         if not intake.allowed_here(self, message.channel, guild_id):
             raise Refusal(render.NOT_HERE)

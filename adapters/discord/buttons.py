@@ -36,7 +36,7 @@ STRENGTHS = ("auto", "0.35", "0.5", "0.65", "0.8")
 SETTING_VALUE = re.compile(r"[A-Za-z0-9_.\-]{1,80}")
 
 
-class ResultButton(discord.ui.DynamicItem[discord.ui.Button], template=DISCORD_TEMPLATE):
+class ResultButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=DISCORD_TEMPLATE):
     def __init__(
         self,
         press: Press,
@@ -51,11 +51,14 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button], template=DISCORD_T
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ResultButton:
         button = item if isinstance(item, discord.ui.Button) else None
+        press = parse_button(match.string)
+        if press is None:  # the template is the parser's own pattern, so this never happens
+            raise ValueError(f"not a result button: {match.string!r}")
         return cls(
-            parse_button(match.string),
+            press,
             label=button.label if button else None,
             emoji=button.emoji if button else None,
             style=button.style if button else discord.ButtonStyle.secondary,
@@ -65,14 +68,14 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button], template=DISCORD_T
         await answers.guarded(interaction, handle_press(interaction, self.press))
 
 
-class HistoryButton(discord.ui.DynamicItem[discord.ui.Button], template=r"hist:(?P<page>[0-9]{1,4})"):
+class HistoryButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"hist:(?P<page>[0-9]{1,4})"):
     def __init__(self, page: int, label: str = "", row: int | None = None):
         super().__init__(discord.ui.Button(label=label or f"Page {page + 1}", custom_id=f"hist:{page}"), row=row)
         self.page = page
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> HistoryButton:
         return cls(int(match["page"]), getattr(item, "label", "") or "")
 
@@ -81,7 +84,7 @@ class HistoryButton(discord.ui.DynamicItem[discord.ui.Button], template=r"hist:(
 
 
 class SettingsButton(
-    discord.ui.DynamicItem[discord.ui.Button],
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"set:(?P<key>model|n|strength):(?P<value>[A-Za-z0-9_.\-]{1,80})",
 ):
     def __init__(self, key: str, value: str, *, label: str, selected: bool = False, row: int | None = None):
@@ -91,7 +94,7 @@ class SettingsButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> SettingsButton:
         return cls(match["key"], match["value"], label=getattr(item, "label", "") or match["value"])
 
@@ -235,14 +238,17 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
     elif press.button.action is None:
         raise Refusal("That button doesn't do anything here.")
     else:
-        if not intake.allowed_here(bot, interaction.channel, interaction.guild_id):
+        channel = interaction.channel
+        if not isinstance(channel, discord.abc.Messageable) or not intake.allowed_here(
+            bot, channel, interaction.guild_id
+        ):
             raise Refusal(render.NOT_HERE)
         message = interaction.message
         reply_to = message if message is not None and not message.flags.ephemeral else None
         await intake.act(
             bot,
             origin=origin,
-            channel=interaction.channel,
+            channel=channel,
             press=press,
             reply_to=reply_to,
             upload_limit=interaction.filesize_limit,

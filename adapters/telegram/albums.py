@@ -20,7 +20,7 @@ class Albums:
         self._wait = wait
         self._on_album = on_album
         self._messages: dict[tuple[int, str], list[Message]] = {}
-        self._timers: dict[tuple[int, str], asyncio.Task] = {}
+        self._timers: dict[tuple[int, str], asyncio.Task[None]] = {}
 
     def add(self, message: Message) -> None:
         """Keep a message of a media group; the group is handed over after ``wait`` seconds of quiet."""

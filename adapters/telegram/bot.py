@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from telegram import BotCommand, BotCommandScopeAllChatAdministrators
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import AIORateLimiter, Application, ContextTypes, ExtBot, JobQueue
 
 from adapters.telegram import server
 from adapters.telegram.commands import MENU, Commands
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 OFFICIAL_SERVER = "https://api.telegram.org/"
 # Loggers that print Bot API URLs (which contain the token).
 URL_LOGGERS = ("httpx", "httpcore", "telegram.Bot", "telegram.ext.ExtBot")
+# What build_application builds: PTB's default context types, on a bot with AIORateLimiter (its retries: int).
+TelegramApp = Application[
+    ExtBot[int],
+    ContextTypes.DEFAULT_TYPE,
+    dict[Any, Any],
+    dict[Any, Any],
+    dict[Any, Any],
+    JobQueue[ContextTypes.DEFAULT_TYPE],
+]
 
 
 class TokenRejected(RuntimeError):
@@ -77,7 +87,7 @@ def download_limit(settings: Settings) -> int:
     return min(BOT_API_DOWNLOAD_LIMIT, settings.limits.max_image_bytes)
 
 
-def build_application(service: Service, settings: Settings, options: Options | None = None) -> Application:
+def build_application(service: Service, settings: Settings, options: Options | None = None) -> TelegramApp:
     """A PTB Application wired to the service; it listens for the service's Telegram job events."""
     options = options or Options()
     token = settings.telegram_token.reveal()
@@ -117,7 +127,7 @@ def build_application(service: Service, settings: Settings, options: Options | N
     return application
 
 
-async def register_commands(application: Application) -> None:
+async def register_commands(application: TelegramApp) -> None:
     """The command menu (setMyCommands). A failure here is logged, never fatal."""
     try:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in MENU])
@@ -128,8 +138,11 @@ async def register_commands(application: Application) -> None:
 
 
 @contextlib.asynccontextmanager
-async def polling(application: Application) -> AsyncIterator[Application]:
+async def polling(application: TelegramApp) -> AsyncIterator[TelegramApp]:
     """The application running (long polling getUpdates) for the duration of the block."""
+    updater = application.updater
+    if updater is None:  # build_application always makes one
+        raise ValueError("the Telegram application has no updater to poll with")
     try:
         await application.initialize()
     except InvalidToken:
@@ -137,15 +150,15 @@ async def polling(application: Application) -> AsyncIterator[Application]:
     try:
         await register_commands(application)
         await application.start()
-        await application.updater.start_polling(
+        await updater.start_polling(
             timeout=application.bot_data["poll_timeout"], allowed_updates=["message", "callback_query"]
         )
         log.info("Telegram adapter running as @%s", application.bot.username)
         try:
             yield application
         finally:
-            if application.updater.running:
-                await application.updater.stop()
+            if updater.running:
+                await updater.stop()
             await application.bot_data["albums"].close()
             if application.running:
                 await application.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMediaPhoto, Update
 from telegram.constants import ChatType
@@ -52,6 +53,8 @@ class Commands:
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         extra = await self._server.help_lines(message, update.effective_user)  # a group's admins only
         await outbox.reply(
             self._bot, message.chat.id, message.message_id, render.help_text(self._service.settings.limits) + extra
@@ -60,16 +63,22 @@ class Commands:
     async def nudge(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Private text that isn't a command: how to remix."""
         message = update.effective_message
+        if message is None:
+            return
         await outbox.reply(self._bot, message.chat.id, message.message_id, render.HOWTO)
 
     async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         await outbox.reply(
             self._bot, message.chat.id, message.message_id, "I don't know that command. /help shows what I can do."
         )
 
     async def models(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         availability = await self._service.availability()
         await outbox.reply(
             self._bot, message.chat.id, message.message_id, render.models_text(self._service.models, availability)
@@ -77,17 +86,23 @@ class Commands:
 
     async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         listing = await self._service.styles(origin_of(message, update.effective_user))
         text = presenter.styles_text(listing, render.HTML, render.MESSAGE_LIMIT)
         await outbox.reply(self._bot, message.chat.id, message.message_id, text, html=True)
 
     async def loras(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         text = presenter.loras_text(await self._service.loras(), render.HTML, render.MESSAGE_LIMIT)
         await outbox.reply(self._bot, message.chat.id, message.message_id, text, html=True)
 
     async def settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         if context.args and context.args[0].lower() == "nsfw":  # /settings nsfw [block|spoiler|allow]
             await self._server.own_nsfw(message, update.effective_user, context.args[1:])
             return
@@ -105,6 +120,8 @@ class Commands:
 
     async def history(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         if message.chat.type != ChatType.PRIVATE:
             link = f"https://t.me/{self._bot.username}?start=history"
             button = InlineKeyboardButton("📜 My history", url=link)
@@ -160,7 +177,7 @@ class Commands:
             html=True,
         )
 
-    def _picture_of(self, record: JobRecord):
+    def _picture_of(self, record: JobRecord) -> Path:
         for output in record.outputs:
             if output.media_type.startswith("image/") and output.path.is_file():
                 return output.path
@@ -168,7 +185,9 @@ class Commands:
 
     async def cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        job_id = (context.args or [None])[0]
+        if message is None:
+            return
+        job_id = context.args[0] if context.args else None
         is_admin = job_id is not None and await self._server.admins.of(message, update.effective_user)
         try:
             cancelled = await self._service.cancel(origin_of(message, update.effective_user), job_id, is_admin=is_admin)
@@ -185,6 +204,8 @@ class Commands:
     async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/forget: what it deletes, and a button to confirm (the confirmation is the core's)."""
         message = update.effective_message
+        if message is None:
+            return
         answer = await self._service.forget(origin_of(message, update.effective_user))
         button = InlineKeyboardButton("🗑 Yes, forget everything", callback_data=button_id(Button.forget, answer.code))
         await outbox.reply(
@@ -197,6 +218,8 @@ class Commands:
 
     async def info(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if message is None:
+            return
         origin = origin_of(message, update.effective_user)
         arg = (context.args or [""])[0].strip().lower().lstrip("#")
         try:

@@ -45,7 +45,9 @@ IN_ALBUM = _InAlbum(name="in_album")
 REMIX_CAPTION = filters.CaptionRegex(r"(?i)^\s*/remix(?:@\w+)?(?:\s|$)")
 
 
-def routes(remixes: Remixes, commands: Commands, presses: Presses, server: Server) -> list[BaseHandler]:
+def routes(
+    remixes: Remixes, commands: Commands, presses: Presses, server: Server
+) -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
     return [
         MessageHandler(NEW & PICTURE & IN_ALBUM, remixes.from_album_item),
         MessageHandler(NEW & PICTURE & REMIX_CAPTION, remixes.from_caption),

@@ -11,7 +11,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from telegram import Bot, Message, User
+from telegram import Bot, MaybeInaccessibleMessage, Message, User
 from telegram.error import TelegramError
 
 from adapters.telegram import render
@@ -95,7 +95,7 @@ def user_name(user: User | None) -> str:
     return f"@{user.username}" if user.username else user.full_name
 
 
-def origin_of(message: Message, user: User | None) -> Origin:
+def origin_of(message: MaybeInaccessibleMessage, user: User | None) -> Origin:
     """The core's Origin for a message from ``user`` (the sender, or whoever pressed a button)."""
     return Origin(
         platform=PLATFORM,

@@ -71,6 +71,8 @@ class Presses:
     async def press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A result button: ``action:job[:index]``."""
         query = update.callback_query
+        if query is None:
+            return
         toast = Toast(query)
         try:
             press = parse_button(query.data or "")
@@ -151,17 +153,26 @@ class Presses:
 
     async def _act(self, query: CallbackQuery, press: Press, origin: Origin, toast: Toast) -> None:
         """Reroll, variations, upscale, fix face, animate: a new job through the core."""
+        message = query.message
+        if message is None:
+            raise Refusal("That button only works in the chat it came with.")
         name = str(presenter.LABELS[press.button])
         ticket = await self._service.act(origin, press)
         await toast(f"{name}: queued — position {ticket.position}" if ticket.position > 1 else f"{name}: on it!")
-        await self._board.announce(ticket, query.message.chat.id, query.message.message_id)
+        await self._board.announce(ticket, message.chat.id, message.message_id)
 
     async def setting(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``set:model:NAME``, ``set:strength:0.6`` (or ``default``), ``set:n:2`` from /settings."""
         query = update.callback_query
+        if query is None:
+            return
         toast = Toast(query)
         try:
             match = SETTING_PATTERN.match(query.data or "")
+            if match is None:
+                raise Refusal("That button has expired.")
+            if query.message is None:
+                raise Refusal("That button only works in the chat it came with.")
             key, value = match["key"], match["value"]
             origin = origin_of(query.message, query.from_user)
             defaults = await self._service.change_setting(origin, key, value)
@@ -183,11 +194,16 @@ class Presses:
     async def page(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``hist:N``: another page of /history (private chats only)."""
         query = update.callback_query
+        if query is None:
+            return
         toast = Toast(query)
         try:
             if query.message is None or query.message.chat.type != ChatType.PRIVATE:
                 raise Refusal("Your history is private; send /history in our own chat.")
-            page = int(HISTORY_PATTERN.match(query.data or "")["page"])
+            match = HISTORY_PATTERN.match(query.data or "")
+            if match is None:
+                raise Refusal("That button has expired.")
+            page = int(match["page"])
             await toast()
             await self._commands.send_history(origin_of(query.message, query.from_user), page, query.message.message_id)
         except Refusal as refusal:
@@ -197,4 +213,5 @@ class Presses:
 
     async def expired(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Any other callback data (an old keyboard, a forged press)."""
-        await Toast(update.callback_query)("That button has expired.")
+        if update.callback_query is not None:
+            await Toast(update.callback_query)("That button has expired.")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from telegram import Bot, Message, Update, User
 from telegram.constants import ChatType
@@ -41,6 +42,8 @@ class Remixes:
     async def from_caption(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A photo or image file whose caption is ``/remix …``."""
         message = update.effective_message
+        if message is None:
+            return
         args = remix_args(message.caption, self._bot.username)
         if args is not None:
             await self.remix(message, update.effective_user, args, [picture_in(message)])
@@ -48,6 +51,8 @@ class Remixes:
     async def from_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``/remix …`` as text: in reply to a picture, or on its own (then: how to use it)."""
         message = update.effective_message
+        if message is None:
+            return
         args = remix_args(message.text, self._bot.username) or ""
         target = message.reply_to_message
         if target is None:
@@ -64,6 +69,8 @@ class Remixes:
         """A private chat: a photo whose caption is the prompt. No caption: an image file goes to the core,
         which reads the settings it may carry (or asks for a prompt); a photo (never any settings) gets a hint."""
         message = update.effective_message
+        if message is None:
+            return
         caption = (message.caption or "").strip()
         if not caption and message.document is not None:
             await self.remix(message, update.effective_user, "", [picture_in(message)])
@@ -78,6 +85,8 @@ class Remixes:
     async def from_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A text reply (no command) to one of this bot's results remixes that result."""
         message = update.effective_message
+        if message is None:
+            return
         target = message.reply_to_message
         parent = result_of(target, self._bot.id)
         picture = picture_in(target)
@@ -88,6 +97,8 @@ class Remixes:
         await self.remix(message, update.effective_user, message.text or "", [picture], parent=parent)
 
     async def from_album_item(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message is None:
+            return
         self.albums.add(update.effective_message)
 
     async def _on_album(self, messages: list[Message]) -> None:
@@ -97,7 +108,7 @@ class Remixes:
             args = remix_args(command.caption, self._bot.username) or ""
         elif private and any(m.caption for m in messages):
             command = next(m for m in messages if m.caption)
-            args = command.caption.strip()
+            args = (command.caption or "").strip()
         else:
             if private:
                 first = messages[0]
@@ -113,7 +124,7 @@ class Remixes:
         message: Message,
         user: User | None,
         text: str,
-        pictures: list[Picture | None],
+        pictures: Sequence[Picture | None],
         parent: tuple[str, int] | None = None,
     ) -> None:
         """Fetch the pictures, submit, and answer at once with a status message per job."""
