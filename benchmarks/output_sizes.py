@@ -1,7 +1,7 @@
 """Seconds and peak memory of ``--size 2k``/``4k`` and of ✂️ Cut out on this machine, against a plain render.
 
     remixbot weights install realesrgan cutout
-    nice -n 5 python benchmarks/output_sizes.py --weights data/weights   # about 3 minutes on 2 busy cores
+    nice -n 5 python benchmarks/output_sizes.py --weights data/weights   # about 2 minutes on 2 busy cores
     nice -n 5 python benchmarks/output_sizes.py --weights … --x4plus     # adds x4plus at 2048: many minutes
     python benchmarks/output_sizes.py --weights … --dry-run              # tiny sizes: every row runs, no figures
 
@@ -197,7 +197,7 @@ def main() -> None:
         measured.append((row, m))
         print(f"  {row.label}: {m['seconds']} s, {m['output']}, {m['note'] or m['engine']}", flush=True)
     if not args.x4plus:
-        print("  Real-ESRGAN x4plus: not run (--x4plus adds it at 2048; BENCHMARKS.md: ≈ 1000× Lanczos on a CPU)")
+        print("  Real-ESRGAN x4plus: not run (--x4plus adds it at 2048: about 7 minutes on 2 busy cores)")
     table("--size on docs/coffee.jpg, classic", [(r, m) for r, m in measured if r.part == 1])
     table(f"Cut out at {128 if args.dry_run else CUT_SIDE} px", [(r, m) for r, m in measured if r.part == 2])
     print(

@@ -140,8 +140,9 @@ async def test_a_servers_size_cap_holds_on_zoom_outs_and_on_jobs_made_from_bigge
 
 
 def test_the_output_sizes_benchmark_dry_runs_every_row(real_weights):
-    """benchmarks/output_sizes.py (BENCHMARKS.md, "Output sizes and Cut out on a CPU") at tiny sizes, with
-    the real Real-ESRGAN and U²-Net-p weights: each row's job runs through the engine and gives its size."""
+    """benchmarks/output_sizes.py (BENCHMARKS.md, "Output sizes (`--size 2k`/`4k`) and ✂️ Cut out on a CPU")
+    at tiny sizes, with the real Real-ESRGAN and U²-Net-p weights: each row's job runs through the engine
+    and gives its size."""
     root = Path(__file__).resolve().parents[2]
     weights = real_weights("realesrgan").parent
     assert real_weights("cutout").parent == weights
