@@ -4,7 +4,11 @@ upscaler that runs here (Real-ESRGAN when its weights are in place, else classic
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +137,34 @@ async def test_a_servers_size_cap_holds_on_zoom_outs_and_on_jobs_made_from_bigge
     assert zoomed.status is Status.done and vary.status is Status.done, (zoomed.error, vary.error)
     assert zoomed.request.size == 512 and max(zoomed.outputs[0].width, zoomed.outputs[0].height) <= 512
     assert vary.request.size == 512 and max(vary.outputs[0].width, vary.outputs[0].height) == 512
+
+
+def test_the_output_sizes_benchmark_dry_runs_every_row(real_weights):
+    """benchmarks/output_sizes.py (BENCHMARKS.md, "Output sizes (`--size 2k`/`4k`) and ✂️ Cut out on a CPU")
+    at tiny sizes, with the real Real-ESRGAN and U²-Net-p weights: each row's job runs through the engine
+    and gives its size."""
+    root = Path(__file__).resolve().parents[2]
+    weights = real_weights("realesrgan").parent
+    assert real_weights("cutout").parent == weights
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "output_sizes.py"), "--dry-run", "--weights", str(weights)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.startswith("DRY RUN") and "load average" in done.stdout
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ")[1:3] for line in done.stdout.splitlines() if line.startswith("| ")
+    }
+    assert rows["--size 512, Lanczos"][0] == "512×333"
+    assert rows["--size 512, Real-ESRGAN compact"][0] == "512×333"
+    assert rows["--size 256, Real-ESRGAN compact"][0] == "256×166"
+    assert rows["plain render at the working size (baseline)"][0] == "160×104"  # coffee.jpg at 160 px, not upscaled
+    for background in ("transparent", "--background white", "--background blur", '--background "a sunny beach"'):
+        assert rows[f"Cut out, {background}"][0] == "128×86"
+    notes = done.stdout
+    assert "upscaled to 512 px (spandrel RealESRGAN Compact ×4)" in notes and "upscaled to 512 px (classic)" in notes
+    assert "restyled as 'a sunny beach' (classic)" in notes
