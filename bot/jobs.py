@@ -161,6 +161,7 @@ class Event:
     total: int = 0
     result: Result | None = None  # when finished
     eta_seconds: float | None = None  # while queued: about when the result is ready; None: not known yet
+    preview: bytes = b""  # while running: a small JPEG of the current latents (≤256 px), b"" when none
 
     @property
     def percent(self) -> int:

@@ -1,8 +1,8 @@
 """What crosses Redis between the bot (``ArqQueue``) and the workers (``engine.worker``), and where.
 
 Key and channel names, the Lua scripts, and the codecs. Nothing read from Redis can run code: arq
-job payloads and results are msgpack (bytes travel natively, nothing but plain data comes out),
-events and heartbeats JSON. Every decoder checks the shape and the types of what it read before it
+job payloads, results and events are msgpack (bytes travel natively: a running job's preview
+JPEG; nothing but plain data comes out), heartbeats JSON. Every decoder checks the shape and the types of what it read before it
 builds a dataclass, so a foreign or malformed payload is refused (``Unreadable``) — it fails that
 one job with a logged reason, never the worker or the bot.
 
@@ -210,23 +210,28 @@ async def read_result(redis: Redis, job_id: str, max_bytes: int) -> Result | Non
     return decode_result(head, max_bytes=max_bytes)
 
 
-def encode_event(event: Event) -> str:
-    """Events cross pub/sub as JSON. A result goes along only when it has no outputs (a failure, a
-    cancel: a few bytes); outputs travel under ``result_key``."""
+MAX_EVENT_BYTES = 1 << 20  # an event is a few bytes, or a preview JPEG of a few KB
+
+
+def encode_event(event: Event) -> bytes:
+    """Events cross pub/sub as msgpack (a preview's JPEG as bytes). A result goes along only when it
+    has no outputs (a failure, a cancel: a few bytes); outputs travel under ``result_key``."""
     data = event.to_data()
     if event.result is not None and event.result.outputs:
         data["result"] = None
-    return json.dumps(data)
+    return pack(data)
 
 
-def decode_event(text: object) -> Event:
-    """Raises Unreadable."""
-    if not isinstance(text, str | bytes):
-        raise Unreadable(f"expected text, got {type(text).__name__}")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Unreadable("not JSON") from None
+def decode_event(payload: object) -> Event:
+    """An event as ``encode_event`` wrote it, or as JSON text (what workers sent before msgpack, so a
+    worker not yet upgraded is still heard; JSON carries no preview). Raises Unreadable."""
+    if isinstance(payload, str) or (isinstance(payload, bytes | bytearray) and payload[:1] == b"{"):
+        try:
+            data = json.loads(payload)
+        except (ValueError, RecursionError):
+            raise Unreadable("not JSON") from None
+    else:
+        data = unpack(payload, max_bytes=MAX_EVENT_BYTES)
     return checked(Event, data)
 
 

@@ -73,7 +73,19 @@ def test_jobs_results_and_events_come_back_equal():
     progress = Event(JOB.id, Status.running, step=3, total=10)
     assert decode_event(encode_event(progress)) == progress
     queued = Event(JOB.id, Status.queued, position=2, eta_seconds=12.5)
-    assert decode_event(encode_event(queued).encode()) == queued
+    assert decode_event(encode_event(queued)) == queued
+
+
+def test_a_preview_crosses_as_bytes_and_old_json_events_are_still_read():
+    jpeg = b"\xff\xd8\xff\xe0 a preview \x00\x01\xff\xd9"
+    shown = Event(JOB.id, Status.running, step=2, total=10, preview=jpeg)
+    payload = encode_event(shown)
+    assert isinstance(payload, bytes) and jpeg in payload  # raw bytes in msgpack, no base64
+    assert decode_event(payload) == shown and decode_event(payload).preview == jpeg
+    old = '{"job_id": "%s", "status": "running", "step": 1, "total": 4}' % JOB.id  # a worker before msgpack
+    assert decode_event(old) == decode_event(old.encode()) == Event(JOB.id, Status.running, step=1, total=4)
+    with pytest.raises(Unreadable, match="preview"):
+        decode_event(pack({**shown.to_data(), "preview": "text, not bytes"}))
 
 
 def test_a_failure_rides_in_its_event_but_outputs_never_do():
@@ -89,7 +101,7 @@ def test_a_planted_pickle_is_refused_everywhere_without_being_unpickled(trap):
 
     with pytest.raises(Unreadable, match="not msgpack"):
         decode_result(planted)
-    with pytest.raises(Unreadable, match="not JSON"):
+    with pytest.raises(Unreadable, match="not msgpack"):
         decode_event(planted)
     envelope = unpack_arq(planted)
     assert envelope["f"] == RUN_JOB and envelope["a"] == [] and "not msgpack" in envelope["k"]["unreadable"]
