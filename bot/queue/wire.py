@@ -1,10 +1,10 @@
 """What crosses Redis between the bot (``ArqQueue``) and the workers (``engine.worker``), and where.
 
 Key and channel names, the Lua scripts, and the codecs. Nothing read from Redis can run code: arq
-job payloads, results and events are msgpack (bytes travel natively: a running job's preview
-JPEG; nothing but plain data comes out), heartbeats JSON. Every decoder checks the shape and the types of what it read before it
-builds a dataclass, so a foreign or malformed payload is refused (``Unreadable``) — it fails that
-one job with a logged reason, never the worker or the bot.
+job payloads, results and events are msgpack (bytes travel natively, a running job's preview JPEG
+among them; nothing but plain data comes out), heartbeats JSON. Every decoder checks the shape and
+the types of what it read before it builds a dataclass, so a foreign or malformed payload is
+refused (``Unreadable``) — it fails that one job with a logged reason, never the worker or the bot.
 
 arq's own keys (the job, its claim, its retries) are named by ``arq.constants``.
 """

@@ -17,8 +17,9 @@ and decodes in place of the full VAE, and ``prompt_cache`` (default 64 prompts; 
 text encoder's output for prompts seen recently, so a reroll or a variation skips the encoder.
 
 Previews: while a single job runs, the step callback renders its latents (``engine.preview``: the
-linear projection, or TAESD with ``tiny_vae``) at most every ``preview.INTERVAL`` seconds, never at
-the last step, and hands them to ``work.preview``; ``preview = false`` turns them off.
+linear projection, or TAESD with ``tiny_vae``) at most every ``preview_interval`` seconds (default
+``preview.INTERVAL``), never at the last step, and hands them to ``work.preview``; ``preview = false``
+turns them off.
 
 Batching: ``Img2ImgModel.run_batch`` runs several works that share a ``batch_key`` (working size,
 steps, strength, guidance) as one pipeline call, with one seeded generator per output, so that every
@@ -144,6 +145,9 @@ def _options_problem(entry: ModelEntry) -> str | None:
             return f"misconfigured: {option} = {value!r} for {entry.name} ({meaning})"
     if not isinstance(entry.options.get("preview", True), bool):
         return f"misconfigured: preview = {entry.options['preview']!r} for {entry.name} (true or false)"
+    every = entry.options.get("preview_interval", preview.INTERVAL)
+    if isinstance(every, bool) or not isinstance(every, int | float) or every < 0:
+        return f"misconfigured: preview_interval = {every!r} for {entry.name} (seconds between previews)"
     tiny = entry.options.get("tiny_vae")
     if tiny is not None:
         if not isinstance(tiny, str) or not tiny.strip():
@@ -258,6 +262,7 @@ def prepare(pipe: Any, entry: ModelEntry, device: str) -> Img2ImgModel:
         prompt_cache=prompts.PromptCache(int(entry.options.get("prompt_cache", PROMPT_CACHE))),
         name=entry.name,
         previews=bool(entry.options.get("preview", True)),
+        preview_interval=float(entry.options.get("preview_interval", preview.INTERVAL)),
     )
     model.speed = _speed_up(model, entry)
     return model
@@ -335,6 +340,7 @@ class Img2ImgModel:
     prompt_cache: prompts.PromptCache = field(default_factory=lambda: prompts.PromptCache(PROMPT_CACHE))
     name: str = ""  # the registry entry's: part of every prompt-cache key
     previews: bool = True  # render previews for works that have a ``preview`` sink
+    preview_interval: float = preview.INTERVAL  # seconds between two previews of one job, at least
 
     @property
     def tiny_vae(self) -> bool:
@@ -403,7 +409,8 @@ class Img2ImgModel:
         found, row = [], 0
         for work in works:
             if work.preview is not None and work.seeds:
-                found.append((row, work.preview, preview.LatentPreview(preview.family(self.pipe), decoder=decoder)))
+                render = preview.LatentPreview(preview.family(self.pipe), self.preview_interval, decoder=decoder)
+                found.append((row, work.preview, render))
             row += len(work.seeds)
         return found
 

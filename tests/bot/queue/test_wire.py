@@ -5,6 +5,7 @@ Redis imports pickle."""
 from __future__ import annotations
 
 import ast
+import json
 import math
 import pickle
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_a_preview_crosses_as_bytes_and_old_json_events_are_still_read():
     payload = encode_event(shown)
     assert isinstance(payload, bytes) and jpeg in payload  # raw bytes in msgpack, no base64
     assert decode_event(payload) == shown and decode_event(payload).preview == jpeg
-    old = '{"job_id": "%s", "status": "running", "step": 1, "total": 4}' % JOB.id  # a worker before msgpack
+    old = json.dumps({"job_id": JOB.id, "status": "running", "step": 1, "total": 4})  # a worker before msgpack
     assert decode_event(old) == decode_event(old.encode()) == Event(JOB.id, Status.running, step=1, total=4)
     with pytest.raises(Unreadable, match="preview"):
         decode_event(pack({**shown.to_data(), "preview": "text, not bytes"}))
