@@ -190,7 +190,8 @@ def test_a_run_sends_throttled_previews_of_its_latents(entry, taesd, tiny):
     shown: list[tuple[int, int, bytes]] = []
     steps: list[tuple[int, int]] = []
     model.run(
-        work(longer, sink=lambda step, total, data: shown.append((step, total, data))), lambda s, t: steps.append((s, t))
+        work(longer, sink=lambda step, total, data: shown.append((step, total, data))),
+        lambda s, t: steps.append((s, t)),
     )
     total = steps[-1][1]
     assert total == 6 and shown and shown[0][:2] == (1, total)  # the first at once, then every INTERVAL s
