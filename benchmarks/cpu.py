@@ -18,8 +18,10 @@ is timed from the source PNG to the output PNG (the bot sends a file). Paths:
 * engine, defaults: ``prompt_cache = 0``, full VAE (what the engine cost before this change);
 * engine + ``prompt_cache``: a reroll/variation (the prompt was encoded once before the timed rounds);
 * engine + ``tiny_vae``: TAESD for encode and decode, the prompt encoded every time;
-* engine + ``cpu_dtype = "bfloat16"`` (only where the CPU has avx512_bf16/amx_bf16: oneDNN's AMX);
-* engine + ``tiny_vae`` + ``prompt_cache``; and all three together;
+* engine + ``cpu_dtype = "bfloat16"`` (only where the CPU has avx512_bf16/amx_bf16: oneDNN's AMX),
+  which makes the UNet and VAE NHWC (``channels_last``) by default;
+* engine + ``tiny_vae`` + ``prompt_cache``; and all three together (the bfloat16 paths share one
+  bfloat16 copy of the weights, so both are NHWC);
 * ``--engine-defaults`` adds the engine without these options (``prompt_cache = 0``, full VAE):
   the same pipeline call as plain diffusers (BENCHMARKS.md measured it within the noise of plain);
 * one-step Turbo settings are in *every* path, the baseline included: 2 steps at strength 0.5
@@ -80,10 +82,12 @@ def paths(taesd: str, bf16: bool, engine_defaults: bool) -> list[Case]:
         Case("engine + tiny_vae", {**tiny, **NO_CACHE}),
     ]
     if bf16:
-        found.append(Case("engine + bfloat16", {**NO_CACHE, "cpu_dtype": "bfloat16"}, bf16=True))
+        found.append(Case("engine + bfloat16 (NHWC)", {**NO_CACHE, "cpu_dtype": "bfloat16"}, bf16=True))
     found.append(Case("engine + tiny_vae + prompt_cache", tiny))
     if bf16:
-        found.append(Case("engine + tiny_vae + prompt_cache + bfloat16", {**tiny, "cpu_dtype": "bfloat16"}, bf16=True))
+        found.append(
+            Case("engine + tiny_vae + prompt_cache + bfloat16 (NHWC)", {**tiny, "cpu_dtype": "bfloat16"}, bf16=True)
+        )
     best = found[-1]
     found += [
         replace(best, label=f"{best.label.removeprefix('engine + ')}, 2 UNet steps, no preview", steps=4),

@@ -501,8 +501,12 @@ def _speed_up(model: Img2ImgModel, entry: ModelEntry) -> dict[str, Any]:
     speed: dict[str, Any] = {"dtype": str(pipe.unet.dtype).removeprefix("torch.")}
     if options.get("sdpa", True):
         speed["sdpa"] = _use_sdpa(pipe)
-    if options.get("channels_last", cuda):
-        pipe.unet.to(memory_format=torch.channels_last)
+    # NHWC: on CUDA, and for bfloat16 on a CPU (oneDNN's AMX kernels want it: TAESD at 512² encodes
+    # and decodes ~4x faster than bfloat16 NCHW; float32 gains nothing there, BENCHMARKS.md)
+    if options.get("channels_last", cuda or pipe.unet.dtype == torch.bfloat16):
+        for module in (pipe.unet, getattr(pipe, "vae", None)):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
         speed["channels_last"] = True
     if options.get("vae_slicing", True) and hasattr(pipe.vae, "use_slicing"):
         pipe.vae.enable_slicing()
