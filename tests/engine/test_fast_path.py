@@ -222,3 +222,15 @@ def test_the_throttle_holds_over_a_long_run(entry):
     elapsed = time.monotonic() - started  # 12 denoising steps, at least 0.6 s
     assert 2 <= len(shown) <= 1 + elapsed / interval
     assert all(later - earlier >= interval for earlier, later in zip(shown, shown[1:], strict=False))
+
+
+def test_bfloat16_on_the_cpu_is_nhwc_and_previews_through_taesd(entry, taesd):
+    fast = replace(entry, options={"tiny_vae": str(taesd), "cpu_dtype": "bfloat16"}, num_inference_steps=10)
+    model = img2img.load(fast, "cpu")
+    assert model.speed["dtype"] == "bfloat16" and model.speed["channels_last"] is True
+    for module in (model.pipe.unet, model.pipe.vae):
+        weight = next(p for p in module.parameters() if p.dim() == 4)
+        assert weight.dtype == torch.bfloat16 and weight.is_contiguous(memory_format=torch.channels_last)
+    shown: list[bytes] = []
+    [image] = model.run(work(fast, sink=lambda s, t, data: shown.append(data)), lambda s, t: None)
+    assert image.size == (64, 64) and len(shown) == 1 and max(jpeg_image(shown[0]).size) <= preview.MAX_SIDE
