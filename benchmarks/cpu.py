@@ -252,11 +252,11 @@ def preview_costs(bench: Bench, calls: int = 10) -> dict[str, float]:
     from engine import preview
 
     latents = torch.randn(1, 4, SIDE // 8, SIDE // 8)
-    renderers = {"linear projection": preview.LatentPreview(interval=0.0)}
+    renderers = {"linear projection": preview.LatentPreview(interval=0.0, share=0.0)}
     for model, _ in bench.models.values():
         if model.tiny_vae and f"TAESD {model.pipe.vae.dtype}" not in renderers:
             decoder = lambda latents, side, vae=model.pipe.vae: preview.tiny_vae_rgb(vae, latents, side)  # noqa: E731
-            renderers[f"TAESD {model.pipe.vae.dtype}"] = preview.LatentPreview(interval=0.0, decoder=decoder)
+            renderers[f"TAESD {model.pipe.vae.dtype}"] = preview.LatentPreview(interval=0.0, decoder=decoder, share=0.0)
     costs = {}
     for name, render in renderers.items():
         render(latents)

@@ -46,6 +46,7 @@ FACTORS: dict[str, tuple[tuple[tuple[float, float, float], ...], tuple[float, fl
 }
 MAX_SIDE = 256  # px: a preview is a thumbnail, small enough for a chat status every few seconds
 INTERVAL = 3.0  # seconds between two previews of one job at most this often
+SHARE = 0.05  # of a job's time that previews may take: a slow render (TAESD on a busy CPU) waits longer
 
 
 def family(pipe: Any) -> str:
@@ -97,7 +98,10 @@ def jpeg(image: Image.Image, quality: int = 70) -> bytes:
 
 class LatentPreview:
     """Renders a job's latents as JPEG bytes at most once per ``interval`` seconds (None in between):
-    the linear projection of the ``kind`` family, or ``decoder(latents, max_side)`` when given (TAESD)."""
+    the linear projection of the ``kind`` family, or ``decoder(latents, max_side)`` when given (TAESD).
+
+    After a render that took ``d`` seconds the next waits at least ``d / share`` seconds too, so
+    previews never take more than ``share`` of the job's time, however slow the machine is."""
 
     def __init__(
         self,
@@ -106,16 +110,20 @@ class LatentPreview:
         max_side: int = MAX_SIDE,
         clock: Callable[[], float] = time.monotonic,
         decoder: Callable[[Any, int], Image.Image] | None = None,
+        share: float = SHARE,
     ):
         self.kind, self.interval, self.max_side, self.clock = kind, interval, max_side, clock
-        self.decoder = decoder
-        self._last: float | None = None
+        self.decoder, self.share = decoder, share
+        self._next: float | None = None  # no preview before this time
 
     def __call__(self, latents: Any) -> bytes | None:
         now = self.clock()
-        if self._last is not None and now - self._last < self.interval:
+        if self._next is not None and now < self._next:
             return None
-        self._last = now
         if self.decoder is not None:
-            return jpeg(self.decoder(latents, self.max_side))
-        return jpeg(latent_rgb(latents, self.kind, self.max_side))
+            data = jpeg(self.decoder(latents, self.max_side))
+        else:
+            data = jpeg(latent_rgb(latents, self.kind, self.max_side))
+        took = self.clock() - now
+        self._next = now + max(self.interval, took / self.share if self.share > 0 else 0.0)
+        return data
