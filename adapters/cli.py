@@ -2,7 +2,7 @@
 
 This is the one place that knows both the core and the engine: with no ``REDIS_URL`` the engine
 runs in this process (``LocalQueue``); with one, jobs go to arq workers (``ArqQueue``) and this
-process never imports the engine or torch.
+process never imports torch (only the engine's torch-free content classifier, when one is configured).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from bot import logs, metrics
 from bot.history import History
 from bot.jobs import Action, Event, Origin, Status
-from bot.models import load_models
+from bot.models import Models, load_models
+from bot.moderation import Classifier
 from bot.queue.arq_queue import ArqQueue
 from bot.queue.local import LocalQueue
 from bot.queue.wire import describe_worker
@@ -41,7 +42,14 @@ async def build_service(settings: Settings) -> Service:
             max_result_bytes=settings.max_result_bytes,
             lease=settings.job_lease,
         )
-        service = Service(settings, models, history, workers, availability=lambda: workers.availability(models))
+        service = Service(
+            settings,
+            models,
+            history,
+            workers,
+            availability=lambda: workers.availability(models),
+            classifier=_bot_side_classifier(models, settings),
+        )
     else:
         from engine import registry
         from engine.runner import Engine
@@ -56,6 +64,26 @@ async def build_service(settings: Settings) -> Service:
     if models.choices:  # [defaults] lists choices: the first that can run here (or on live workers)
         service.models = models.settle(await service.availability())
     return service
+
+
+def _bot_side_classifier(models: Models, settings: Settings) -> Classifier | None:
+    """Redis mode: the content classifier in this process when its kind needs no torch (nudenet runs
+    on onnxruntime), so a flagged source is refused before it is queued. Otherwise None, and the
+    service marks the jobs for the worker to check (``Job.screen_source``)."""
+    entry = models.classifier
+    if entry is None:
+        return None
+    from engine import registry
+    from engine.safety import Safety
+
+    try:
+        torch_free = registry.kind_of(entry).device == "cpu"
+    except (registry.ModelUnavailable, ImportError):
+        return None
+    if not torch_free:
+        log.info("content classifier %s (%s) runs on the workers", entry.name, entry.kind)
+        return None
+    return Safety.of(models, "cpu")
 
 
 async def close_service(service: Service) -> None:

@@ -6,7 +6,7 @@ Type ``PATH prompt --flags`` to remix an image file, then act on results by name
     queued 3f9a0c1b2d4e (classic) · ⏳ Queued — position 1
     3f9a0c1b2d4e 🎨 Rendering 50%
     3f9a0c1b2d4e done: remixes/3f9a0c1b2d4e-0.png
-      actions: reroll · vary 1 · strong 1 · upscale 1 · fixface 1 · animate 1 · info
+      actions: reroll · vary 1 · … · cutout 1 · zoom N 1.5|2 · pan N left|right|up|down · info
     > upscale 1
 """
 
@@ -33,8 +33,11 @@ COMMANDS = """commands:
   reroll [JOB]            same settings, new seed
   vary N / strong N       subtle / strong variations of output N
   upscale N · fixface N · animate N
+  zoom N 1.5|2            zoom out of output N (the picture stays, a new border around it)
+  pan N left|right|up|down  extend output N on that side
+  cutout N                output N's subject on a transparent background (or its --background)
   source N [JOB]          a before/after sheet of output N
-  info [JOB] · history [PAGE] · cancel [JOB] · models · settings [model=… strength=… n=…]
+  info [JOB] · history [PAGE] · cancel [JOB] · models · styles · loras · settings [model=… strength=… n=…]
   forget                  delete your whole history and its files (asks to confirm)
   help · quit"""
 
@@ -47,7 +50,11 @@ WORDS = {
     "upscale": Button.upscale,
     "fixface": Button.fixface,
     "animate": Button.animate,
+    "cutout": Button.cutout,
 }
+# zoom N 1.5 / pan N left → the button
+ZOOMS = {"1.5": Button.zoom15, "2": Button.zoom2, "2.0": Button.zoom2}
+PANS = {"left": Button.panleft, "right": Button.panright, "up": Button.panup, "down": Button.pandown}
 
 
 class Console:
@@ -96,6 +103,8 @@ class Console:
             self.say(COMMANDS + "\n\n" + help_text(self.service.settings.limits))
         elif word in WORDS:
             await self._press(WORDS[word], rest.strip())
+        elif word in ("zoom", "pan"):
+            await self._outpaint(word, rest.split())
         elif word == "source":
             await self._before_after(rest.strip())
         elif word == "info":
@@ -110,6 +119,10 @@ class Console:
             for entry in self.service.models:
                 state = "ready" if availability.get(entry.name) is None else availability[entry.name]
                 self.say(f"{entry.name}: {entry.description} [{state}]")
+        elif word == "styles":
+            self.say(presenter.styles_text(await self.service.styles(self.origin), presenter.Plain(), INFO_LIMIT))
+        elif word == "loras":
+            self.say(presenter.loras_text(await self.service.loras(), presenter.Plain(), INFO_LIMIT))
         elif word == "settings":
             await self._settings(rest)
         elif word == "forget":
@@ -131,6 +144,8 @@ class Console:
         for job in ticket.jobs:
             position = ticket.position if job is ticket.job else 0
             self.say(f"queued {job.id} ({job.request.model}) · {presenter.queued(position)}")
+        if read := presenter.reading(ticket.job.request):
+            self.say(f"  prompt read as: {read}")
         if ticket.offer:
             self.say(f"this image carries settings; to reuse them type: {path_text} {ticket.offer}")
 
@@ -143,6 +158,16 @@ class Console:
         ticket = await self.service.act(self.origin, Press(button, job_id, max(index, 0)))
         self._open.add(ticket.job.id)
         self.say(f"queued {ticket.job.id} ({button.value} of {job_id}) · {presenter.queued(ticket.position)}")
+
+    async def _outpaint(self, word: str, args: list[str]) -> None:
+        """``zoom N 1.5|2 [JOB]`` or ``pan N left|right|up|down [JOB]`` (N and the job are optional)."""
+        names = ZOOMS if word == "zoom" else PANS
+        number = args.pop(0) if len(args) >= 2 and args[0].isdigit() else ""
+        how = args.pop(0).lower().removesuffix("x") if args else ""
+        if how not in names:
+            usage = "zoom N 1.5 or zoom N 2" if word == "zoom" else "pan N left, right, up or down"
+            raise Refusal(f"say how: {usage}")
+        await self._press(names[how], " ".join([number, *args]).strip())
 
     async def _before_after(self, rest: str) -> None:
         args = rest.split()
@@ -212,9 +237,9 @@ class Console:
             paths = ", ".join(str(out.path) for out in record.outputs)
             self.say(f"{record.id} done: {paths}" + (f" ({record.note})" if record.note else ""))
             n = len(record.outputs)
-            words = ("vary", "strong", "upscale", "fixface", "animate", "source")
+            words = ("vary", "strong", "upscale", "fixface", "animate", "source", "cutout")
             each = " · ".join(f"{w} {i}" for w in words for i in range(1, n + 1))
-            self.say(f"  actions: reroll · {each} · info")
+            self.say(f"  actions: reroll · {each} · zoom N 1.5|2 · pan N left|right|up|down · info")
         elif event.status.finished:
             self._shown.pop(record.id, None)
             self.say(f"{record.id} {presenter.outcome(record)}")

@@ -5,7 +5,8 @@ A job is its owner's, and belongs to the chat (channel) where it was posted:
 - anyone in that chat may see it and act on it (a new job from it is theirs);
 - its owner may also reach it from their own private chat with the bot (where /history lives);
 - nobody reaches it from any other chat, server or platform, and a job made in a private chat is
-  seen by its owner alone, in that chat.
+  seen by its owner alone, in that chat;
+- cancelling or deleting it is for its owner, or an admin of the chat it was posted in (from there).
 
 A button id can be forged by a modified client, so nothing is trusted but the platform's own
 facts about the caller (``Origin``): who they are and where they are.
@@ -41,6 +42,11 @@ def may_see(posted: Origin, caller: Origin) -> bool:
 def may_delete(posted: Origin, caller: Origin, *, is_admin: bool) -> bool:
     """Deleting a result: its owner, or an admin of the chat it was posted in (never from elsewhere)."""
     return may_see(posted, caller) and (is_owner(posted, caller) or (is_admin and same_chat(posted, caller)))
+
+
+def may_cancel(posted: Origin, caller: Origin, *, is_admin: bool) -> bool:
+    """Cancelling a job: the same rule as deleting its result."""
+    return may_delete(posted, caller, is_admin=is_admin)
 
 
 def channel_allowed(allowed: tuple[tuple[int, int], ...], guild_id: int | None, channel_ids: set[int]) -> bool:

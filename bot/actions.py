@@ -31,6 +31,8 @@ class Button(enum.StrEnum):
     panright = "panright"
     panup = "panup"
     pandown = "pandown"
+    cutout = "cutout"  # the subject on a transparent background (or the parent's --background)
+    more = "more"  # show the rest of an output's buttons (Zoom out, Pan, Cut out): no job of its own
     original = "original"  # send the lossless PNG (with its parameters) as a file
     source = "source"  # a before/after sheet of one output next to its source (Service.before_after)
     info = "info"  # full parameters
@@ -52,9 +54,18 @@ class Button(enum.StrEnum):
             Button.fixface,
             Button.animate,
             *_OUTPAINT,
+            Button.cutout,
+            Button.more,
             Button.original,
             Button.source,
         )
+
+
+# The buttons a face keeps behind ➕ More: every platform shows them the same way, grouped in rows.
+MORE_ROWS = (
+    (Button.zoom15, Button.zoom2, Button.cutout),
+    (Button.panleft, Button.panright, Button.panup, Button.pandown),
+)
 
 
 # What each Zoom out / Pan button asks of the outpaint action: (zoom, pan).
@@ -75,6 +86,7 @@ _ACTION_OF = {
     Button.fixface: Action.fixface,
     Button.animate: Action.animate,
     **dict.fromkeys(_OUTPAINT, Action.outpaint),
+    Button.cutout: Action.cutout,
 }
 
 BUTTON_PATTERN = re.compile(
@@ -120,19 +132,23 @@ def derive_request(
     vary_subtle: float,
     vary_strong: float,
     max_size: int | None = None,
+    max_output_size: int | None = None,
 ) -> Request:
     """The request of the job a button makes from its parent's request.
 
     ``seed`` is the new job's seed (a fresh one for reroll/vary, the output's for the others);
     ``model`` the model that serves the action (None: keep the parent's); ``max_size`` the longest
-    side a zoom out or pan may grow to.
+    side a zoom out or pan may grow to; ``max_output_size`` the longest ``--size`` allowed now (a
+    parent's larger one, from before the operator lowered the cap, is brought down to it).
     """
     request = replace(parent, seed=seed, compare=(), show_source=False, zoom=None, pan=None)
+    if max_output_size is not None and request.size is not None and request.size > max_output_size:
+        request = replace(request, size=max_output_size)
     if press.button is Button.vary:
         request = replace(request, strength=vary_subtle)
     elif press.button is Button.varystrong:
         request = replace(request, strength=vary_strong)
-    elif press.button in (Button.upscale, Button.fixface, Button.animate):
+    elif press.button in (Button.upscale, Button.fixface, Button.animate, Button.cutout):
         request = replace(request, num_images_per_prompt=1)
     elif press.button in _OUTPAINT:
         zoom, pan = _OUTPAINT[press.button]

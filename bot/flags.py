@@ -26,6 +26,8 @@ MAX_COMPARE = 3
 MOTIONS = ("low", "high")
 MAX_FRAMES = 120
 MAX_FPS = 60
+SIZE_WORDS = (("1k", 1024), ("2k", 2048), ("4k", 4096))  # --size 2k: the common output sizes by name
+MAX_BACKGROUND = 200  # --background: a colour or a short prompt
 
 # What a flag's value is: a whole number, a number, text, a bare switch, or a list of model names.
 Kind = Literal["int", "float", "text", "switch", "models"]
@@ -53,7 +55,9 @@ class Flag:
     high: float | None = None
     choices: tuple[int | str, ...] = ()
     max_length: int | None = None  # text: the longest value
+    words: tuple[tuple[str, int], ...] = ()  # int: values also written as a word ("2k" for 2048)
     to_next_flag: bool = False  # the value runs up to the next flag (and is written last)
+    applied: bool = False  # applied to the other fields when the request is built: recorded, never written back
 
     @property
     def keyword(self) -> str:
@@ -87,7 +91,8 @@ class Flag:
         if self.choices:
             return self.choose(raw)
         if self.kind == "int":
-            return self.within(to_int(self.name, raw), raw)
+            named = dict(self.words).get(raw.strip().lower())
+            return self.within(to_int(self.name, raw) if named is None else named, raw)
         if self.kind == "float":
             return self.within(to_float(self.name, raw), raw)
         return raw.strip()
@@ -185,7 +190,16 @@ def flag_table(limits: Limits) -> Flags:
             low=1,
             high=limits.max_num_images,
         ),
-        Flag("size", "size", "int", "1024", "longest side in pixels", low=limits.min_size, high=limits.max_size),
+        Flag(
+            "size",
+            "size",
+            "int",
+            "1024",
+            f"longest side in pixels (1k, 2k, 4k too); above {limits.max_size} it is upscaled after rendering",
+            low=limits.min_size,
+            high=max(limits.max_size, limits.max_output_size),
+            words=SIZE_WORDS,
+        ),
         Flag(
             "steps", "num_inference_steps", "int", "30", "more steps, more detail, slower", low=1, high=limits.max_steps
         ),
@@ -206,10 +220,38 @@ def flag_table(limits: Limits) -> Flags:
         Flag("frames", "num_frames", "int", "48", "frames in the Animate button's clip", low=2, high=MAX_FRAMES),
         Flag("fps", "fps", "int", "24", "frames per second of the Animate button's clip", low=1, high=MAX_FPS),
         Flag("ref-scale", "ip_adapter_scale", "float", "0.6", "how strongly reference images steer", low=0, high=1),
+        Flag(
+            "style",
+            "style",
+            "text",
+            "cinematic",
+            "a named preset of prompt, model and strength (/styles)",
+            applied=True,
+        ),
+        Flag(
+            "background",
+            "background",
+            "text",
+            "white",
+            "the Cut out button's new background: a colour (white, #223344), blur, or a prompt",
+            aliases=("bg",),
+            max_length=MAX_BACKGROUND,
+            to_next_flag=True,
+        ),
     )
 
 
 EXAMPLE = "a watercolor painting of the harbor --strength 0.55 --seed 42 --no blurry, text"
+# How prompts are read on the diffusion models (bot/prompts.py, bot/loras.py, bot/styles.py), for /help.
+SYNTAX = (
+    "Prompt syntax (diffusion models):",
+    "(word:1.3) weighs a word up, (word) ×1.1, [word] ÷1.1, \\( is a literal bracket: a (red:1.3) fox in [fog]",
+    "BREAK starts a new 77-token chunk; long prompts are chunked, not cut: a castle BREAK a stormy sky",
+    "<lora:name:0.8> applies a LoRA at that weight (/loras lists them): a fox <lora:pixel_art:0.8>",
+    "A preset prompt, model and strength (/styles lists them): a fox --style watercolor",
+    "A picture made by AUTOMATIC1111, ComfyUI, NovelAI, InvokeAI, Fooocus or me, sent with no text,"
+    " is remixed with the prompt and settings it carries.",
+)
 
 
 def help_text(limits: Limits) -> str:
@@ -221,8 +263,7 @@ def help_text(limits: Limits) -> str:
             usage += " (" + ", ".join(("-" if len(alias) == 1 else "--") + alias for alias in flag.aliases) + ")"
         until = ", up to the next option" if flag.to_next_flag else ""
         lines.append(f"{usage}: {flag.describe()}{until}")
-    lines.append(f"Example: {EXAMPLE}")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *SYNTAX, "", f"Example: {EXAMPLE}"])  # the example last: it reads to the end
 
 
 def to_float(label: str, raw: str) -> float:

@@ -101,6 +101,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outputs ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outputs ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: --style presets a server's or group's admins added (bot/styles.py), as plain data by name
+    """
+    CREATE TABLE styles (
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        style TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (scope, name)
+    );
+    """,
 ]
 
 
@@ -477,6 +487,25 @@ class History:
             json.dumps(rules),
             time.time(),
         )
+
+    async def styles(self, scope: str) -> dict[str, dict[str, Any]]:
+        """A server's or group's own styles (plain data for ``bot.styles.make_style``) by name."""
+        rows = await self._all("SELECT name, style FROM styles WHERE scope = ? ORDER BY name", scope)
+        return {row["name"]: dict(json.loads(row["style"])) for row in rows}
+
+    async def save_style(self, scope: str, name: str, style: dict[str, Any]) -> None:
+        await self._write(
+            "INSERT INTO styles (scope, name, style, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (scope, name) DO UPDATE SET style = excluded.style, updated_at = excluded.updated_at",
+            scope,
+            name,
+            json.dumps(style),
+            time.time(),
+        )
+
+    async def delete_style(self, scope: str, name: str) -> bool:
+        """Remove a style; False when there was none of that name."""
+        return await self._write("DELETE FROM styles WHERE scope = ? AND name = ?", scope, name)
 
     async def job_times(self, user_id: int, since: float) -> list[tuple[float, Origin]]:
         """(created_at, origin) of the user's jobs created since ``since``, oldest first."""

@@ -28,6 +28,7 @@ class Action(enum.StrEnum):
     fixface = "fixface"
     animate = "animate"
     outpaint = "outpaint"  # zoom out or pan: a larger canvas, its new border filled in
+    cutout = "cutout"  # the subject on a transparent (or new) background
 
 
 class Status(enum.StrEnum):
@@ -66,6 +67,8 @@ class Request:
     loras: tuple[tuple[str, float], ...] = ()  # (name, weight) read from <lora:name:weight> tags in the prompt
     zoom: float | None = None  # outpaint: zoom out 1.5 or 2 times around the picture
     pan: str | None = None  # outpaint: "left", "right", "up" or "down": half the picture added on that side
+    style: str = ""  # the --style preset applied (bot.styles): the fields above already hold what it set
+    background: str | None = None  # cut out: a colour, "blur" or a prompt for a new background; None: transparent
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Origin:
     guild_id: str = ""  # Discord server, or "" elsewhere
     message_id: str = ""  # the message that asked for the job
     private: bool = False  # the chat is the user's own with the bot (a DM, the console): see bot.access
+    parent_id: str = ""  # Discord: the channel a thread belongs to ("" elsewhere): server channel rules follow it
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,9 @@ class Job:
     parent_job: str | None = None
     parent_output: int | None = None
     created_at: float = field(default_factory=time.time)
+    # the engine classifies the source before anything else (the bot process could not: Redis mode
+    # with a classifier that needs torch); a flagged one fails with ``Result.refused``
+    screen_source: bool = False
 
     def to_data(self) -> dict[str, Any]:
         return cast(dict[str, Any], to_data(self))
@@ -141,6 +148,7 @@ class Result:
     engine: str = ""  # what actually ran, e.g. "classic" or "diffusers StableDiffusionImg2ImgPipeline"
     note: str = ""  # e.g. "classic fallback: no weights configured"
     seconds: float = 0.0
+    refused: Verdict | None = None  # the engine refused the source (``Job.screen_source``): the classifier's word
 
     def to_data(self) -> dict[str, Any]:
         return cast(dict[str, Any], to_data(self))
@@ -230,6 +238,7 @@ _FIELD_TYPES: dict[tuple[type, str], Any] = {
     (Job, "references"): ("tuple", None),
     (Result, "status"): Status,
     (Result, "outputs"): ("tuple", Output),
+    (Result, "refused"): Verdict,
     (Output, "verdict"): Verdict,
     (Event, "status"): Status,
     (Event, "result"): Result,

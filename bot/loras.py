@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,3 +97,50 @@ def short_hash(path: Path) -> str:
 def lora_hashes(loras: tuple[tuple[str, float], ...], files: Mapping[str, Path]) -> dict[str, str]:
     """``{name: short hash}`` for the LoRAs whose files are here (computing a hash reads the whole file)."""
     return {name: short_hash(files[name]) for name, _ in loras if name in files and files[name].is_file()}
+
+
+# Cross-attention width → the base model family (the engine refuses a LoRA made for another one).
+FAMILIES = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+_CROSS_ATTENTION = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down)\.weight$")
+_MAX_HEADER = 1 << 27
+
+
+@functools.lru_cache(maxsize=1024)
+def _base(path: Path, size: int, mtime_ns: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            length = int.from_bytes(fh.read(8), "little")
+            if not 0 < length < min(_MAX_HEADER, size):
+                return "unreadable"
+            header = json.loads(fh.read(length))
+    except (OSError, ValueError):
+        return "unreadable"
+    if not isinstance(header, dict):
+        return "unreadable"
+    meta = header.pop("__metadata__", None)
+    if isinstance(meta, dict):
+        named = str(meta.get("ss_base_model_version") or meta.get("modelspec.architecture") or "").lower()
+        if "xl" in named:
+            return "SDXL"
+        if named.startswith(("sd_v1", "stable-diffusion-v1")):
+            return "SD 1.x"
+        if named.startswith(("sd_v2", "stable-diffusion-v2")):
+            return "SD 2.x"
+    if any(key.startswith(("lora_te2_", "text_encoder_2.")) for key in header):
+        return "SDXL"
+    widths = {
+        int(value["shape"][1])
+        for key, value in header.items()
+        if _CROSS_ATTENTION.search(key) and isinstance(value, dict) and len(value.get("shape", ())) >= 2
+    }
+    return FAMILIES.get(next(iter(widths)), "unknown") if len(widths) == 1 else "unknown"
+
+
+def lora_base(path: Path) -> str:
+    """The base model a LoRA file was made for ("SD 1.x", "SD 2.x", "SDXL"), from its header only:
+    its training metadata, else its tensors' shapes; "unknown" when neither tells."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "unreadable"
+    return _base(path, stat.st_size, stat.st_mtime_ns)

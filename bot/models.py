@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.jobs import Action
 from bot.loras import find_loras
+from bot.styles import Style, load_styles
 
 # The model each button uses unless models.toml says otherwise.
 DEFAULT_FOR_ACTION = {
@@ -23,6 +24,7 @@ DEFAULT_FOR_ACTION = {
     Action.animate: "classic",
     Action.outpaint: "classic",
 }
+CUTOUT = "cutout"  # the entry ✂️ Cut out uses when models.toml has one and [defaults] names no other
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Models:
     entries: dict[str, ModelEntry]
     defaults: dict[Action, str]
     loras: dict[str, Path] = field(default_factory=dict)  # the LoRA folder's files by name (bot.loras)
+    # --style presets by name: the global ones (styles.toml beside models.toml), plus a chat's own
+    # where the service builds a request for that chat (bot.styles)
+    styles: dict[str, Style] = field(default_factory=dict)
     # [defaults] may list several models for an action ("the first of these that can run"): ``settle``
     # picks among them once availability is known; until then the first is the default
     choices: dict[Action, tuple[str, ...]] = field(default_factory=dict)
@@ -78,6 +83,10 @@ class Models:
         """The model a button uses (upscale, fixface, animate) or the default remix model."""
         name = self.defaults.get(action) or self.defaults[Action.remix]
         return self.entries[name]
+
+    def serves(self, action: Action) -> bool:
+        """Whether some model is set to do ``action`` (✂️ Cut out needs a cutout entry)."""
+        return action is not Action.cutout or action in self.defaults
 
     def settle(self, availability: dict[str, str | None]) -> Models:
         """The registry with each listed default set to its first choice that can run (availability:
@@ -133,6 +142,8 @@ def parse_models(text: str, base: Path | None = None, weights: Path | None = Non
             description="No weights, instant: colour grades and painterly looks picked from your prompt.",
         )
     defaults = dict(DEFAULT_FOR_ACTION)
+    if CUTOUT in entries:
+        defaults[Action.cutout] = CUTOUT
     choices: dict[Action, tuple[str, ...]] = {}
     safety = str(data.get("defaults", {}).get("safety", ""))
     if safety and safety not in classifiers:
@@ -160,6 +171,13 @@ def _in_weights(value: Any, folder: Path) -> Any:
     return value
 
 
+SHIPPED_STYLES = Path(__file__).resolve().parents[1] / "config" / "styles.toml"
+
+
 def load_models(path: Path, weights: Path | None = None, *, lora_dir: Path | None = None) -> Models:
+    """The registry in ``path``, the LoRAs in ``lora_dir`` and the global styles: ``styles.toml`` beside
+    ``path``, else the shipped ``config/styles.toml``."""
     models = parse_models(path.read_text(encoding="utf-8"), base=path.parent, weights=weights)
-    return replace(models, loras=find_loras(lora_dir))
+    beside = path.with_name("styles.toml")
+    styles = load_styles(beside if beside.is_file() else SHIPPED_STYLES)
+    return replace(models, loras=find_loras(lora_dir), styles=styles)

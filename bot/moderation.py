@@ -11,6 +11,9 @@ from typing import Protocol
 
 from bot.jobs import Verdict
 
+# what the user reads when the classifier flags the picture they sent (here, or on a worker)
+SOURCE_FLAGGED = "That picture can't be used here: the content filter flagged it."
+
 
 class Classifier(Protocol):
     """The port the service asks about a source picture before a job is queued (off the event loop)."""

@@ -42,6 +42,7 @@ class Rules:
     daily_quota: int = 0  # jobs per user in 24 hours
     cooldown: int = 0  # seconds between one user's jobs
     blocked: tuple[str, ...] = ()  # platform user ids that may not use the bot here
+    channels: tuple[str, ...] = ()  # Discord channel ids where the bot answers in this server; empty: all
 
     def to_data(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
@@ -113,6 +114,9 @@ def check_request(rules: Rules, operator: Operator, origin: Origin, request: Req
     """The first rule a job breaks (before counting quota and cooldown), else None."""
     if f"{origin.platform}:{origin.user_id}" in operator.blocked or origin.user_id in rules.blocked:
         return Breach("blocked", "You can't use the bot here.")
+    if rules.channels and not {origin.chat_id, origin.parent_id} & set(rules.channels):
+        where = ", ".join(f"<#{channel}>" for channel in rules.channels)  # Discord shows these as channel links
+        return Breach("channel", f"I only answer in {where} on this server.", origin.chat_id)
     phrase = banned_phrase((request.prompt, request.negative_prompt), (*operator.banned, *rules.banned))
     if phrase is not None:
         return Breach("banned", "Your prompt uses a word that isn't allowed here. Please rephrase it.", phrase)

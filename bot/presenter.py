@@ -14,8 +14,10 @@ from typing import Protocol
 
 from bot.actions import Button
 from bot.history import JobRecord
-from bot.jobs import Action, Event, Origin, Status
+from bot.jobs import Action, Event, Origin, Request, Status
+from bot.prompts import describe_prompt
 from bot.requests import format_request, written_flags
+from bot.styles import TRANSFER_STYLES, StyleList
 
 MARKS = {
     Status.queued: "⏳",
@@ -32,6 +34,8 @@ TITLES = {
     Action.upscale: "⬆️ Upscale",
     Action.fixface: "🙂 Fix face",
     Action.animate: "🎞 Animation",
+    Action.outpaint: "🔍 Zoom out / pan",
+    Action.cutout: "✂️ Cut out",
 }
 
 
@@ -60,6 +64,8 @@ LABELS = {
     Button.panright: Label("➡️", "Pan right"),
     Button.panup: Label("⬆️", "Pan up"),
     Button.pandown: Label("⬇️", "Pan down"),
+    Button.cutout: Label("✂️", "Cut out"),
+    Button.more: Label("➕", "More"),
     Button.original: Label("📄", "Original"),
     Button.source: Label("↔️", "Before/after"),
     Button.info: Label("ℹ️", "Info"),
@@ -209,6 +215,10 @@ def info(record: JobRecord, markup: Markup, limit: int, *, repeat: str = "") -> 
     state = f"{MARKS[record.status]} {record.status.value}"
     head = f"{m.bold('Job')} {m.code(record.id)} {m.text(f'· {record.action.value} · {state}')}"
     lines = [Line("", lambda _: head), field("Prompt", 0)(plain(r.prompt) or "—")]
+    if read := reading(r):
+        lines.append(field("Read as", 0)(plain(read)))
+    if r.style:
+        lines.append(field("Style")(r.style))
     if r.negative_prompt:
         lines.append(field("Negative", 1)(plain(r.negative_prompt)))
     lines.append(field("Settings")(" · ".join(settings(record))))
@@ -231,4 +241,38 @@ def info(record: JobRecord, markup: Markup, limit: int, *, repeat: str = "") -> 
 
 def settings(record: JobRecord) -> list[str]:
     """A job's settings as "name value" words: every flag it sets but the negative prompt."""
-    return [text.removeprefix("--") for flag, text in written_flags(record.request) if not flag.to_next_flag]
+    return [text.removeprefix("--") for flag, text in written_flags(record.request) if flag.field != "negative_prompt"]
+
+
+def reading(request: Request) -> str | None:
+    """How the prompt was read, when it used syntax (weights, BREAK): ``(cat:1.21) on a mat``; None otherwise."""
+    return describe_prompt(request.prompt)
+
+
+STYLE_LINE = 120  # characters of a style's summary in /styles
+
+
+def styles_text(listing: StyleList, markup: Markup, limit: int) -> str:
+    """/styles: the global styles, this chat's own, and the style model's built-in ones when it is here."""
+    m, shared, own, transfer = markup, listing.shared, listing.own, listing.transfer
+    lines = [m.bold("Styles") + m.text(" — add --style NAME to a prompt, e.g. a fox --style watercolor")]
+    lines += [f"{m.code(style.name)} {m.text('— ' + clip(plain(style.summary()), STYLE_LINE))}" for style in shared]
+    if own:
+        lines.append(m.bold("This chat's own:"))
+        lines += [f"{m.code(s.name)} {m.text('— ' + clip(plain(s.summary()), STYLE_LINE))}" for s in own]
+    if transfer:
+        lines.append(m.text("The style model's own (--style starry picks that model): " + ", ".join(TRANSFER_STYLES)))
+    if not shared and not own and not transfer:
+        lines.append(m.text("No styles here yet."))
+    lines.append(m.text("Admins add their own: /server style add NAME a prompt with {prompt} --no … --strength …"))
+    return clip("\n".join(lines), limit)
+
+
+def loras_text(loras: Sequence[tuple[str, str]], markup: Markup, limit: int) -> str:
+    """/loras: each LoRA's name and the base model it was made for."""
+    m = markup
+    if not loras:
+        return m.text("No LoRAs on this server (the operator puts .safetensors files in REMIXBOT_LORA_DIR).")
+    lines = [m.bold("LoRAs") + m.text(" — put <lora:NAME:0.8> in a prompt (the number is its weight)")]
+    lines += [f"{m.code(name)} {m.text('· ' + base)}" for name, base in loras]
+    return clip("\n".join(lines), limit)

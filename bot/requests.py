@@ -17,15 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from bot.flags import MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table, number, to_float
+from bot.flags import MAX_BACKGROUND, MAX_COMPARE, MAX_SEED, Flag, Flags, Given, Value, flag_table, number, to_float
 from bot.flags import RequestError as RequestError  # the grammar's one error, raised by the table too
 from bot.jobs import Action, Request
 from bot.loras import MAX_WEIGHT as MAX_LORA_WEIGHT
 from bot.loras import MIN_WEIGHT as MIN_LORA_WEIGHT
-from bot.loras import LoraError, split_loras, with_lora_tags
+from bot.loras import LoraError, lora_tags, split_loras, with_lora_tags
 from bot.models import Models
 from bot.prompts import check_prompt
 from bot.settings import Limits
+from bot.styles import PLACE, TRANSFER_KIND, Style, transfer_style
 from bot.text import neutral
 
 
@@ -78,23 +79,53 @@ def build_request(
 ) -> Request:
     """The Request for a prompt and the flags' values (by flag name), the user's defaults filling the rest."""
     flags = flag_table(limits)
-    model = pick_model(cast(str | None, values.get("model")), defaults, models)
-    prompt, loras = pick_loras(prompt, models)
+    check_length("prompt", prompt, limits.max_prompt_length)
+    check_length("negative prompt", str(values.get("no", "")), limits.max_prompt_length)
+    style = pick_style(cast(str | None, values.get("style")), models)
+    asked = cast(str | None, values.get("model"))
+    if style is not None and asked is None and style.model in models:
+        asked = style.model  # a style's model that isn't in this registry leaves the user's
+    model = pick_model(asked, defaults, models)
+    if style is not None and style.name not in models.styles and models[model].kind != TRANSFER_KIND:
+        raise RequestError(f"--style {style.name} is a style of the style-transfer model; leave out --model.")
     fields: dict[str, Any] = {flags[name].field: value for name, value in values.items()}
+    strength = cast(float | None, values.get("strength"))
+    if style is not None:
+        prompt = f"{lora_tags(style.loras)} {style.apply(prompt)}".strip()  # the prompt's own tags win
+        negative = ", ".join(part for part in (style.negative_prompt, fields.get("negative_prompt", "")) if part)
+        fields.update(negative_prompt=negative, style=style.name)
+        strength = strength if strength is not None else style.strength
+    prompt, loras = pick_loras(prompt, models)
     fields.update(
         prompt=prompt,
         loras=loras,
         model=model,
-        strength=pick_strength(cast(float | None, values.get("strength")), defaults, models[model].strength),
+        strength=pick_strength(strength, defaults, models[model].strength),
         num_images_per_prompt=pick_count(cast(int | None, values.get("n")), defaults, limits),
         compare=pick_compare(cast(tuple[str, ...] | None, values.get("compare")), model, models),
     )
-    check_length("prompt", prompt, limits.max_prompt_length)
-    check_length("negative prompt", fields.get("negative_prompt", ""), limits.max_prompt_length)
-    for text in (prompt, fields.get("negative_prompt", "")):
+    check_length("background", fields.get("background") or "", MAX_BACKGROUND)
+    for text in (prompt, fields.get("negative_prompt", ""), fields.get("background") or ""):
         if reason := check_prompt(text):
             raise RequestError(reason)
     return Request(**fields)
+
+
+def pick_style(raw: str | None, models: Models) -> Style | None:
+    """The preset ``--style`` names: a chat's or a global one, else a built-in style of the
+    style-transfer model (as a preset that picks that model and names the style). Raises RequestError."""
+    if raw is None:
+        return None
+    name = raw.strip().lower()
+    if name in models.styles:
+        return models.styles[name]
+    key = transfer_style(name)
+    transfer = next((entry.name for entry in models if entry.kind == TRANSFER_KIND), None)
+    if key is not None and transfer is not None:
+        return Style(name=key, prompt=f"{key} {PLACE}", model=transfer)
+    close = difflib.get_close_matches(name, list(models.styles), n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    raise RequestError(f"I don't know the style {raw.strip()[:40]!r}.{hint} Try /styles to see them.")
 
 
 def pick_loras(prompt: str, models: Models) -> tuple[str, tuple[tuple[str, float], ...]]:
@@ -265,6 +296,8 @@ def written_flags(request: Request) -> list[tuple[Flag, str]]:
     flags = flag_table(Limits())  # writing needs the names and kinds only, not the bounds
     written = []
     for flag in sorted(flags.values(), key=lambda flag: flag.to_next_flag):
+        if flag.applied:  # its effect is in the other fields already
+            continue
         value = getattr(request, flag.field)
         if value != _UNSET.get(flag.field, _ALWAYS):
             text = flag.write(quote_prompt(value) if flag.kind == "text" else value)
@@ -321,18 +354,19 @@ def request_from_parameters(
         negative_prompt=str(params.get("negative_prompt", ""))[: limits.max_prompt_length],
         seed=seed if isinstance(seed, int) and 0 <= seed <= MAX_SEED else None,
         num_images_per_prompt=pick_count(None, defaults, limits),
-        size=size_from(params, flags["size"]),
+        size=size_from(params, flags["size"], limits.max_size),
         num_inference_steps=clamped(params.get("num_inference_steps"), flags["steps"]),
         guidance_scale=clamped(params.get("guidance_scale"), flags["cfg"]),
         image_guidance_scale=clamped(params.get("image_guidance_scale"), flags["image-cfg"]),
     )
 
 
-def size_from(params: dict[str, Any], flag: Flag) -> int | None:
-    """The longest side of the original's ``Size``, within the flag's bounds."""
+def size_from(params: dict[str, Any], flag: Flag, max_size: int) -> int | None:
+    """The longest side of the original's ``Size``, within the flag's bounds and rendered, not upscaled:
+    never above ``max_size`` (a big original's size is no request for an upscale)."""
     if "width" not in params or "height" not in params:
         return None
-    return int(flag.clamp(max(params["width"], params["height"])))
+    return int(min(flag.clamp(max(params["width"], params["height"])), max_size))
 
 
 def clamped(value: Any, flag: Flag) -> Any:

@@ -19,15 +19,17 @@ from typing import Any
 
 from PIL import Image
 
-from bot import access, images, policy, requests, sheets
+from bot import access, images, metadata, policy, requests, sheets
 from bot.actions import Button, Press, derive_request, parse_button
-from bot.flags import MAX_SEED, Given
+from bot.flags import MAX_SEED, Given, flag_table
 from bot.history import History, JobRecord, LogEntry, OutputRecord, UserRecord
 from bot.jobs import Action, Event, Job, Origin, Request, Result, Status, new_job_id
+from bot.loras import lora_base
 from bot.models import Models
-from bot.moderation import Classifier
+from bot.moderation import SOURCE_FLAGGED, Classifier
 from bot.queue.port import JobQueue, QueueUnavailable
 from bot.settings import Limits, Settings
+from bot.styles import MAX_CHAT_STYLES, TRANSFER_KIND, Style, StyleError, StyleList, check_name, make_style
 from bot.text import hide_paths, neutral
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,14 @@ Handler = Callable[[JobRecord, Event], Awaitable[None]]
 Availability = Callable[[], Awaitable[dict[str, "str | None"]]]
 
 NO_WORKER = "no worker is serving"  # bot.queue merge_heartbeats: a group waiting for its workers
+ASK_FOR_PROMPT = (
+    'What should I make of this picture? Send it again with a prompt, e.g. "a watercolor of it"'
+    ' or "make it winter --style cinematic" (/styles lists the styles).'
+)
+CUTOUT_MISSING = (
+    "✂️ Cut out isn't set up on this server yet: it needs the cut-out model, which the bot's operator can "
+    "install with `remixbot weights install cutout`."
+)
 GONE = {
     "deleted": "That result was deleted.",
     "expired": "That result has expired: pictures are kept for a limited time.",
@@ -206,8 +216,9 @@ class Service:
         limits = self.settings.limits
         if len(references) > limits.max_references:
             raise Refusal(f"Up to {limits.max_references} reference images, please (got {len(references)}).")
+        models = await self.models_here(origin)
         source, refs, request, offer = await asyncio.to_thread(
-            _prepare, text, image, references, self._defaults(user), limits, self.models, self._source_side(), options
+            _prepare, text, image, references, self._defaults(user), limits, models, self._source_side(), options
         )
         request = self._resolve(request)
         await self._check_available([request.model, *request.compare])
@@ -233,6 +244,8 @@ class Service:
         parent = await self.job(origin, press.job_id)
         user = await self.history.user(origin)
         action = press.button.action
+        if not self.models.serves(action):
+            raise Refusal(CUTOUT_MISSING)
         if press.button is Button.reroll:
             image, references = await self._source_of(parent.id)
             seed = random.randint(0, MAX_SEED)
@@ -253,6 +266,8 @@ class Service:
                 self._check_output(size, parent.request.scale or 2)
         # reroll and vary keep the parent's model; upscale, fix face and animate use theirs
         model = None if action in (Action.reroll, Action.vary) else self.models.for_action(action).name
+        rules = await self.rules(origin, user)
+        limits = self.settings.limits
         request = derive_request(
             press,
             parent.request,
@@ -260,12 +275,16 @@ class Service:
             model=model,
             vary_subtle=self.settings.vary_strength_subtle,
             vary_strong=self.settings.vary_strength_strong,
-            max_size=self.settings.limits.max_size,
+            # this chat's own --size cap holds too: a zoom out grows to it, a size asked before it shrinks
+            max_size=min(limits.max_size, rules.max_size) if rules.max_size else limits.max_size,
+            max_output_size=min(limits.max_output_size, rules.max_size) if rules.max_size else limits.max_output_size,
         )
+        if action is Action.cutout:
+            await self._check_cutout(request.model)
         await self._check_available([request.model])
         job = self._job(origin, action, self._resolve(request), image, references, parent.id, parent_output)
         # its source was checked already: the parent's when it was submitted, or an output by the engine
-        if flagged and (await self.rules(origin, user)).nsfw is policy.Nsfw.block:
+        if flagged and rules.nsfw is policy.Nsfw.block:
             message = "That result can't be used here: the content filter flagged it."
             raise await self._refuse(origin, policy.Breach("classifier", message, "a flagged result"))
         return await self._enqueue(user, [job], "", source_checked=True)
@@ -277,6 +296,15 @@ class Service:
             raise Refusal(
                 f"That would make a {width}×{height} picture; the largest I make is {images.megapixels(limit)}."
             )
+
+    async def _check_cutout(self, name: str) -> None:
+        """✂️ Cut out without its weights: say how to install them rather than name a missing file."""
+        try:
+            reason = (await self.availability()).get(name)
+        except QueueUnavailable:
+            return  # _check_available says so
+        if reason is not None and "weights install" in reason:
+            raise Refusal(CUTOUT_MISSING)
 
     async def _check_available(self, names: list[str]) -> None:
         """Refuse a job whose model can't run here (before it is queued, on every face alike).
@@ -332,7 +360,8 @@ class Service:
         first = jobs[0]
         rules = await self.rules(first.origin, user)
         if not source_checked:  # a --compare set's one source is checked once
-            await self._check_source(first, rules)
+            jobs = await self._check_source(jobs, rules)
+            first = jobs[0]
         async with self._submit_lock:  # the cap check and the inserts must not interleave
             await self._check_limits(user, first.origin, len(jobs))
             for job in jobs:
@@ -390,6 +419,84 @@ class Service:
             raise Refusal(f"Easy there — {limits.rate_per_minute} requests a minute at most. Try again in {wait} s.")
         recent.extend([now] * count)
 
+    # styles and LoRAs (bot/styles.py, bot/loras.py) ----------------------------------------
+
+    async def chat_styles(self, origin: Origin) -> dict[str, Style]:
+        """The styles the admins of ``origin``'s server or group added (none in a private chat)."""
+        where = policy.scope(origin)
+        if where is None:
+            return {}
+        found = {}
+        for name, data in (await self.history.styles(where)).items():
+            try:
+                found[name] = make_style(name, data, scope=where)
+            except (StyleError, TypeError, ValueError):  # stored by an older version: skipped, not fatal
+                log.warning("style %s of %s can't be read", name, where)
+        return found
+
+    async def models_here(self, origin: Origin) -> Models:
+        """The registry as requests from ``origin`` see it: the global styles with the chat's own on top."""
+        chat = await self.chat_styles(origin)
+        return replace(self.models, styles={**self.models.styles, **chat}) if chat else self.models
+
+    async def styles(self, origin: Origin) -> StyleList:
+        """/styles: the global styles and the chat's own (a chat style hides a global one of its name)."""
+        chat = await self.chat_styles(origin)
+        return StyleList(
+            shared=tuple(style for name, style in sorted(self.models.styles.items()) if name not in chat),
+            own=tuple(chat[name] for name in sorted(chat)),
+            transfer=any(entry.kind == TRANSFER_KIND for entry in self.models),
+        )
+
+    async def add_style(self, origin: Origin, name: str, text: str) -> Style:
+        """Add (or replace) a style of ``origin``'s server or group from ``TEMPLATE --no … --model …
+        --strength …`` (the caller checked the user is an admin there). Raises Refusal."""
+        where = policy.scope(origin)
+        if where is None:
+            raise Refusal("Styles of your own are for servers and groups; in a private chat use the global ones.")
+        flags = flag_table(self.settings.limits)
+        try:
+            key = check_name(name)
+            template, written = requests.split_flags(text, flags)
+            extra = set(written) - {"no", "model", "strength"}
+            if extra:
+                raise Refusal(f"A style sets a prompt, --no, --model and --strength; not --{sorted(extra)[0]}.")
+            values = {flag: flags[flag].take(raw) for flag, raw in written.items()}
+            model = ""
+            if "model" in values:
+                model = requests.require_model(str(values["model"]), self.models)
+            style = make_style(
+                key,
+                {
+                    "prompt": requests.unquote(template),
+                    "negative_prompt": values.get("no", ""),
+                    "model": model,
+                    "strength": values.get("strength"),
+                },
+                scope=where,
+            )
+            requests.pick_loras(style.apply("test"), self.models)  # every LoRA it names is here
+        except (StyleError, requests.RequestError) as error:
+            raise Refusal(str(error)) from None
+        existing = await self.chat_styles(origin)
+        if key not in existing and len(existing) >= MAX_CHAT_STYLES:
+            raise Refusal(f"This chat has {len(existing)} styles, the most it may have; remove one first.")
+        await self.history.save_style(where, key, style.to_data())
+        log.info("style %s saved for %s by %s:%s", key, where, origin.platform, origin.user_id)
+        return style
+
+    async def remove_style(self, origin: Origin, name: str) -> None:
+        """Remove one of the chat's own styles (the caller checked the user is an admin). Raises Refusal."""
+        where = policy.scope(origin)
+        key = name.strip().lower()
+        if where is None or not await self.history.delete_style(where, key):
+            raise Refusal(f"This chat has no style of its own called {name.strip()[:40]!r}.")
+
+    async def loras(self) -> list[tuple[str, str]]:
+        """/loras: (name, base model) of every LoRA in the LoRA folder, by name (headers read on a thread)."""
+        found = sorted(self.models.loras.items(), key=lambda item: item[0].lower())
+        return await asyncio.to_thread(lambda: [(name, lora_base(path)) for name, path in found])
+
     # moderation (bot/policy.py) ---------------------------------------------------------------
 
     async def rules(self, origin: Origin, user: UserRecord | None = None) -> policy.Rules:
@@ -441,14 +548,24 @@ class Service:
         log.info("refused %s:%s (%s)", origin.platform, origin.user_id, breach.reason)
         return Refusal(breach.message)
 
-    async def _check_source(self, job: Job, rules: policy.Rules) -> None:
-        """Under ``block``, a source the classifier flags is refused before it is queued."""
-        if self.classifier is None or rules.nsfw is not policy.Nsfw.block:
-            return
-        (verdict,) = await self.classifier.classify([job.image])
+    async def _check_source(self, jobs: list[Job], rules: policy.Rules) -> list[Job]:
+        """Under ``block``, a source the classifier flags is refused before it is queued.
+
+        When this process has no classifier but the registry names one (Redis mode, a classifier
+        that needs torch), the jobs go marked ``screen_source``: the worker checks the source first
+        and a flagged one fails with ``Result.refused`` (logged when its event arrives)."""
+        if rules.nsfw is not policy.Nsfw.block:
+            return jobs
+        if self.classifier is None:
+            if self.models.classifier is None:
+                return jobs
+            return [replace(job, screen_source=True) for job in jobs]
+        (verdict,) = await self.classifier.classify([jobs[0].image])
         if verdict.flagged:
-            message = "That picture can't be used here: the content filter flagged it."
-            raise await self._refuse(job.origin, policy.Breach("classifier", message, verdict.label, verdict.score))
+            raise await self._refuse(
+                jobs[0].origin, policy.Breach("classifier", SOURCE_FLAGGED, verdict.label, verdict.score)
+            )
+        return jobs
 
     async def _check_rules(self, user: UserRecord, job: Job, rules: policy.Rules) -> None:
         breach = policy.check_request(rules, self.operator, job.origin, job.request)
@@ -520,15 +637,16 @@ class Service:
                 break
         raise Refusal("You have no jobs here yet.")
 
-    async def cancel(self, origin: Origin, job_id: str | None = None) -> list[str]:
-        """Cancel one of the user's jobs, or all their queued and running ones. Returns the ids."""
+    async def cancel(self, origin: Origin, job_id: str | None = None, *, is_admin: bool = False) -> list[str]:
+        """Cancel one job (the caller's, or any posted here when ``is_admin``: the platform says the
+        caller administers this chat), or all the caller's queued and running ones. Returns the ids."""
         user = await self.history.user(origin)
         if job_id is not None:
             record = await self.history.job(job_id)
             if record is None or not access.may_see(record.origin, origin):
                 raise Refusal(access.NOT_HERE)
-            if not access.is_owner(record.origin, origin):
-                raise Refusal("Only the person who asked for that job can cancel it.")
+            if not access.may_cancel(record.origin, origin, is_admin=is_admin):
+                raise Refusal("Only the person who asked for that job can cancel it (or an admin here).")
             candidates = [record]
         else:
             candidates = await self.history.jobs_of(user.id, limit=100)
@@ -718,6 +836,10 @@ class Service:
             if result.status is Status.failed:
                 log.info("job %s failed: %s", event.job_id, result.error)
             record = await self.history.job(event.job_id)
+            if record is not None and result.refused is not None:  # the worker refused its source
+                verdict = result.refused
+                scope = _log_scope(record.origin)
+                await self.history.log_refusal(scope, record.origin, "classifier", verdict.label, verdict.score)
         else:  # progress: one read per job, not one per step
             record = self._live.get(event.job_id) or await self.history.job(event.job_id)
             if record is not None and not record.status.finished:
@@ -751,12 +873,13 @@ def _prepare(
     source = _decode(image, limits, side)
     refs = tuple(_decode(data, limits, side) for data in references)
     offer = ""
-    found = images.read_parameters(image)
+    generation = metadata.read_generation(image)
+    found = generation.settings if generation is not None and generation.usable else None
     try:
-        if found and not text.strip() and not options:
-            request = requests.request_from_parameters(
-                images.parse_parameters(found), defaults=defaults, models=models, limits=limits
-            )
+        if not text.strip() and not options:
+            if found is None:  # nothing to go on: ask rather than remix with no prompt
+                raise Refusal(ASK_FOR_PROMPT)
+            request = requests.request_from_parameters(found, defaults=defaults, models=models, limits=limits)
         else:
             request = requests.parse_request(text, defaults=defaults, limits=limits, models=models, given=options)
             if found and not _has_flags(text) and not options:
@@ -766,12 +889,11 @@ def _prepare(
     return source, refs, request, offer
 
 
-def _offer(found: str, defaults: requests.Defaults, models: Models, limits: Limits) -> str:
-    """The source PNG's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
+def _offer(found: dict[str, Any], defaults: requests.Defaults, models: Models, limits: Limits) -> str:
+    """The source image's settings as a request to reuse; "" when they can't be used here (an unknown LoRA)."""
     try:
-        params = images.parse_parameters(found)
         return requests.format_request(
-            requests.request_from_parameters(params, defaults=defaults, models=models, limits=limits)
+            requests.request_from_parameters(found, defaults=defaults, models=models, limits=limits)
         )
     except requests.RequestError:
         return ""

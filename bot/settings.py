@@ -32,7 +32,8 @@ class Secret(str):
 class Limits:
     max_prompt_length: int = 1000
     max_num_images: int = 4
-    max_size: int = 1536
+    max_size: int = 1536  # the longest side a model renders at (and a stored source's)
+    max_output_size: int = 4096  # --size above max_size: rendered at the model's size, then upscaled to this
     min_size: int = 64
     max_steps: int = 100
     max_image_bytes: int = 20 * 1024 * 1024  # Telegram's download cap; Discord's is lower
@@ -136,6 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_prompt_length=_int(env, "REMIXBOT_MAX_PROMPT_LENGTH", defaults.max_prompt_length),
         max_num_images=_int(env, "REMIXBOT_MAX_N", defaults.max_num_images),
         max_size=_int(env, "REMIXBOT_MAX_SIZE", defaults.max_size),
+        max_output_size=_int(env, "REMIXBOT_MAX_OUTPUT_SIZE", defaults.max_output_size),
         max_steps=_int(env, "REMIXBOT_MAX_STEPS", defaults.max_steps),
         max_image_bytes=_int(env, "REMIXBOT_MAX_IMAGE_BYTES", defaults.max_image_bytes),
         max_image_pixels=_int(env, "REMIXBOT_MAX_IMAGE_PIXELS", defaults.max_image_pixels),

@@ -35,6 +35,7 @@ import collections
 import concurrent.futures
 import io
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,12 +45,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from PIL import Image
 
 from bot import images
-from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
+from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status, Verdict
 from bot.loras import lora_hashes
 from bot.models import ModelEntry, Models
+from bot.moderation import SOURCE_FLAGGED
 from bot.queue.port import ProgressReport
+from bot.settings import Limits
 from engine import device as devices
 from engine import registry
+from engine.kinds import upscale as upscale_kind
 from engine.residency import Residency, free_memory
 from engine.safety import Safety
 from engine.work import BatchingModel, Clip, Model, UserFacingError, Work
@@ -79,12 +83,15 @@ class Engine:
         batch_window: float = 0.03,
         cudnn_benchmark: bool = True,
         safety: Safety | None = None,
+        max_render: int = Limits().max_size,
     ):
         """``memory_budget`` in bytes (0: 80% of the device's memory); ``batch_size`` 0: 8 on a GPU, 1 on a
         CPU; ``batch_window`` in seconds (0: no batching); ``cudnn_benchmark``: see ``engine.device``;
         ``safety``: the content classifier every output goes through (its verdict on ``Output.verdict``),
-        None for none."""
+        None for none; ``max_render``: the longest side a model renders at — a ``--size`` above it is rendered
+        at the model's own size, then upscaled (``enlarge``)."""
         self.models = models
+        self.max_render = max_render
         self.safety = safety
         self._device_preference = device
         self._cudnn_benchmark = cudnn_benchmark
@@ -108,6 +115,7 @@ class Engine:
             batch_size=settings.batch_size,
             batch_window=settings.batch_window,
             safety=Safety.of(models, settings.device or "cpu"),
+            max_render=settings.limits.max_size,
         )
 
     # the port bot.queue.Engine ---------------------------------------------------------------
@@ -125,6 +133,10 @@ class Engine:
         model: Model | None = None
         work: Work | None = None
         outputs: tuple[Output, ...] = ()
+        if job.screen_source and self.safety is not None:  # the bot could not check it (Redis mode)
+            (verdict,) = await self.safety.classify([job.image])
+            if verdict.flagged:
+                return _refused(job, verdict)
         try:
             if entry is None:
                 raise registry.ModelUnavailable(f"the model {job.request.model!r} is not on this server")
@@ -154,6 +166,10 @@ class Engine:
         model: Model | None = None
         work: Work | None = None
         outputs: tuple[Output, ...] = ()
+        if job.screen_source and self.safety is not None:
+            verdict = self.safety.item(_open(job.image))
+            if verdict.flagged:
+                return _refused(job, verdict)
         try:
             if entry is None:
                 raise registry.ModelUnavailable(f"the model {job.request.model!r} is not on this server")
@@ -164,6 +180,7 @@ class Engine:
                 items = model.run(work, progress)
             finally:
                 self.residency.release(entry)
+            items = self.enlarge(work, items, progress)
             outputs = self._outputs(job, entry, model, work, items)
             status, error = Status.done, ""
         except Exception as failure:  # noqa: BLE001 - every failure becomes a result
@@ -358,8 +375,13 @@ class Engine:
         for item, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 item.finish(error=outcome)
+                continue
+            try:
+                enlarged = self.enlarge(item.work, outcome, item.report)
+            except Exception as error:  # noqa: BLE001 - this job's alone
+                item.finish(error=error)
             else:
-                item.finish((model, outcome))
+                item.finish((model, enlarged))
 
     def _line(self, group: str) -> _Line:
         with self._lock:
@@ -404,7 +426,8 @@ class Engine:
         request = job.request
         source = _open(job.image)
         if job.action in RENDER_ACTIONS:
-            longest = request.size or min(max(source.size), entry.size)
+            native = request.size if request.size is not None and request.size <= self.max_render else None
+            longest = native or min(max(source.size), entry.size)  # a larger --size: upscaled after (enlarge)
             source = images.fit(source, longest, entry.multiple)
         references = tuple(_open(data) for data in job.references)
         seed = request.seed if request.seed is not None else 0
@@ -421,6 +444,44 @@ class Engine:
             load_model=self._model_named,
             lora_files=self.models.loras,
         )
+
+    def enlarge(self, work: Work, items: Items, progress: Progress) -> Items:
+        """``--size`` above ``max_render`` (``--size 2k``): each rendered image upscaled to that longest side
+        with the best upscaler that can run here (the Upscale button's first runnable choice: Real-ESRGAN
+        once installed, else classic Lanczos), then resized to the exact side. Other items pass as they are."""
+        target = work.request.size
+        if work.action not in RENDER_ACTIONS or target is None or target <= self.max_render:
+            return items
+        entry, upscaler = self._upscaler()
+        enlarged: list[Image.Image | Clip] = []
+        rendered = max(item.width for item in items), max(item.height for item in items)
+        for seed, item in zip(work.seeds, items, strict=True):
+            if isinstance(item, Clip) or max(item.size) >= target:
+                enlarged.append(item)
+                continue
+            factor = min(max(2, math.ceil(target / max(item.size))), upscale_kind.MAX_SCALE)
+            request = replace(work.request, scale=factor, size=None)
+            step = Work(Action.upscale, request, entry, item.convert("RGB"), (), (seed,), work.device)
+            (big,) = upscaler.run(step, progress)
+            assert isinstance(big, Image.Image)
+            if max(big.size) != target:
+                ratio = target / max(big.size)
+                size = (max(1, round(big.width * ratio)), max(1, round(big.height * ratio)))
+                big = big.resize(size, Image.Resampling.LANCZOS)
+            if "A" in item.getbands():  # a cut-out keeps its transparency, resized alongside
+                big.putalpha(item.getchannel("A").resize(big.size, Image.Resampling.LANCZOS))
+            enlarged.append(big)
+        work.notes.append(f"rendered at {max(rendered)} px, upscaled to {target} px ({upscaler.label})")
+        return enlarged
+
+    def _upscaler(self) -> tuple[ModelEntry, Model]:
+        """The Upscale button's model: its first choice that can run here (classic Lanczos runs everywhere)."""
+        names = self.models.choices.get(Action.upscale) or (self.models.for_action(Action.upscale).name,)
+        for name in (*names, "classic"):
+            entry = self.models.entries.get(name)
+            if entry is not None and registry.check(entry) is None:
+                return self._model_named(name)
+        raise UserFacingError("No upscaler can run on this server, so --size can't go above the render size.")
 
     def _model_named(self, name: str) -> tuple[ModelEntry, Model]:
         """Another registry entry and its resident model, for a kind that drives a second model."""
@@ -605,6 +666,12 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
+
+
+def _refused(job: Job, verdict: Verdict) -> Result:
+    """A marked job whose source the classifier flagged: not run (``Job.screen_source``)."""
+    log.info("job %s: its source was flagged (%s %.2f); not run", job.id, verdict.label, verdict.score)
+    return Result(job.id, Status.failed, error=SOURCE_FLAGGED, refused=verdict)
 
 
 def _open(data: bytes) -> Image.Image:

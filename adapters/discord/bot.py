@@ -13,7 +13,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from adapters.discord import commands, intake, render
+from adapters.discord import commands, intake, render, server
 from adapters.discord.buttons import HistoryButton, ResultButton, SettingsButton
 from adapters.discord.status import StatusBoard
 from bot.service import Refusal, Service
@@ -44,6 +44,7 @@ class RemixBot(discord.Client):
         self.board = StatusBoard(self, service, interval=status_interval)
         self.sync_commands = sync_commands
         commands.register(self.tree, settings.limits)
+        server.register(self.tree)
         # Listen at once, before login: jobs recovered at start may report before the gateway is up.
         service.listen("discord", self.board.on_event)
 
@@ -100,7 +101,12 @@ class RemixBot(discord.Client):
         image = await intake.read(attachment)
         text = re.sub(rf"<@!?{self.user.id}>", " ", message.content).strip()
         origin = intake.origin_of(
-            message.author, message.channel.id, guild_id, message.id, private=intake.is_dm(message.channel, guild_id)
+            message.author,
+            message.channel.id,
+            guild_id,
+            message.id,
+            private=intake.is_dm(message.channel, guild_id),
+            parent_id=getattr(message.channel, "parent_id", None),
         )
         parent_job, parent_output = await intake.lineage(self, origin, source, attachment)
         ticket = await intake.remix(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord import answers, intake, render
-from bot.actions import DISCORD_TEMPLATE, Button, Press, parse_button
+from adapters.discord import answers, gate, intake, render, server
+from bot.actions import DISCORD_TEMPLATE, MORE_ROWS, Button, Press, parse_button
 from bot.flags import number
 from bot.history import JobRecord
 from bot.jobs import Origin
@@ -117,8 +117,9 @@ def status_view(job_id: str) -> discord.ui.View:
 
 def result_view(record: JobRecord) -> discord.ui.View:
     """Per image a row [Upscale n] [Fix face n] [Animate n] [Vary n] [Strong vary n], then
-    [Reroll] [Info] [Delete] [Before/after]: at most 5 rows of 5. A clip gets the last row only,
-    without Before/after (a comparison of pictures)."""
+    [Reroll] [Info] [Delete] [Before/after] [More]: at most 5 rows of 5. A clip gets the last row only,
+    without Before/after (a comparison of pictures) and More. ➕ More answers the presser alone with
+    the rest of an image's buttons (``more_view``): Zoom out, Pan and Cut out."""
     view = discord.ui.View(timeout=None)
     images = [o for o in record.outputs if render.is_still(o.media_type)][:MAX_IMAGE_ROWS]
     for row, output in enumerate(images):
@@ -140,6 +141,21 @@ def add_last_row(view: discord.ui.View, job_id: str, row: int, *, before_after: 
     view.add_item(labelled(Press(Button.delete, job_id), row=row, style=discord.ButtonStyle.danger))
     if before_after:  # one for the whole result: the per-image rows have no room left
         view.add_item(labelled(Press(Button.source, job_id, 0), row=row))
+        view.add_item(labelled(Press(Button.more, job_id, 0), row=row))
+
+
+def more_view(record: JobRecord, index: int) -> discord.ui.View:
+    """The rest of image ``index``'s buttons, by the core's MORE_ROWS ([Zoom out 1.5×] [Zoom out 2×]
+    [Cut out], [Pan left] [Pan right] [Pan up] [Pan down]); with several images, a last row of
+    [More n] for each other one."""
+    view = discord.ui.View(timeout=None)
+    for row, buttons in enumerate(MORE_ROWS):
+        for button in buttons:
+            view.add_item(labelled(Press(button, record.id, index), row=row))
+    others = [o.index for o in record.outputs if render.is_still(o.media_type) and o.index != index]
+    for other in others[:MAX_IMAGE_ROWS]:
+        view.add_item(labelled(Press(Button.more, record.id, other), row=len(MORE_ROWS), number=other + 1))
+    return view
 
 
 def labelled(
@@ -206,13 +222,15 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
         await answers.tell(interaction, render.info(await bot.service.info(origin, press.job_id)))
     elif press.button is Button.source:
         await show_before_after(interaction, bot, origin, press.job_id)
+    elif press.button is Button.more:
+        await show_more(interaction, bot, origin, press)
     elif press.button is Button.delete:
         await delete(interaction, bot, origin, press.job_id)
     elif press.button is Button.forget:  # its "job" is the confirmation code
         answer = await bot.service.forget(origin, press.job_id)
         await answers.tell(interaction, f"🗑 Forgotten: {answer.jobs} job(s), their pictures and your settings.")
     elif press.button is Button.cancel:
-        cancelled = await bot.service.cancel(origin, press.job_id)
+        cancelled = await bot.service.cancel(origin, press.job_id, is_admin=server.is_admin(interaction))
         await answers.tell(interaction, "Cancelled." if cancelled else "That job has already finished.")
     elif press.button.action is None:
         raise Refusal("That button doesn't do anything here.")
@@ -231,15 +249,35 @@ async def handle_press(interaction: discord.Interaction, press: Press) -> None:
         )
 
 
+async def show_more(interaction: discord.Interaction, bot: RemixBot, origin: Origin, press: Press) -> None:
+    """➕ More: Zoom out, Pan and Cut out for one image, for the presser's eyes only (the result's own
+    rows are full). Pressing one makes the job in this channel, like any result button."""
+    record = await bot.service.job(origin, press.job_id)
+    pictures = [o.index for o in record.outputs if render.is_still(o.media_type)]
+    if press.index not in pictures:
+        raise Refusal("That result isn't ready (or has no such image).")
+    which = f" image {press.index + 1} of" if len(pictures) > 1 else ""
+    await answers.tell(interaction, f"More for{which} job `{record.id}`:", view=more_view(record, press.index))
+
+
 async def show_before_after(interaction: discord.Interaction, bot: RemixBot, origin: Origin, job_id: str) -> None:
     """The before | after sheet of each of the result's images, for the presser's eyes only.
 
     A picture, never a job: it goes through ``Service.before_after``, not ``Service.act``.
     """
     record = await bot.service.job(origin, job_id)
-    indexes = [o.index for o in record.outputs if render.is_still(o.media_type)] or [0]
+    restricted = gate.age_restricted(bot, interaction.channel_id or 0)
+    shown, held = gate.split(record.outputs, restricted)
+    if held and not shown:
+        raise Refusal(gate.held_back(len(held)))
+    stills = [o for o in shown if render.is_still(o.media_type)]
+    spoilers = {o.index for o in stills if o.spoiler}
+    indexes = [o.index for o in stills] or [0]
     pictures = [
-        (f"before-after-{record.id}-{index + 1}.png", await bot.service.before_after(origin, record.id, index))
+        (
+            gate.named(f"before-after-{record.id}-{index + 1}.png", index in spoilers),
+            await bot.service.before_after(origin, record.id, index),
+        )
         for index in indexes
     ]
     uploads = await asyncio.to_thread(render.fit_pictures, pictures, interaction.filesize_limit)
@@ -251,7 +289,7 @@ async def delete(interaction: discord.Interaction, bot: RemixBot, origin: Origin
     the files; the message the button is on goes here."""
     message = interaction.message
     permissions = interaction.permissions
-    is_admin = interaction.guild_id is not None and (permissions.administrator or permissions.manage_messages)
+    is_admin = server.is_admin(interaction) or (interaction.guild_id is not None and permissions.manage_messages)
     at = f"{message.channel.id}:{message.id}" if message is not None and not message.flags.ephemeral else None
     await bot.service.delete(origin, job_id, message_at=at, is_admin=is_admin)
     if message is not None:

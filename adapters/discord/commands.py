@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import discord
 from discord import app_commands
 
-from adapters.discord import answers, buttons, intake, render
+from adapters.discord import answers, buttons, intake, render, server
+from bot import presenter
 from bot.flags import Flag, Given, flag_table
 from bot.service import Refusal
 from bot.settings import Limits
+from bot.styles import TRANSFER_STYLES
 
 if TYPE_CHECKING:
     from adapters.discord.bot import RemixBot
@@ -32,6 +34,8 @@ def register(tree: app_commands.CommandTree, limits: Limits) -> None:
     for command in (
         remix_command(limits),
         models_command,
+        styles_command,
+        loras_command,
         settings_command(limits),
         history_command,
         info_command,
@@ -162,6 +166,8 @@ def remix_command(limits: Limits) -> app_commands.Command[Any, ..., None]:
     made = command("remix", "Remix an image: attach it and say what to make of it", remix, required, optional)
     made.autocomplete("model")(model_choices)
     made.autocomplete("compare")(compare_choices)
+    made.autocomplete("style")(style_choices)
+    made.autocomplete("prompt")(prompt_choices)
     return made
 
 
@@ -229,6 +235,40 @@ async def compare_choices(interaction: discord.Interaction, current: str) -> lis
     return choices[:25]
 
 
+async def style_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """The styles here (this server's own first), then the style model's built-in ones, matching what is typed."""
+    listing = await bot_of(interaction).service.styles(intake.origin_of_interaction(interaction))
+    typed = current.lower().strip()
+    found = [(style.name, style.summary()) for style in (*listing.own, *listing.shared)]
+    if listing.transfer:
+        found += [(name, "the style model's own style") for name in TRANSFER_STYLES]
+    return [
+        app_commands.Choice(name=render.model_choice(name, about), value=name)
+        for name, about in found
+        if not typed or typed in name or typed in about.lower()
+    ][:25]
+
+
+LORA_TAG = re.compile(r"<lora:([^:<>]*)$", re.IGNORECASE)
+
+
+async def prompt_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """While a ``<lora:`` tag is being typed at the end of the prompt: the prompt completed with each LoRA
+    that matches (nothing otherwise, so the prompt stays free text)."""
+    match = LORA_TAG.search(current)
+    if match is None:
+        return []
+    typed = match[1].lower().strip()
+    head = current[: match.start()]
+    choices = []
+    for name, base in await bot_of(interaction).service.loras():
+        value = f"{head}<lora:{name}:0.8>"
+        if (not typed or typed in name.lower()) and len(value) <= 100:
+            label = render.model_choice(value, base)
+            choices.append(app_commands.Choice(name=label, value=value))
+    return choices[:25]
+
+
 # Apps → Remix ----------------------------------------------------------------------------------
 
 
@@ -282,6 +322,7 @@ class RemixModal(discord.ui.Modal, title="Remix this image"):
             interaction.guild_id,
             self.target.id,
             private=intake.is_dm(interaction.channel, interaction.guild_id),
+            parent_id=getattr(interaction.channel, "parent_id", None),
         )
         parent_job, parent_output = await intake.lineage(bot, origin, self.target, self.attachment)
         ticket = await intake.remix(
@@ -314,6 +355,21 @@ async def models_command(interaction: discord.Interaction) -> None:
     default = (await service.user_settings(intake.origin_of_interaction(interaction))).model
     embed = render.models(service.models, await service.availability(), default)
     await answers.tell(interaction, None, embed=embed)
+
+
+@app_commands.command(name="styles", description="The --style presets you can use here")
+async def styles_command(interaction: discord.Interaction) -> None:
+    service = bot_of(interaction).service
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    listing = await service.styles(intake.origin_of_interaction(interaction))
+    await answers.tell(interaction, presenter.styles_text(listing, render.MARKDOWN, render.MAX_CONTENT))
+
+
+@app_commands.command(name="loras", description="The LoRAs for <lora:name:0.8> in a prompt")
+async def loras_command(interaction: discord.Interaction) -> None:
+    service = bot_of(interaction).service
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    await answers.tell(interaction, presenter.loras_text(await service.loras(), render.MARKDOWN, render.MAX_CONTENT))
 
 
 def settings_command(limits: Limits) -> app_commands.Command[Any, ..., None]:
@@ -371,12 +427,14 @@ async def info_command(interaction: discord.Interaction, job: app_commands.Range
     await answers.tell(interaction, render.info(record))
 
 
-@app_commands.command(name="cancel", description="Cancel your waiting or running jobs (or one of them)")
+@app_commands.command(name="cancel", description="Cancel your waiting or running jobs (or one; admins: anyone's here)")
 @app_commands.describe(job="One job id; leave it out to cancel all of yours")
 async def cancel_command(interaction: discord.Interaction, job: app_commands.Range[str, 1, 40] | None = None) -> None:
     service = bot_of(interaction).service
     await interaction.response.defer(ephemeral=True, thinking=True)
-    cancelled = await service.cancel(intake.origin_of_interaction(interaction), job.strip().strip("`") if job else None)
+    origin = intake.origin_of_interaction(interaction)
+    one = job.strip().strip("`") if job else None
+    cancelled = await service.cancel(origin, one, is_admin=server.is_admin(interaction))
     if not cancelled:
         await answers.tell(interaction, "Nothing to cancel.")
     else:

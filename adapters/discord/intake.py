@@ -39,6 +39,7 @@ def origin_of(
     message_id: int | None = None,
     *,
     private: bool = False,
+    parent_id: int | None = None,
 ) -> Origin:
     return Origin(
         platform="discord",
@@ -48,6 +49,7 @@ def origin_of(
         guild_id=str(guild_id or ""),
         message_id=str(message_id or ""),
         private=private,
+        parent_id=str(parent_id or ""),
     )
 
 
@@ -64,6 +66,7 @@ def origin_of_interaction(interaction: discord.Interaction) -> Origin:
         interaction.guild_id,
         message.id if message is not None else None,
         private=is_dm(interaction.channel, interaction.guild_id),
+        parent_id=getattr(interaction.channel, "parent_id", None),
     )
 
 

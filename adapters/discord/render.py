@@ -198,6 +198,7 @@ def settings(defaults: Defaults) -> str:
 class Upload:
     filename: str
     data: bytes
+    spoiler: bool = False  # uploaded behind a spoiler (the chat's NSFW policy)
 
 
 def is_still(media_type: str) -> bool:
@@ -207,7 +208,9 @@ def is_still(media_type: str) -> bool:
 
 def files(uploads: list[Upload]) -> list[discord.File]:
     """Fresh File objects (discord.py closes them after each request)."""
-    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in uploads]
+    return [
+        discord.File(io.BytesIO(upload.data), filename=upload.filename, spoiler=upload.spoiler) for upload in uploads
+    ]
 
 
 def fit_pictures(pictures: list[tuple[str, bytes]], limit: int | None) -> list[Upload]:
@@ -235,9 +238,9 @@ def fit(outputs: list[tuple[OutputRecord, bytes]], limit: int | None) -> tuple[l
     for output, data in outputs:
         name = output.path.name
         if len(data) <= budget:
-            uploads.append(Upload(name, data))
+            uploads.append(Upload(name, data, output.spoiler))
         elif is_still(output.media_type):
-            uploads.append(Upload(output.path.stem + ".jpg", shrink(data, budget)))
+            uploads.append(Upload(output.path.stem + ".jpg", shrink(data, budget), output.spoiler))
             reencoded = True
         else:
             notes.append(f"{name} is too big to attach here ({mb(len(data))}; the limit is {mb(budget)}).")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import discord
 
-from adapters.discord import buttons, render
+from adapters.discord import buttons, gate, render
 from bot import presenter
 from bot.history import JobRecord
 from bot.jobs import Event, Job, Status
@@ -251,14 +251,16 @@ class StatusBoard:
     async def _post_before_after(self, record: JobRecord, where: tuple[int, int]) -> None:
         """--show-source: the before | after sheet of each image, answering the result."""
         pictures, indexes = [], []
-        for output in record.outputs:
+        shown, _ = gate.split(record.outputs, gate.age_restricted(self.client, where[0]))
+        for output in shown:
             if render.is_still(output.media_type):
                 try:
                     sheet = await self.service.before_after(record.origin, record.id, output.index)
                 except Refusal as refusal:
                     log.info("no before/after for job %s #%s: %s", record.id, output.index, refusal)
                     continue
-                pictures.append((f"before-after-{record.id}-{output.index + 1}.png", sheet))
+                name = gate.named(f"before-after-{record.id}-{output.index + 1}.png", output.spoiler)
+                pictures.append((name, sheet))
                 indexes.append(output.index)
         if pictures:
             await self._post_pictures(where, render.before_after(record, indexes), pictures)
@@ -275,8 +277,12 @@ class StatusBoard:
             if not record.origin.chat_id.isdigit():
                 return
             where = (int(record.origin.chat_id), 0)
+        outputs = [o for job in await self.service.history.compared(record.compare_of) for o in job.outputs]
+        if gate.split(outputs, gate.age_restricted(self.client, where[0]))[1]:
+            return  # a flagged result is in it: never side by side in a channel that isn't age-restricted
         models = [first.request.model, *first.request.compare]
-        await self._post_pictures(where, render.compare(models), [(f"compare-{first.id}.png", sheet)])
+        name = gate.named(f"compare-{first.id}.png", any(o.spoiler for o in outputs))
+        await self._post_pictures(where, render.compare(models), [(name, sheet)])
 
     async def _post_pictures(self, where: tuple[int, int], content: str, pictures: list[tuple[str, bytes]]) -> None:
         """A channel message with pictures the bot made, answering the message at ``where`` (if any)."""
@@ -290,9 +296,11 @@ class StatusBoard:
         )
 
     async def _uploads(self, record: JobRecord, channel_id: int) -> tuple[list[render.Upload], list[str]]:
+        shown, held = gate.split(record.outputs, gate.age_restricted(self.client, channel_id))
+
         def load() -> tuple[list[render.Upload], list[str]]:
             found, missing = [], []
-            for output in record.outputs:
+            for output in shown:
                 try:
                     found.append((output, output.path.read_bytes()))
                 except OSError:
@@ -300,6 +308,8 @@ class StatusBoard:
             uploads, notes = render.fit(found, self._upload_limit(channel_id))
             if missing:
                 notes.append(f"{len(missing)} file(s) could not be read back from the history.")
+            if held:
+                notes.append(gate.held_back(len(held)))
             return uploads, notes
 
         return await asyncio.to_thread(load)

@@ -14,10 +14,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from telegram import BotCommand
+from telegram import BotCommand, BotCommandScopeAllChatAdministrators
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application
 
+from adapters.telegram import server
 from adapters.telegram.commands import MENU, Commands
 from adapters.telegram.delivery import Delivery
 from adapters.telegram.handlers import on_error, routes
@@ -25,6 +26,7 @@ from adapters.telegram.inputs import BOT_API_DOWNLOAD_LIMIT, PLATFORM
 from adapters.telegram.options import Options
 from adapters.telegram.presses import Presses
 from adapters.telegram.remixes import Remixes
+from adapters.telegram.server import Admins, Server
 from adapters.telegram.status import StatusBoard
 from bot.service import Service
 from bot.settings import Settings
@@ -105,9 +107,10 @@ def build_application(service: Service, settings: Settings, options: Options | N
     delivery = Delivery(bot, service, board, options)
     service.listen(PLATFORM, delivery.on_event)
     remixes = Remixes(bot, service, board, options, download_limit(settings))
-    commands = Commands(bot, service, options)
-    presses = Presses(bot, service, board, delivery, commands)
-    application.add_handlers(routes(remixes, commands, presses))
+    admin = Server(bot, service, Admins(bot))
+    commands = Commands(bot, service, options, admin)
+    presses = Presses(bot, service, board, delivery, commands, admin.admins)
+    application.add_handlers(routes(remixes, commands, presses, admin))
     application.add_error_handler(on_error)
     application.bot_data["albums"] = remixes.albums
     application.bot_data["poll_timeout"] = options.poll_timeout
@@ -118,6 +121,8 @@ async def register_commands(application: Application) -> None:
     """The command menu (setMyCommands). A failure here is logged, never fatal."""
     try:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in MENU])
+        admins = [BotCommand(name, text) for name, text in (*MENU, *server.MENU)]
+        await application.bot.set_my_commands(admins, scope=BotCommandScopeAllChatAdministrators())
     except TelegramError as error:
         log.warning("could not register the command menu: %s", error)
 

@@ -13,6 +13,8 @@ from adapters.telegram import outbox, previews, render
 from adapters.telegram.inputs import origin_of, user_name
 from adapters.telegram.keyboards import history_keyboard, settings_keyboard
 from adapters.telegram.options import Options
+from adapters.telegram.server import Server
+from bot import presenter
 from bot.actions import Button, button_id
 from bot.history import JobRecord
 from bot.jobs import Origin
@@ -23,6 +25,8 @@ MENU = (
     ("remix", "Remix a picture: caption it /remix <prompt>, or reply /remix to it"),
     ("help", "How to use me, with an example"),
     ("models", "The models on this server"),
+    ("styles", "The --style presets here"),
+    ("loras", "The LoRAs for <lora:name:0.8>"),
     ("settings", "Your default model, strength and number of images"),
     ("history", "Your recent jobs"),
     ("cancel", "Cancel your waiting jobs"),
@@ -34,10 +38,11 @@ JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 class Commands:
-    def __init__(self, bot: Bot, service: Service, options: Options):
+    def __init__(self, bot: Bot, service: Service, options: Options, server: Server):
         self._bot = bot
         self._service = service
         self._options = options
+        self._server = server
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if context.args and context.args[0] == "history":  # the deep link /history sends from groups
@@ -47,8 +52,9 @@ class Commands:
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        extra = await self._server.help_lines(message, update.effective_user)  # a group's admins only
         await outbox.reply(
-            self._bot, message.chat.id, message.message_id, render.help_text(self._service.settings.limits)
+            self._bot, message.chat.id, message.message_id, render.help_text(self._service.settings.limits) + extra
         )
 
     async def nudge(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -69,8 +75,22 @@ class Commands:
             self._bot, message.chat.id, message.message_id, render.models_text(self._service.models, availability)
         )
 
+    async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        listing = await self._service.styles(origin_of(message, update.effective_user))
+        text = presenter.styles_text(listing, render.HTML, render.MESSAGE_LIMIT)
+        await outbox.reply(self._bot, message.chat.id, message.message_id, text, html=True)
+
+    async def loras(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        text = presenter.loras_text(await self._service.loras(), render.HTML, render.MESSAGE_LIMIT)
+        await outbox.reply(self._bot, message.chat.id, message.message_id, text, html=True)
+
     async def settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
+        if context.args and context.args[0].lower() == "nsfw":  # /settings nsfw [block|spoiler|allow]
+            await self._server.own_nsfw(message, update.effective_user, context.args[1:])
+            return
         defaults = await self._service.user_settings(origin_of(message, update.effective_user))
         await outbox.reply(
             self._bot,
@@ -111,15 +131,22 @@ class Commands:
             return
         more = bool(await self._service.jobs(origin, page=page + 1, per_page=per_page))
         thumbs = [await asyncio.to_thread(previews.thumbnail, self._picture_of(record)) for record in records]
+        hidden = [any(o.flagged for o in record.outputs) for record in records]  # the content filter flagged it
         if len(thumbs) == 1:
             await self._bot.send_photo(
-                chat, InputFile(thumbs[0], filename="1.jpg"), caption="1", reply_parameters=outbox.reply_to(reply_to)
+                chat,
+                InputFile(thumbs[0], filename="1.jpg"),
+                caption="1",
+                reply_parameters=outbox.reply_to(reply_to),
+                has_spoiler=hidden[0],
             )
         else:
             await self._bot.send_media_group(
                 chat,
                 [
-                    InputMediaPhoto(InputFile(t, filename=f"{i + 1}.jpg", attach=True), caption=str(i + 1))
+                    InputMediaPhoto(
+                        InputFile(t, filename=f"{i + 1}.jpg", attach=True), caption=str(i + 1), has_spoiler=hidden[i]
+                    )
                     for i, t in enumerate(thumbs)
                 ],
                 reply_parameters=outbox.reply_to(reply_to),
@@ -142,8 +169,9 @@ class Commands:
     async def cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         job_id = (context.args or [None])[0]
+        is_admin = job_id is not None and await self._server.admins.of(message, update.effective_user)
         try:
-            cancelled = await self._service.cancel(origin_of(message, update.effective_user), job_id)
+            cancelled = await self._service.cancel(origin_of(message, update.effective_user), job_id, is_admin=is_admin)
         except Refusal as refusal:
             await outbox.reply(self._bot, message.chat.id, message.message_id, f"⚠️ {refusal}")
             return

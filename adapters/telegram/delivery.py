@@ -3,12 +3,15 @@
 One result is a photo with its keyboard. Several are an album, then one message with a row of
 buttons per image (albums cannot carry a keyboard). Clips (Animate: MP4, or GIF) are sent as
 animations. A result too big to be a photo (over sendPhoto's 10 MB, or sides over 10000 px) is
-shown as a preview and its lossless file follows as a document: nothing is dropped.
+shown as a preview and its lossless file follows as a document: nothing is dropped. A transparent
+result (✂️ Cut out) is previewed on a checkerboard and its PNG follows as a document, alpha intact.
 
 ``--show-source`` adds the core's labelled before | after sheet after each image, and the job of a
 ``--compare`` set that finishes last brings the side-by-side sheet (once), answering the set's
 first status message. ``📄 Original`` sends the lossless file from the history as a document,
-``↔️ Before/after`` the sheet of one output (a picture, never a job).
+``↔️ Before/after`` the sheet of one output (a picture, never a job). What the chat's NSFW policy puts
+behind a spoiler (``OutputRecord.spoiler``) is sent with ``has_spoiler``: the result, its before | after
+sheet, a compare sheet it is in.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class Delivery:
                 parse_mode=ParseMode.HTML,
                 reply_markup=result_keyboard(record.id, output.index),
                 reply_parameters=reply,
+                has_spoiler=output.spoiler,
             )
             if not whole:
                 previewed.append((output, sent.message_id))
@@ -103,7 +107,8 @@ class Delivery:
         if not record.outputs:
             await outbox.reply(self._bot, chat, record.origin.message_id, "✅ Done, but nothing came out.")
         for output, shown_in in previewed:
-            await self._send_full_size(record, output, shown_in)
+            if not output.spoiler:  # a document can't be hidden behind a spoiler: 📄 Original sends it on request
+                await self._send_full_size(record, output, shown_in)
         if record.request.show_source:
             for output in pictures:
                 try:
@@ -120,9 +125,8 @@ class Delivery:
         for output in pictures:
             photo, whole = await self._photo(output, attach=True)
             wholes.append(whole)
-            media.append(
-                InputMediaPhoto(photo, parse_mode=ParseMode.HTML, caption=render.caption(record, output, count))
-            )
+            caption = render.caption(record, output, count)
+            media.append(InputMediaPhoto(photo, parse_mode=ParseMode.HTML, caption=caption, has_spoiler=output.spoiler))
         chunks = [media[start : start + ALBUM_MAX] for start in range(0, len(media), ALBUM_MAX)]
         if len(chunks) > 1 and len(chunks[-1]) == 1:  # an album needs two items
             chunks[-1].insert(0, chunks[-2].pop())
@@ -165,6 +169,7 @@ class Delivery:
             parse_mode=ParseMode.HTML,
             reply_markup=result_keyboard(record.id, clip.index, image=False),
             reply_parameters=outbox.reply_to(record.origin.message_id),
+            has_spoiler=clip.spoiler,
         )
 
     async def _photo(self, output: OutputRecord, attach: bool = False) -> tuple[InputFile, bool]:
@@ -183,18 +188,18 @@ class Delivery:
         except OSError:
             await outbox.reply(self._bot, chat, shown_in, "⚠️ The full-size file is gone; the photo above is a preview.")
             return
-        try:
-            await self.send_original(
-                record,
-                output,
-                data,
-                chat,
-                shown_in,
-                caption=(
-                    f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
-                    "too big for a photo, so here is the file."
-                ),
+        if await asyncio.to_thread(previews.transparent, data):
+            caption = (
+                f"✂️ Cut-out of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
+                "a PNG with a transparent background, sent as a file so the transparency survives."
             )
+        else:
+            caption = (
+                f"📄 Full size of job {record.id} #{output.index + 1} ({output.width}×{output.height}): "
+                "too big for a photo, so here is the file."
+            )
+        try:
+            await self.send_original(record, output, data, chat, shown_in, caption=caption)
         except Refusal as refusal:
             await outbox.reply(self._bot, chat, shown_in, f"⚠️ {refusal} The photo above is a preview.")
 
@@ -234,6 +239,7 @@ class Delivery:
             InputFile(photo, filename=picture_name(f"{record.id}-{index + 1}-before-after", photo)),
             caption=f"↔️ Before / after{which} · {record.request.model}",
             reply_parameters=outbox.reply_to(reply_to),
+            has_spoiler=any(o.spoiler for o in record.outputs if o.index == index),
         )
 
     async def send_compare_sheet(self, record: JobRecord) -> None:
@@ -247,11 +253,13 @@ class Delivery:
             chat, reply_to = place_of(first) or (int(record.origin.chat_id), first.origin.message_id)
             photo = await asyncio.to_thread(previews.preview, sheet, self._photo_max_bytes)
             models = (first.request.model, *first.request.compare)
+            jobs = await self._history.compared(record.compare_of)
             await self._bot.send_photo(
                 chat,
                 InputFile(photo, filename=picture_name(f"{first.id}-compare", photo)),
                 caption="Compare: " + " · ".join(models),
                 reply_parameters=outbox.reply_to(reply_to),
+                has_spoiler=any(o.spoiler for job in jobs for o in job.outputs),
             )
         except (TelegramError, OSError) as error:
             log.warning("sending the compare sheet of job %s failed: %s", record.compare_of, error)

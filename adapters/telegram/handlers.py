@@ -25,6 +25,7 @@ from adapters.telegram.commands import Commands
 from adapters.telegram.keyboards import HISTORY_PATTERN, SETTING_PATTERN
 from adapters.telegram.presses import Presses
 from adapters.telegram.remixes import Remixes
+from adapters.telegram.server import Server
 from bot.actions import BUTTON_PATTERN
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ IN_ALBUM = _InAlbum(name="in_album")
 REMIX_CAPTION = filters.CaptionRegex(r"(?i)^\s*/remix(?:@\w+)?(?:\s|$)")
 
 
-def routes(remixes: Remixes, commands: Commands, presses: Presses) -> list[BaseHandler]:
+def routes(remixes: Remixes, commands: Commands, presses: Presses, server: Server) -> list[BaseHandler]:
     return [
         MessageHandler(NEW & PICTURE & IN_ALBUM, remixes.from_album_item),
         MessageHandler(NEW & PICTURE & REMIX_CAPTION, remixes.from_caption),
@@ -52,11 +53,14 @@ def routes(remixes: Remixes, commands: Commands, presses: Presses) -> list[BaseH
         CommandHandler("start", commands.start, filters=NEW),
         CommandHandler("help", commands.help, filters=NEW),
         CommandHandler("models", commands.models, filters=NEW),
+        CommandHandler("styles", commands.styles, filters=NEW),
+        CommandHandler("loras", commands.loras, filters=NEW),
         CommandHandler("settings", commands.settings, filters=NEW),
         CommandHandler("history", commands.history, filters=NEW),
         CommandHandler("cancel", commands.cancel, filters=NEW),
         CommandHandler("info", commands.info, filters=NEW),
         CommandHandler("forget", commands.forget, filters=NEW),
+        CommandHandler("server", server.command, filters=NEW),
         MessageHandler(NEW & PRIVATE & PICTURE, remixes.from_private_picture),
         MessageHandler(NEW & filters.TEXT & ~filters.COMMAND & filters.REPLY, remixes.from_reply),
         MessageHandler(NEW & PRIVATE & filters.TEXT & ~filters.COMMAND, commands.nudge),

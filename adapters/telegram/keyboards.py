@@ -9,7 +9,7 @@ import re
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.actions import Button, button_id
+from bot.actions import MORE_ROWS, Button, button_id
 from bot.flags import number
 from bot.history import JobRecord
 from bot.models import Models
@@ -22,15 +22,18 @@ HISTORY_PATTERN = re.compile(r"^hist:(?P<page>\d{1,4})$")
 STRENGTHS = (0.3, 0.45, 0.6, 0.75, 0.9)
 DEFAULT_STRENGTH = "default"  # set:strength:default → the model's own strength
 
-# The keyboard under one result, by row.
+# The keyboard under one result, by row; ➕ More swaps its last row for the core's MORE_ROWS (Zoom out,
+# Pan, Cut out) above Delete, on the same message.
 RESULT_ROWS = (
     (Button.reroll, Button.vary, Button.varystrong),
     (Button.upscale, Button.fixface, Button.animate),
     (Button.original, Button.source, Button.info),
-    (Button.delete,),
 )
-# Per-image buttons under an album (albums cannot carry a keyboard): one row per image.
-PER_IMAGE = tuple(button for button in Button if button.takes_output)
+MAX_ROW = 8  # buttons in one row of an inline keyboard
+# Per-image buttons under an album (albums cannot carry a keyboard): one row per image, its ➕ More
+# adding that image's MORE_ROWS under it.
+PER_IMAGE = tuple(button for button in Button if button.takes_output and not any(button in row for row in MORE_ROWS))
+assert len(PER_IMAGE) <= MAX_ROW
 
 
 def press_button(text: str, button: Button, job_id: str, index: int | None = None) -> InlineKeyboardButton:
@@ -46,21 +49,29 @@ def _index(button: Button, index: int) -> int | None:
     return index if button.takes_output else None
 
 
-def result_keyboard(job_id: str, index: int = 0, *, image: bool = True) -> InlineKeyboardMarkup:
-    """The buttons under a single result; a clip gets Reroll, Original, Info and Delete only."""
+def result_keyboard(job_id: str, index: int = 0, *, image: bool = True, more: bool = False) -> InlineKeyboardMarkup:
+    """The buttons under a single result, with ➕ More beside Delete (``more``: the extra rows shown
+    instead); a clip gets Reroll, Original, Info and Delete only."""
     if not image:
         row = [labelled(Button.reroll, job_id), labelled(Button.original, job_id, index), labelled(Button.info, job_id)]
         return InlineKeyboardMarkup([row, [labelled(Button.delete, job_id)]])
-    return InlineKeyboardMarkup(
-        [[labelled(button, job_id, _index(button, index)) for button in row] for row in RESULT_ROWS]
-    )
+    rows = [[labelled(button, job_id, _index(button, index)) for button in row] for row in RESULT_ROWS]
+    if more:
+        rows += [[labelled(button, job_id, index) for button in row] for row in MORE_ROWS]
+        rows.append([labelled(Button.delete, job_id)])
+    else:
+        rows.append([labelled(Button.more, job_id, index), labelled(Button.delete, job_id)])
+    return InlineKeyboardMarkup(rows)
 
 
-def album_keyboard(job_id: str, indexes: list[int]) -> InlineKeyboardMarkup:
-    """The keyboard message that follows an album: Reroll all, then a row per image."""
+def album_keyboard(job_id: str, indexes: list[int], *, more: int | None = None) -> InlineKeyboardMarkup:
+    """The keyboard message that follows an album: Reroll all, then a row per image (``more``: the image
+    whose extra rows show under its row)."""
     rows = [[press_button(f"{LABELS[Button.reroll]} all", Button.reroll, job_id), labelled(Button.info, job_id)]]
     for index in indexes:
         rows.append([press_button(f"{LABELS[b].emoji} {index + 1}", b, job_id, index) for b in PER_IMAGE])
+        if index == more:
+            rows += [[press_button(f"{LABELS[b]} #{index + 1}", b, job_id, index) for b in row] for row in MORE_ROWS]
     return InlineKeyboardMarkup(rows)
 
 

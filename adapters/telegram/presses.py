@@ -9,26 +9,33 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Bot, CallbackQuery, Message, Update, User
+from telegram import Bot, CallbackQuery, MaybeInaccessibleMessage, Message, Update, User
 from telegram.constants import ChatType
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram import outbox, render
 from adapters.telegram.commands import Commands
-from adapters.telegram.delivery import Delivery
+from adapters.telegram.delivery import Delivery, is_still
 from adapters.telegram.inputs import origin_of, result_of, user_name
-from adapters.telegram.keyboards import HISTORY_PATTERN, SETTING_PATTERN, settings_keyboard
+from adapters.telegram.keyboards import (
+    HISTORY_PATTERN,
+    SETTING_PATTERN,
+    album_keyboard,
+    result_keyboard,
+    settings_keyboard,
+)
+from adapters.telegram.server import Admins
 from adapters.telegram.status import StatusBoard
 from bot import presenter
 from bot.actions import Button, Press, parse_button
+from bot.history import JobRecord
 from bot.jobs import Origin
 from bot.service import Refusal, Service
 
 log = logging.getLogger(__name__)
 
 TOAST_LIMIT = 200
-ADMINS = ("creator", "administrator")  # getChatMember statuses that may delete anyone's result
 
 
 class Toast:
@@ -51,12 +58,15 @@ class Toast:
 
 
 class Presses:
-    def __init__(self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery, commands: Commands):
+    def __init__(
+        self, bot: Bot, service: Service, board: StatusBoard, delivery: Delivery, commands: Commands, admins: Admins
+    ):
         self._bot = bot
         self._service = service
         self._board = board
         self._delivery = delivery
         self._commands = commands
+        self._admins = admins
 
     async def press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A result button: ``action:job[:index]``."""
@@ -77,7 +87,8 @@ class Presses:
             raise Refusal("That button only works in the chat it came with.")
         origin = origin_of(message, query.from_user)
         if press.button is Button.cancel:
-            cancelled = await self._service.cancel(origin, press.job_id)
+            is_admin = isinstance(message, Message) and await self._admins.of(message, query.from_user)
+            cancelled = await self._service.cancel(origin, press.job_id, is_admin=is_admin)
             await toast("✖️ Cancelling…" if cancelled else "Too late — it has already finished.")
             return
         if press.button is Button.delete:
@@ -101,6 +112,9 @@ class Presses:
             sheet = await self._service.before_after(origin, record.id, press.index)
             await toast("↔️ Before / after")
             await self._delivery.send_before_after(record, press.index, message.chat.id, message.message_id, sheet)
+        elif press.button is Button.more:  # the rest of the image's buttons, on the same keyboard
+            await toast()
+            await self._more(message, record, press.index)
         elif press.button is Button.info:
             await toast()
             await outbox.reply(self._bot, message.chat.id, message.message_id, render.info_text(record), html=True)
@@ -109,16 +123,25 @@ class Presses:
         else:
             await self._act(query, press, origin, toast)
 
+    async def _more(self, message: MaybeInaccessibleMessage, record: JobRecord, index: int) -> None:
+        """➕ More: the keyboard it is on grows the Zoom out, Pan and Cut out rows of that image."""
+        pictures = [o.index for o in record.outputs if is_still(o.media_type)]
+        if index not in pictures:
+            raise Refusal("That result isn't ready (or has no such image).")
+        if len(pictures) == 1:
+            markup = result_keyboard(record.id, index, more=True)
+        else:
+            markup = album_keyboard(record.id, pictures, more=index)
+        try:
+            await self._bot.edit_message_reply_markup(message.chat.id, message.message_id, reply_markup=markup)
+        except BadRequest as error:
+            if not outbox.not_modified(error):
+                raise Refusal("That message can't show more buttons any more.") from None
+
     async def _delete(self, message: Message, user: User, press: Press, origin: Origin, toast: Toast) -> None:
         """🗑 Delete: the core decides (owner, or an admin of this chat; only the job's own message)."""
         shown = result_of(message, self._bot.id)  # the job this message shows, read from the message itself
-        admin = False
-        if message.chat.type != ChatType.PRIVATE:
-            try:
-                member = await self._bot.get_chat_member(message.chat.id, user.id)
-                admin = member.status in ADMINS
-            except TelegramError as error:
-                log.info("could not tell whether %s administers chat %s: %s", user.id, message.chat.id, error)
+        admin = await self._admins.of(message, user)
         await self._service.delete(origin, press.job_id, shown_in=shown[0] if shown else None, is_admin=admin)
         await toast("🗑 Deleted")
         try:

@@ -29,17 +29,36 @@ def fits(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bool:
     )
 
 
-def preview(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bytes:
-    """``data`` itself when Telegram accepts it as a photo, else a JPEG that fits (smaller until it does)."""
-    if fits(data, max_bytes):
-        return data
+def transparent(data: bytes) -> bool:
+    """True for a picture with an alpha channel (a cut-out): a photo would lose it."""
     with Image.open(io.BytesIO(data)) as image:
+        return "A" in image.getbands() or "transparency" in image.info
+
+
+def preview(data: bytes, max_bytes: int = PHOTO_MAX_BYTES) -> bytes:
+    """``data`` itself when Telegram accepts it as a photo, else a JPEG that fits (smaller until it does).
+    A transparent picture is previewed on a checkerboard, so the photo shows what the file is."""
+    see_through = transparent(data)
+    if not see_through and fits(data, max_bytes):
+        return data
+    with Image.open(io.BytesIO(data)) as opened:
+        image = on_checkerboard(opened) if see_through else opened
         side = PREVIEW_SIDE
         jpeg = _jpeg(image, side)
         while len(jpeg) > max_bytes and side > THUMBNAIL_SIDE:
             side = side * 3 // 4
             jpeg = _jpeg(image, side)
         return jpeg
+
+
+def on_checkerboard(image: Image.Image, square: int = 16) -> Image.Image:
+    """A transparent picture over light grey squares, the way image editors show transparency."""
+    rgba = image.convert("RGBA")
+    columns, rows = -(-rgba.width // square), -(-rgba.height // square)
+    cells = Image.new("L", (columns, rows))
+    cells.putdata([204 + 51 * ((x + y) % 2) for y in range(rows) for x in range(columns)])
+    board = cells.resize((columns * square, rows * square), Image.Resampling.NEAREST).crop((0, 0, *rgba.size))
+    return Image.alpha_composite(board.convert("RGBA"), rgba).convert("RGB")
 
 
 def thumbnail(path: Path) -> bytes:

@@ -61,9 +61,13 @@ class Remixes:
         await self.remix(message, update.effective_user, args, [picture], parent=parent)
 
     async def from_private_picture(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A private chat: a photo whose caption is the prompt (no caption: a hint)."""
+        """A private chat: a photo whose caption is the prompt. No caption: an image file goes to the core,
+        which reads the settings it may carry (or asks for a prompt); a photo (never any settings) gets a hint."""
         message = update.effective_message
         caption = (message.caption or "").strip()
+        if not caption and message.document is not None:
+            await self.remix(message, update.effective_user, "", [picture_in(message)])
+            return
         if not caption or caption.startswith("/"):
             await outbox.reply(
                 self._bot, message.chat.id, message.message_id, render.PRIVATE_HINT if not caption else render.HOWTO

@@ -54,7 +54,7 @@ Hi! I remix pictures.
 Under each result: 🔄 Reroll · 🔀 Variations · ⬆️ Upscale · 🙂 Fix face · 🎞 Animate ·
 📄 Original (the lossless PNG with its settings) · ↔️ Before/after (your picture next to the result).
 
-Commands: /models · /settings · /history · /cancel · /info <job>
+Commands: /models · /styles · /loras · /settings · /history · /cancel · /info <job>
 
 Options:
 """

@@ -61,10 +61,13 @@ def check(entry: ModelEntry) -> str | None:
         name = pipeline_name(entry)
     except ValueError as error:
         return f"misconfigured: {entry.name}: {error}"
-    if importlib.util.find_spec("imageio_ffmpeg") is None:
-        return "needs imageio-ffmpeg: pip install imageio-ffmpeg"
+    if entry.options.get("clip_format") != "gif" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        return 'needs imageio-ffmpeg: pip install imageio-ffmpeg (or clip_format = "gif")'
     hint = "" if name == SVD else " (a large model: a 24 GB+ GPU, or cpu_offload = true)"
-    return pretrained.check(entry, hint)
+    problem = pretrained.check(entry, hint)
+    if problem is None and name == "WanImageToVideoPipeline" and importlib.util.find_spec("ftfy") is None:
+        return "needs ftfy: pip install ftfy (Wan's pipeline cleans every prompt with it)"
+    return problem
 
 
 def load(entry: ModelEntry, device: str) -> VideoModel:

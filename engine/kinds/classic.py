@@ -603,6 +603,21 @@ def _remix(work: Work, progress: Progress) -> list[Image.Image]:
     return outputs
 
 
+def restyle(image: Image.Image, prompt: str, seed: int, negative_prompt: str = "") -> Image.Image:
+    """The picture in the look ``prompt`` asks for, at full strength (what a remix at strength 1 makes):
+    for a kind that wants a classic look on a picture of its own (the cut-out's new background)."""
+    source = image.convert("RGB")
+    ctx = _Context(
+        rng=np.random.default_rng(seed),
+        scale=max(source.size) / REFERENCE_SIDE,
+        grain=_wants_grain(prompt, negative_prompt),
+    )
+    img = _to_f32(np.asarray(source))
+    for name in effects_for(prompt, negative_prompt):
+        img = np.clip(_effect(name)(img, ctx), 0.0, 1.0).astype(np.float32)
+    return Image.fromarray(_to_u8(img), "RGB")
+
+
 def _upscale(work: Work, progress: Progress) -> list[Image.Image]:
     factor = upscale.factor_of(work.request.scale)
     source = work.image.convert("RGB")

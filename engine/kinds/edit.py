@@ -39,9 +39,7 @@ def load(entry: ModelEntry, device: str) -> EditModel:
     import diffusers
 
     name = PIPELINES[entry.kind]
-    pipe = pretrained.load(entry, device, getattr(diffusers, name))
-    if entry.options.get("safety_checker") is False and getattr(pipe, "safety_checker", None) is not None:
-        pipe.safety_checker = None
+    pipe = pretrained.load(entry, device, getattr(diffusers, name))  # without a safety checker unless asked
     return EditModel(pipe=pipe, device=device, kind=entry.kind, label=f"diffusers {name}")
 
 

@@ -6,9 +6,10 @@ diffusers-format config: the entry's ``config`` or the default repo of the check
 architecture, read from the safetensors header). ``engine.kinds.sources`` finds the files and picks
 the dtype. docs/models.md lists every option, the speed options among them.
 
-Loading is three steps: the pipeline (``_pipeline``), what the entry changes in it
-(``_configure``: safety checker, scheduler, IP-Adapter, the tiny autoencoder), then the speed
-options (``_speed_up``). ``prepare`` does the last two on a pipeline built elsewhere (the benchmarks).
+Loading is three steps: the pipeline (``_pipeline``, with the entry's own ``vae`` if it names one),
+what the entry changes in it (``_configure``: scheduler, IP-Adapter, the tiny autoencoder), then the
+speed options (``_speed_up``). ``prepare`` does the last two on a pipeline built elsewhere (the
+benchmarks). A pipeline's safety checker is not loaded unless asked for (``engine.kinds.pretrained``).
 A run is one pipeline call whose arguments ``Img2ImgModel.call_kwargs`` builds.
 
 The fast CPU path (BENCHMARKS.md) is two entry options: ``tiny_vae`` (a folder or cached hub id of
@@ -42,7 +43,7 @@ from PIL import Image
 from bot.jobs import Action, Progress
 from bot.models import ModelEntry
 from engine import preview
-from engine.kinds import ip_adapter, outpaint, outputs, pretrained, prompts, sources
+from engine.kinds import ip_adapter, outpaint, outputs, pretrained, prompts, sources, vae
 from engine.kinds.loras import LoadedLoras
 from engine.kinds.sources import MissingWeights
 from engine.work import Kind, PreviewSink, Work
@@ -158,7 +159,7 @@ def _options_problem(entry: ModelEntry) -> str | None:
     name = entry.options.get("scheduler")
     if name and _scheduler_class(name) is None:
         return f"misconfigured: unknown scheduler {name!r} for {entry.name} in models.toml"
-    return ip_adapter.check(entry)
+    return vae.check(entry) or ip_adapter.check(entry)
 
 
 def _scheduler_class(name: str) -> Any:
@@ -277,10 +278,7 @@ def _pipeline(entry: ModelEntry, device: str) -> Any:
         return _from_single_file(entry, device, source)
     import diffusers
 
-    kwargs: dict[str, Any] = {}
-    if entry.options.get("safety_checker") is False and "safety_checker" in _model_index(entry, source):
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
-    return pretrained.from_pretrained(entry, device, diffusers.AutoPipelineForImage2Image, **kwargs)
+    return pretrained.from_pretrained(entry, device, diffusers.AutoPipelineForImage2Image, **vae.kwargs(entry, device))
 
 
 def _from_single_file(entry: ModelEntry, device: str, source: sources.Source) -> Any:
@@ -302,14 +300,12 @@ def _from_single_file(entry: ModelEntry, device: str, source: sources.Source) ->
         config=_local_config(entry, config, offline),
         local_files_only=offline,
         **{sources.dtype_kwarg(): sources.torch_dtype(entry, device)},
+        **vae.kwargs(entry, device),
     )
 
 
 def _configure(pipe: Any, entry: ModelEntry, device: str) -> None:
-    """What the entry changes in a loaded pipeline: no safety checker, another scheduler, an IP-Adapter,
-    the tiny autoencoder."""
-    if entry.options.get("safety_checker") is False and getattr(pipe, "safety_checker", None) is not None:
-        pipe.safety_checker = None
+    """What the entry changes in a loaded pipeline: another scheduler, an IP-Adapter, the tiny autoencoder."""
     name = entry.options.get("scheduler")
     overrides = dict(entry.options.get("scheduler_config") or {})
     if name or overrides:
@@ -673,19 +669,6 @@ def _local_config(entry: ModelEntry, config: str | None, offline: bool) -> str |
     if offline:
         raise MissingWeights(f"needs weights: download the configs of {config} first")
     return config
-
-
-def _model_index(entry: ModelEntry, source: sources.Source) -> dict[str, Any]:
-    """A folder's or cached hub id's ``model_index.json``; {} when it cannot be read."""
-    if source.kind == "folder":
-        path: str | Path | None = source.path / "model_index.json"
-    else:
-        path = sources.cached(source.where, "model_index.json", entry, entry.options.get("revision"))
-    try:
-        index: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
-    except (OSError, ValueError):
-        return {}
-    return index
 
 
 KIND = Kind(check=check, load=load, expected_nbytes=expected_nbytes, batches=True)

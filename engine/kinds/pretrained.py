@@ -5,11 +5,18 @@ ids too (it also takes single-file checkpoints), and the seeded generators every
 Where the weights come from, their dtype and offline loading are ``engine.kinds.sources``'s; this
 adds ``cpu_offload = true`` (keep only the running component on the GPU: big models on smaller GPUs).
 Nothing is downloaded when a job runs. docs/models.md is the operator's guide to the options.
+
+A pipeline's own safety checker (SD 1.5 and instruct-pix2pix name one in ``model_index.json``) is not
+loaded unless the entry says ``safety_checker = true``: it would black out whatever it flags, whatever
+a server's setting says, and the engine's content classifier (``[defaults] safety``) already judges
+every output the way each server chose (block, spoiler or allow).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.models import ModelEntry
@@ -55,7 +62,22 @@ def from_pretrained(entry: ModelEntry, device: str, cls: Any, **kwargs: Any) -> 
     source = sources.locate(entry.source.strip())
     if source.kind not in ("folder", "hub"):
         raise sources.MissingWeights(f"needs weights: {source.where} not found")
+    if entry.options.get("safety_checker") is not True and "safety_checker" in model_index(entry, source):
+        kwargs = {"safety_checker": None, "requires_safety_checker": False, **kwargs}
     return cls.from_pretrained(source.where, **sources.pretrained_kwargs(entry, source, device), **kwargs)
+
+
+def model_index(entry: ModelEntry, source: sources.Source) -> dict[str, Any]:
+    """A folder's or cached hub id's ``model_index.json``; {} when it cannot be read."""
+    if source.kind == "folder":
+        path: str | Path | None = source.path / "model_index.json"
+    else:
+        path = sources.cached(source.where, "model_index.json", entry, entry.options.get("revision"))
+    try:
+        index: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+    return index
 
 
 def load(entry: ModelEntry, device: str, cls: Any) -> Any:

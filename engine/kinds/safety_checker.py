@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,23 +23,20 @@ from PIL import Image
 
 from bot.jobs import Verdict
 from bot.models import ModelEntry
+from engine.kinds import sources
 from engine.kinds.pretrained import ENGINE_EXTRA
 from engine.work import Kind
 
 
-def _where(source: str, name: str, subfolder: str) -> tuple[str, str] | None:
-    """(repo or folder, subfolder) holding ``name`` for the checker's files, or None when not here."""
-    folder = Path(source).expanduser()
-    if folder.is_dir():
-        for sub in ("", subfolder):
-            if (folder / sub / name).is_file():
-                return str(folder), sub
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
+def _where(entry: ModelEntry, name: str, subfolder: str) -> tuple[str, str] | None:
+    """(repo or folder, subfolder) holding ``name`` for the checker's files, or None when not here.
+    A hub id is looked up in the entry's cache (``engine.kinds.sources``), never on the network."""
+    source = sources.locate(entry.source.strip())
     for sub in ("", subfolder):
-        if isinstance(try_to_load_from_cache(source, f"{sub}/{name}" if sub else name), str):
-            return source, sub
+        if source.kind == "folder" and (source.path / sub / name).is_file():
+            return source.where, sub
+        if source.kind == "hub" and sources.cached(source.where, f"{sub}/{name}" if sub else name, entry):
+            return source.where, sub
     return None
 
 
@@ -50,9 +46,9 @@ def check(entry: ModelEntry) -> str | None:
     source = entry.source.strip()
     if not source:
         return f"needs weights: no source is set for {entry.name} in models.toml"
-    if _where(source, "config.json", "safety_checker") is None:
+    if _where(entry, "config.json", "safety_checker") is None:
         return f"needs weights: {source} has no safety checker (hf download {source})"
-    if _where(source, "preprocessor_config.json", "feature_extractor") is None:
+    if _where(entry, "preprocessor_config.json", "feature_extractor") is None:
         return f"needs weights: {source} has no feature extractor (preprocessor_config.json)"
     return None
 
@@ -83,16 +79,16 @@ def load(entry: ModelEntry, device: str) -> SafetyChecker:
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPImageProcessor
 
-    found = _where(entry.source.strip(), "config.json", "safety_checker")
-    processor_at = _where(entry.source.strip(), "preprocessor_config.json", "feature_extractor")
+    found = _where(entry, "config.json", "safety_checker")
+    processor_at = _where(entry, "preprocessor_config.json", "feature_extractor")
     if found is None or processor_at is None:
         raise FileNotFoundError(check(entry) or "needs weights")
-    checker = StableDiffusionSafetyChecker.from_pretrained(found[0], subfolder=found[1] or None, local_files_only=True)
+    hub = sources.locate(entry.source.strip()).kind == "hub"
+    where: dict[str, Any] = {"local_files_only": True, "cache_dir": sources.hub_cache_dir(entry) if hub else None}
+    checker = StableDiffusionSafetyChecker.from_pretrained(found[0], subfolder=found[1], **where)
     checker = checker.to(device)  # type: ignore[arg-type]  # transformers' stubs type .to's self oddly
     checker.eval()
-    processor = CLIPImageProcessor.from_pretrained(
-        processor_at[0], subfolder=processor_at[1] or None, local_files_only=True
-    )
+    processor = CLIPImageProcessor.from_pretrained(processor_at[0], subfolder=processor_at[1], **where)
     return SafetyChecker(checker, processor, device)
 
 

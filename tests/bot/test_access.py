@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.access import channel_allowed, may_delete, may_see
+from bot.access import channel_allowed, may_cancel, may_delete, may_see
 from bot.jobs import Origin
 
 GROUP = Origin("telegram", "alice", chat_id="-100", user_name="Alice")
@@ -38,6 +38,17 @@ def test_delete_is_for_the_owner_or_an_admin_of_that_chat() -> None:
     assert not may_delete(GROUP, BOB_IN_GROUP, is_admin=False)
     assert may_delete(GROUP, BOB_IN_GROUP, is_admin=True)
     assert not may_delete(GROUP, BOB_ELSEWHERE, is_admin=True), "an admin of another chat is nobody here"
+
+
+def test_cancel_is_for_the_owner_or_an_admin_of_that_chat() -> None:
+    assert may_cancel(GROUP, GROUP, is_admin=False) and may_cancel(GROUP, ALICE_DM, is_admin=False)
+    assert not may_cancel(GROUP, BOB_IN_GROUP, is_admin=False)
+    assert may_cancel(GROUP, BOB_IN_GROUP, is_admin=True)
+    assert not may_cancel(GROUP, BOB_ELSEWHERE, is_admin=True), "an admin of another chat is nobody here"
+    assert not may_cancel(ALICE_DM, BOB_DM, is_admin=True), "a private chat has no admin but its owner"
+    server_job = Origin("discord", "1", chat_id="10", guild_id="100")
+    assert may_cancel(server_job, Origin("discord", "2", chat_id="10", guild_id="100"), is_admin=True)
+    assert not may_cancel(server_job, Origin("discord", "2", chat_id="11", guild_id="100"), is_admin=True)
 
 
 def test_allow_lists_are_per_server_and_fail_closed() -> None:

@@ -53,6 +53,24 @@ async def test_bad_lines_get_the_usage_or_a_clear_reason(service):
         await server_command(service, ADMIN, "nsfw sometimes")
 
 
+async def test_answering_channels_follow_a_threads_channel_and_are_discord_only(service, images_dir):
+    mod = Origin(platform="discord", user_id="5", chat_id="111111", guild_id="77", user_name="Mod")
+    assert "Answers in: <#222222>, <#333333>" in await server_command(service, mod, "channels add <#222222> <#333333>")
+    assert "Answers in: <#333333>" in await server_command(service, mod, "channels remove 222222")
+    source = (images_dir / "coffee.png").read_bytes()
+    elsewhere = Origin(platform="discord", user_id="6", chat_id="222222", guild_id="77")
+    with pytest.raises(Refusal, match="I only answer in <#333333> on this server."):
+        await service.submit(elsewhere, "a watercolor", source)
+    in_thread = Origin(platform="discord", user_id="6", chat_id="444444", guild_id="77", parent_id="333333")
+    assert (await service.submit(in_thread, "a watercolor", source)).job.id
+    in_dm = Origin(platform="discord", user_id="6", chat_id="555555", private=True)
+    assert (await service.submit(in_dm, "a watercolor", source)).job.id, "a DM is no server channel"
+    with pytest.raises(Refusal, match="Channels look like"):
+        await server_command(service, mod, "channels add art")
+    with pytest.raises(Refusal, match="a Discord server setting"):
+        await server_command(service, ADMIN, "channels add 222222")
+
+
 async def test_the_log_command_pages_refusals(service, images_dir):
     assert await server_command(service, ADMIN, "log") == "Nothing in the moderation log."
     await server_command(service, ADMIN, "ban gore")

@@ -4,6 +4,7 @@ its bounds come from the limits."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,16 @@ from bot.jobs import Request
 from bot.models import Models, parse_models
 from bot.requests import Defaults, format_request, parse_request
 from bot.settings import Limits
+from bot.styles import load_styles
 
-MODELS = parse_models("""
+MODELS = dataclasses.replace(
+    parse_models("""
 [models.fast]
 kind = "diffusers-img2img"
 strength = 0.5
-""")
+"""),
+    styles=load_styles(Path(__file__).parents[2] / "config" / "styles.toml"),
+)
 LIMITS = Limits()
 FLAGS = flag_table(LIMITS)
 
@@ -42,6 +47,10 @@ def test_every_flag_parses_its_example_and_writes_it_back(name: str):
     if isinstance(read, tuple):  # --compare: other models than the request's own
         read = tuple(model for model in read if model != request.model)
     assert value == read
+    if flag.applied:  # --style: what it set is written back, not the flag (a repeat needs no preset)
+        assert f"--{flag.name}" not in format_request(request)
+        assert parse(format_request(request)) == dataclasses.replace(request, **{flag.field: ""})
+        return
     assert flag.write(value) in format_request(request)
     assert parse(format_request(request)) == request
 
@@ -82,13 +91,39 @@ def test_help_has_every_flag_its_aliases_and_its_bounds():
 
 
 def test_bounds_follow_the_limits():
-    limits = Limits(max_size=768, min_size=128, max_steps=12, max_num_images=8, max_prompt_length=50)
+    limits = Limits(
+        max_size=768, max_output_size=2048, min_size=128, max_steps=12, max_num_images=8, max_prompt_length=50
+    )
     flags = flag_table(limits)
-    assert (flags["size"].low, flags["size"].high) == (128, 768)
+    assert (flags["size"].low, flags["size"].high) == (128, 2048)
     assert (flags["steps"].high, flags["n"].high, flags["no"].max_length) == (12, 8, 50)
-    assert "--size 1024: longest side in pixels (128 to 768)" in help_text(limits)
-    with pytest.raises(RequestError, match="size must be between 128 and 768, got 1024"):
-        parse("--size 1024", limits=limits)
+    assert (
+        "--size 1024: longest side in pixels (1k, 2k, 4k too); above 768 it is upscaled after rendering "
+        "(128 to 2048)" in help_text(limits)
+    )
+    with pytest.raises(RequestError, match="size must be between 128 and 2048, got 4k"):
+        parse("--size 4k", limits=limits)
+    assert parse("--size 2K", limits=limits).size == 2048 and parse("--size 1k", limits=limits).size == 1024
+    with pytest.raises(RequestError, match="size must be between 128 and 2048, got 3000"):
+        parse("--size 3000", limits=limits)
+
+
+def test_the_output_cap_never_falls_below_the_render_cap():
+    flags = flag_table(Limits(max_size=2048, max_output_size=1024))
+    assert flags["size"].high == 2048 and parse("--size 2k", limits=Limits(max_size=2048)).size == 2048
+
+
+def test_background_runs_to_the_next_flag_and_reads_back():
+    request = parse("a cat --bg a sunny beach at dusk --seed 3 --no blur")
+    assert (request.prompt, request.background, request.seed, request.negative_prompt) == (
+        "a cat",
+        "a sunny beach at dusk",
+        3,
+        "blur",
+    )
+    assert parse(format_request(request)) == request
+    with pytest.raises(RequestError, match="The background is too long"):
+        parse("a cat --background " + "x" * 201)
 
 
 def test_typed_options_build_the_same_request_as_text():
@@ -118,8 +153,8 @@ def test_typed_options_build_the_same_request_as_text():
 
 
 def test_typed_options_are_checked_like_text():
-    with pytest.raises(RequestError, match="size must be between 64 and 1536, got 4096"):
-        parse("a cat", size=4096)
+    with pytest.raises(RequestError, match="size must be between 64 and 4096, got 8192"):
+        parse("a cat", size=8192)
     with pytest.raises(RequestError, match="scale must be 2 or 4, got 3"):
         parse("a cat", scale=3)
     with pytest.raises(RequestError, match="seed can't be 1.5"):

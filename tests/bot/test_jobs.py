@@ -1,5 +1,6 @@
 import json
 import pickle
+from dataclasses import replace
 
 from bot.jobs import Action, Event, Job, Origin, Output, Request, Result, Status, new_job_id
 
@@ -55,3 +56,13 @@ def test_a_verdict_crosses_the_queue_with_its_output():
     result = Result(job_id="abc", status=Status.done, outputs=(output,))
     assert Result.from_data(result.to_data()) == result
     assert Result.from_data(result.to_data()).outputs[0].verdict == output.verdict
+
+
+def test_a_refused_source_and_its_mark_cross_the_queue():
+    from bot.jobs import Verdict
+
+    job = replace(make_job(), screen_source=True)
+    assert Job.from_data(pickle.loads(pickle.dumps(job.to_data()))) == job
+    refused = Result(job_id="abc", status=Status.failed, error="no", refused=Verdict(True, 0.9, "nsfw concept"))
+    event = Event(job_id="abc", status=Status.failed, result=refused)
+    assert Event.from_data(json.loads(json.dumps(event.to_data()))).result == refused

@@ -252,3 +252,61 @@ async def test_buttons_reuse_the_checks_already_made(service, events, scorer, co
         await service.act(ANN, f"upscale:{flagged.id}:0")
     await events.done(reroll.job.id)
     assert [entry.reason for entry in await service.moderation_log(ANN)] == ["classifier"]
+
+
+async def test_without_a_classifier_in_the_bot_the_engine_checks_the_source_first(settings, scorer, coffee):
+    """Redis mode with a classifier that needs torch: the bot process has none, so the jobs go marked
+    and the engine (here in process, on a worker in Redis mode) refuses a flagged source; the log
+    still says so. Under spoiler the source isn't looked at."""
+    models = replace(load_models(settings.models_path), safety="nudenet")
+    assert models.classifier is not None
+    engine = Engine(models, "cpu", safety=Safety(ModelEntry(name="scripted", kind="nudenet"), scorer=scorer))
+    history = await History.open(settings.data_dir)
+    service = Service(settings, models, history, LocalQueue(engine))  # no classifier in the bot
+    events = Events()
+    service.listen("discord", events)
+    await service.start()
+    try:
+        scorer.flags.append(True)  # the source
+        ticket = await service.submit(ANN, "warm", coffee)
+        assert ticket.job.screen_source
+        record = await events.done(ticket.job.id)
+        assert (
+            record.status is Status.failed
+            and record.error == "That picture can't be used here: the content filter flagged it."
+        )
+        assert record.outputs == () and scorer.seen == 1, "refused before it ran"
+        assert await _log(service) == [("classifier", "11", "BUTTOCKS_EXPOSED")]
+        await service.change_rules(ANN, nsfw="spoiler")
+        spoiled = await service.submit(ANN, "warm", coffee)
+        assert not spoiled.job.screen_source
+        assert (await events.done(spoiled.job.id)).status is Status.done
+    finally:
+        await service.close()
+        await history.close()
+
+
+def test_the_engine_run_alone_screens_a_marked_source_too(settings, scorer, coffee):
+    """``Engine.run_sync`` (one job on the calling thread) honours ``Job.screen_source`` like ``run``."""
+    from bot.jobs import Action, Job, Request
+
+    engine = Engine(
+        load_models(settings.models_path), "cpu", safety=Safety(ModelEntry(name="s", kind="nudenet"), scorer=scorer)
+    )
+    try:
+        job = Job(
+            id="marked000001",
+            action=Action.remix,
+            request=Request(prompt="x", model="classic", strength=0.5, seed=1),
+            image=coffee,
+            origin=ANN,
+            screen_source=True,
+        )
+        scorer.flags.append(True)
+        refused = engine.run_sync(job, lambda step, total: None)
+        assert refused.status is Status.failed and refused.refused == Verdict(True, 0.91, "BUTTOCKS_EXPOSED")
+        assert refused.outputs == () and scorer.seen == 1
+        ran = engine.run_sync(replace(job, screen_source=False), lambda step, total: None)
+        assert ran.status is Status.done and ran.refused is None and scorer.seen == 2, "only its output was looked at"
+    finally:
+        engine.close()

@@ -110,3 +110,9 @@ def test_history_lines():
     assert line.startswith("2. ✅ 3f9a0c1b2d4e remix · classic · a watercolor cat xxx")
     assert line.endswith("… · 1 image · today") and "\n" not in line
     assert presenter.history_line(1, replace(job, outputs=()), presenter.Plain()).endswith("…")
+
+
+def test_every_action_has_a_title():
+    from bot.presenter import TITLES
+
+    assert set(TITLES) == set(Action)

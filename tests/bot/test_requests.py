@@ -170,8 +170,11 @@ def test_number_of_images(models: Models) -> None:
 def test_size(models: Models) -> None:
     assert parse("--size 1024", models).size == 1024
     assert parse("--size 64", models).size == 64
-    assert error("--size 2048", models) == "size must be between 64 and 1536, got 2048"
-    assert error("--size 32", models) == "size must be between 64 and 1536, got 32"
+    assert parse("--size 2048", models).size == 2048  # above the render cap: rendered, then upscaled
+    assert parse("--size 4k", models).size == parse("--size 4096", models).size == 4096
+    assert error("--size 5000", models) == "size must be between 64 and 4096, got 5000"
+    assert error("--size 8k", models) == "size must be a whole number, got '8k'"
+    assert error("--size 32", models) == "size must be between 64 and 4096, got 32"
     assert error("--size big", models) == "size must be a whole number, got 'big'"
 
 

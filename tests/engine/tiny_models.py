@@ -119,6 +119,18 @@ def tiny_sd_components() -> dict:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
 
 
+def with_config(model, keep_weights: bool = True, **changes):
+    """A diffusers model like ``model`` with its config changed (``force_upcast=False`` …): the same
+    weights, or new random ones when the shapes change (``keep_weights=False``).
+
+    The config's private keys are left out: ``_use_default_values`` would put the defaults back."""
+    config = {key: value for key, value in model.config.items() if not key.startswith("_")}
+    changed = type(model).from_config({**config, **changes})
+    if keep_weights:
+        changed.load_state_dict(model.state_dict())
+    return changed
+
+
 def build_tiny_sd(path: Path) -> Path:
     """Build and save a tiny random-weight ``StableDiffusionImg2ImgPipeline`` folder at ``path``."""
     from diffusers import StableDiffusionImg2ImgPipeline

@@ -47,8 +47,9 @@ def _tiny_image_encoder():
     )
 
 
-def build_tiny_svd(path: Path) -> Path:
-    """A tiny ``StableVideoDiffusionPipeline`` folder (its UNet's default is 4 frames)."""
+def build_tiny_svd(path: Path, variants: tuple[str, ...] = ()) -> Path:
+    """A tiny ``StableVideoDiffusionPipeline`` folder (its UNet's default is 4 frames); each of ``variants``
+    ("fp16") is saved beside the float32 weights, as ``*.fp16.safetensors`` in half precision."""
     import torch
     from diffusers import (
         AutoencoderKLTemporalDecoder,
@@ -104,12 +105,17 @@ def build_tiny_svd(path: Path) -> Path:
     )
     path = Path(path)
     pipe.save_pretrained(str(path))
+    for variant in variants:
+        pipe.to(getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}[variant])).save_pretrained(
+            str(path), variant=variant
+        )
     return path
 
 
-def build_tiny_pix2pix(path: Path) -> Path:
+def build_tiny_pix2pix(path: Path, safety_checker=None, feature_extractor=None, scheduler=None) -> Path:
     """A tiny ``StableDiffusionInstructPix2PixPipeline`` folder: the tiny SD with an 8-channel UNet input
-    (the noisy latents and the source's latents side by side)."""
+    (the noisy latents and the source's latents side by side); with ``safety_checker`` and
+    ``feature_extractor`` (``tiny_safety``) and another ``scheduler`` when given."""
     import torch
     from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
@@ -120,21 +126,23 @@ def build_tiny_pix2pix(path: Path) -> Path:
     config = dict(components["unet"].config)
     config["in_channels"] = 8
     components["unet"] = UNet2DConditionModel.from_config(config)
+    if scheduler is not None:
+        components["scheduler"] = scheduler
     tokenizer_dir = write_tiny_clip_vocab(path / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, model_max_length=77)
     pipe = StableDiffusionInstructPix2PixPipeline(
         **components,
         tokenizer=tokenizer,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        safety_checker=safety_checker,
+        feature_extractor=feature_extractor,
+        requires_safety_checker=safety_checker is not None,
     )
     pipe.save_pretrained(str(path))
     return path
 
 
-def build_tiny_ip_adapter(path: Path, sd_folder: Path) -> Path:
-    """An IP-Adapter for the tiny SD at ``sd_folder``: ``path/<IP_ADAPTER_WEIGHTS>`` (image projection and
+def build_tiny_ip_adapter(path: Path, sd_folder: Path, weight_name: str = IP_ADAPTER_WEIGHTS) -> Path:
+    """An IP-Adapter for the tiny SD at ``sd_folder``: ``path/<weight_name>`` (image projection and
     the cross-attention key/value projections, in the layout ``load_ip_adapter`` reads) and
     ``path/image_encoder`` (a tiny CLIP vision model). Random weights, scaled up so that a reference
     visibly steers the result."""
@@ -170,5 +178,5 @@ def build_tiny_ip_adapter(path: Path, sd_folder: Path) -> Path:
         state[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.5
         state[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.5
         key_id += 2
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path / IP_ADAPTER_WEIGHTS))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path / weight_name))
     return path

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.engine.tiny_models import _VOCAB_SIZE, tiny_sd_components, write_tiny_clip_vocab
+from tests.engine.tiny_models import _VOCAB_SIZE, tiny_sd_components, with_config, write_tiny_clip_vocab
 
 
-def build_tiny_sdxl(path: Path) -> Path:
-    """Build and save a tiny ``StableDiffusionXLImg2ImgPipeline`` folder at ``path``."""
+def build_tiny_sdxl(
+    path: Path, pipeline: str = "StableDiffusionXLImg2ImgPipeline", vae_config: dict | None = None
+) -> Path:
+    """Build and save a tiny SDXL pipeline folder at ``path``: ``pipeline`` is the class model_index.json
+    names, ``vae_config`` changes the VAE's config (``scaling_factor``, ``force_upcast``)."""
+    import diffusers
     import torch
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path = Path(path)
@@ -55,16 +59,18 @@ def build_tiny_sdxl(path: Path) -> Path:
     text_encoder_2 = CLIPTextModelWithProjection(config)
     tokenizer_dir = write_tiny_clip_vocab(path / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, model_max_length=77)
-    pipe = StableDiffusionXLImg2ImgPipeline(
-        vae=base["vae"],
+    vae = with_config(base["vae"], **vae_config) if vae_config else base["vae"]
+    extra = {"requires_aesthetics_score": False} if "Img2Img" in pipeline else {}
+    pipe = getattr(diffusers, pipeline)(
+        vae=vae,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
         scheduler=base["scheduler"],
-        requires_aesthetics_score=False,
         force_zeros_for_empty_prompt=True,
+        **extra,
     )
     pipe.save_pretrained(str(path))
     return path

@@ -40,18 +40,25 @@ GUILD_ID = 990000000000000002
 OWNER_ID = 990000000000000003
 
 # permission bits
-VIEW, SEND, MANAGE_MESSAGES, ATTACH, HISTORY, ADMINISTRATOR = (
+VIEW, SEND, MANAGE_MESSAGES, ATTACH, HISTORY, ADMINISTRATOR, MANAGE_GUILD = (
     1 << 10,
     1 << 11,
     1 << 13,
     1 << 15,
     1 << 16,
     1 << 3,
+    1 << 5,
 )
 MEMBER_PERMISSIONS = VIEW | SEND | ATTACH | HISTORY | (1 << 31)
-ADMIN_PERMISSIONS = MEMBER_PERMISSIONS | ADMINISTRATOR | MANAGE_MESSAGES
+ADMIN_PERMISSIONS = MEMBER_PERMISSIONS | ADMINISTRATOR | MANAGE_MESSAGES | MANAGE_GUILD
+MANAGER_PERMISSIONS = MEMBER_PERMISSIONS | MANAGE_GUILD  # Manage Server, without Administrator
 
-OPTION_TYPES = {"string": 3, "integer": 4, "boolean": 5, "number": 10, "attachment": 11}
+OPTION_TYPES = {"string": 3, "integer": 4, "boolean": 5, "user": 6, "channel": 7, "number": 10, "attachment": 11}
+SUB_COMMAND = 1
+
+
+class NotShown(AssertionError):
+    """Discord would not offer this command to this member (its ``default_member_permissions``)."""
 
 
 def now_iso() -> str:
@@ -77,6 +84,11 @@ class User:
     name: str
     admin: bool = False
     bot: bool = False
+    manager: bool = False  # Manage Server without Administrator
+
+    @property
+    def permissions(self) -> int:
+        return ADMIN_PERMISSIONS if self.admin else MANAGER_PERMISSIONS if self.manager else MEMBER_PERMISSIONS
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -90,7 +102,7 @@ class User:
         }
 
     def member(self) -> dict[str, Any]:
-        permissions = ADMIN_PERMISSIONS if self.admin else MEMBER_PERMISSIONS
+        permissions = self.permissions
         return {
             "user": self.payload(),
             "roles": [],
@@ -116,6 +128,7 @@ class Channel:
     name: str
     guild_id: int | None  # None: a DM with ``recipient``
     recipient: User | None = None
+    nsfw: bool = False  # an age-restricted channel
 
     def payload(self) -> dict[str, Any]:
         if self.guild_id is None:
@@ -134,7 +147,7 @@ class Channel:
             "name": self.name,
             "position": 0,
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "parent_id": None,
             "topic": None,
             "last_message_id": None,
@@ -233,6 +246,7 @@ class FakeDiscord:
         self.deleted: set[int] = set()
         self.files: dict[int, bytes] = {}  # CDN: attachment id → bytes
         self.interactions: dict[int, Interaction] = {}
+        self.overrides: set[str] = set()  # commands a server owner opened to everyone
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
         self.identifies: list[dict[str, Any]] = []
@@ -287,8 +301,8 @@ class FakeDiscord:
     def snowflake(self) -> int:
         return next(self._ids)
 
-    def user(self, name: str, *, admin: bool = False) -> User:
-        return User(self.snowflake(), name, admin=admin)
+    def user(self, name: str, *, admin: bool = False, manager: bool = False) -> User:
+        return User(self.snowflake(), name, admin=admin, manager=manager)
 
     def guild(self, name: str) -> int:
         """Another server the bot is in (add it before the bot connects)."""
@@ -296,8 +310,9 @@ class FakeDiscord:
         self.guilds[guild_id] = name
         return guild_id
 
-    def channel(self, name: str, guild_id: int = GUILD_ID) -> Channel:
-        channel = Channel(self.snowflake(), name, guild_id)
+    def channel(self, name: str, guild_id: int = GUILD_ID, *, nsfw: bool = False) -> Channel:
+        """A server channel (add it before the bot connects); ``nsfw``: age-restricted."""
+        channel = Channel(self.snowflake(), name, guild_id, nsfw=nsfw)
         self.channels[channel.id] = channel
         return channel
 
@@ -362,8 +377,18 @@ class FakeDiscord:
     # acting as users ---------------------------------------------------------------------------
 
     async def slash(self, name: str, user: User, channel: Channel | None = None, **options: Any) -> Interaction:
+        """``name``: a command, or ``"group subcommand"``. Raises NotShown where Discord would not offer
+        the command to ``user`` (its ``default_member_permissions``, unless ``override`` opened it)."""
         data = self._command_data(name, 1, channel or self.general, options)
+        command, _ = self._command(name.split()[0], 1, channel or self.general)
+        required = int(command.get("default_member_permissions") or 0)
+        if required and (user.permissions & required) != required and command["name"] not in self.overrides:
+            raise NotShown(f"/{command['name']} is not offered to {user.name}")
         return await self._interact(2, data, user, channel or self.general)
+
+    def override(self, name: str) -> None:
+        """A server owner opens command ``name`` to everyone (Server Settings → Integrations)."""
+        self.overrides.add(name)
 
     async def autocomplete(
         self, name: str, user: User, focused: str, channel: Channel | None = None, **options: Any
@@ -537,19 +562,31 @@ class FakeDiscord:
     def _command_data(
         self, name: str, kind: int, channel: Channel, options: dict[str, Any], focused: str | None = None
     ) -> dict[str, Any]:
-        command, in_guild = self._command(name, kind, channel)
+        top, _, sub = name.partition(" ")
+        command, in_guild = self._command(top, kind, channel)
         schema = {option["name"]: option for option in command.get("options", [])}
-        data: dict[str, Any] = {"id": command["id"], "name": name, "type": kind}
+        if sub:
+            assert sub in schema and schema[sub]["type"] == SUB_COMMAND, f"/{top} has no subcommand {sub!r}"
+            schema = {option["name"]: option for option in schema[sub].get("options", [])}
+        data: dict[str, Any] = {"id": command["id"], "name": top, "type": kind}
         if in_guild:
             data["guild_id"] = str(channel.guild_id)
         given: list[dict[str, Any]] = []
         attachments: dict[str, Any] = {}
+        users: dict[str, User] = {}
+        channels: dict[str, Channel] = {}
         for key, value in options.items():
             assert key in schema, f"/{name} has no option {key!r} (it has {sorted(schema)})"
             option = {"name": key, "type": schema[key]["type"]}
             if schema[key]["type"] == OPTION_TYPES["attachment"]:
                 attachments[value["id"]] = value
                 option["value"] = value["id"]
+            elif schema[key]["type"] == OPTION_TYPES["user"]:
+                users[str(value.id)] = value
+                option["value"] = str(value.id)
+            elif schema[key]["type"] == OPTION_TYPES["channel"]:
+                channels[str(value.id)] = value
+                option["value"] = str(value.id)
             else:
                 option["value"] = value
             if key == focused:
@@ -557,10 +594,27 @@ class FakeDiscord:
             given.append(option)
         missing = [n for n, option in schema.items() if option.get("required") and n not in options]
         assert not missing or focused, f"/{name} needs {missing}"
+        if sub:
+            given = [{"name": sub, "type": SUB_COMMAND, **({"options": given} if given else {})}]
         if given:
             data["options"] = given
+        resolved: dict[str, Any] = {}
         if attachments:
-            data["resolved"] = {"attachments": attachments}
+            resolved["attachments"] = attachments
+        if users:
+            resolved["users"] = {key: user.payload() for key, user in users.items()}
+            if channel.guild_id is not None:
+                resolved["members"] = {
+                    key: {k: v for k, v in user.member().items() if k != "user"} for key, user in users.items()
+                }
+        if channels:
+            resolved["channels"] = {
+                key: {k: channel.payload()[k] for k in ("id", "type", "name", "parent_id", "nsfw")}
+                | {"permissions": "0"}
+                for key, channel in channels.items()
+            }
+        if resolved:
+            data["resolved"] = resolved
         return data
 
     async def _interact(
@@ -900,7 +954,7 @@ class FakeDiscord:
                 "application_id": str(APPLICATION_ID),
                 "version": "1",
                 "type": command.get("type", 1),
-                "default_member_permissions": None,
+                "default_member_permissions": command.get("default_member_permissions"),
             }
             if guild:
                 entry["guild_id"] = guild

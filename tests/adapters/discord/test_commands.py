@@ -13,12 +13,16 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
     assert set(commands) == {
         ("remix", 1),
         ("models", 1),
+        ("styles", 1),
+        ("loras", 1),
         ("settings", 1),
         ("history", 1),
         ("info", 1),
         ("cancel", 1),
         ("forget", 1),
         ("Remix", 3),
+        ("server", 1),
+        ("help", 1),
     }, "the slash commands and the message menu"
     options = {o["name"]: o for o in commands[("remix", 1)]["options"]}
     assert list(options) == [
@@ -43,8 +47,12 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
         "ref2",
         "ref3",
         "ref_scale",
+        "style",
+        "background",
     ]
     assert len(options) <= 25, "Discord's limit"
+    assert (options["size"]["min_value"], options["size"]["max_value"]) == (64, 4096), "up to 4k: upscaled"
+    assert options["background"]["type"] == 3 and options["background"]["max_length"] == 200
     motions = [(c["name"], c["value"]) for c in options["motion"]["choices"]]
     assert motions == [("low", "low"), ("high", "high")]
     assert [c["value"] for c in options["scale"]["choices"]] == [2, 4] and options["scale"]["type"] == 4
@@ -54,6 +62,7 @@ async def test_commands_are_registered_globally(remixbot, fake_discord):
     assert optional == list(options)[2:], "only the image and the prompt are required"
     assert options["image"]["type"] == 11 and options["image"]["required"]
     assert options["model"]["autocomplete"] and options["strength"]["type"] == 10
+    assert options["style"]["autocomplete"] and options["prompt"]["autocomplete"], "styles and <lora:…> tags"
     assert (options["strength"]["min_value"], options["strength"]["max_value"]) == (0, 1)
     assert options["count"]["max_value"] == 4, "4 images: 4 rows of buttons and the last row"
     assert all(options[f"ref{i}"]["type"] == 11 and not options[f"ref{i}"].get("required") for i in (1, 2, 3))

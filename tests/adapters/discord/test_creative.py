@@ -89,6 +89,7 @@ async def test_before_after_button_answers_only_the_presser_and_makes_no_job(rem
         f"info:{job_id}",
         f"delete:{job_id}",
         f"source:{job_id}:0",
+        f"more:{job_id}:0",
     ]
     posted = len(server.bot_messages())
 

@@ -48,7 +48,7 @@ def test_every_flag_is_an_option_with_the_same_bounds(limits: Limits):
 
 def test_the_size_and_steps_options_are_the_limits_not_more():
     built = options(remix_command(Limits()))
-    assert (built["size"].min_value, built["size"].max_value) == (64, 1536)
+    assert (built["size"].min_value, built["size"].max_value) == (64, 4096)  # 4k: rendered, then upscaled
     assert (built["steps"].min_value, built["steps"].max_value) == (1, 100)
 
 

@@ -46,7 +46,7 @@ async def test_remix_posts_status_then_result_with_persistent_buttons(
         assert part in content
     assert rows(message) == [
         [f"{b}:{job_id}:0" for b in PER_IMAGE],
-        [f"reroll:{job_id}", f"info:{job_id}", f"delete:{job_id}", f"source:{job_id}:0"],
+        [f"reroll:{job_id}", f"info:{job_id}", f"delete:{job_id}", f"source:{job_id}:0", f"more:{job_id}:0"],
     ]
     uploaded = server.files[int(message["attachments"][0]["id"])]
     assert uploaded == record.outputs[0].path.read_bytes(), "the lossless PNG as the engine made it"
@@ -92,7 +92,13 @@ async def test_remix_options_reach_the_request(remixbot, fake_discord, images_di
     layout = rows(message)
     assert len(layout) == 5 and all(len(row) <= 5 for row in layout), "at most 5 rows of 5"
     assert layout[3] == [f"{b}:{job_id}:3" for b in PER_IMAGE]
-    assert layout[4] == [f"reroll:{job_id}", f"info:{job_id}", f"delete:{job_id}", f"source:{job_id}:0"]
+    assert layout[4] == [
+        f"reroll:{job_id}",
+        f"info:{job_id}",
+        f"delete:{job_id}",
+        f"source:{job_id}:0",
+        f"more:{job_id}:0",
+    ]
 
 
 async def test_typed_options_and_flags_in_the_prompt_make_the_request_the_text_would(

@@ -63,6 +63,21 @@ LIMITED = (
     "answerCallbackQuery",
     "sendChatAction",
 )
+# what a ChatMember of each status carries besides ``status`` and ``user`` (all of it, as Telegram sends it)
+_ADMIN_RIGHTS = (
+    "can_be_edited can_manage_chat can_delete_messages can_manage_video_chats can_restrict_members "
+    "can_promote_members can_change_info can_invite_users can_post_stories can_edit_stories can_delete_stories"
+)
+_RESTRICTIONS = (
+    "can_change_info can_invite_users can_pin_messages can_send_messages can_send_polls can_send_other_messages "
+    "can_add_web_page_previews can_manage_topics can_send_audios can_send_documents can_send_photos "
+    "can_send_videos can_send_video_notes can_send_voice_notes can_edit_tag can_react_to_messages"
+)
+MEMBER_FIELDS: dict[str, dict[str, Any]] = {
+    "creator": {"is_anonymous": False},
+    "administrator": {"is_anonymous": False, **dict.fromkeys(_ADMIN_RIGHTS.split(), True)},
+    "restricted": {"is_member": True, "until_date": 0, **dict.fromkeys(_RESTRICTIONS.split(), False)},
+}
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -96,6 +111,7 @@ class ChatMessage:
     raw: dict = field(default_factory=dict)  # the JSON Telegram would deliver
     sent_text: str = ""  # as first sent, before any edit
     sent_markup: dict | None = None
+    spoiler: bool = False  # sent with has_spoiler (a photo, an album item, an animation)
 
     def __post_init__(self) -> None:
         self.sent_text = self.text
@@ -170,7 +186,8 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], ChatMessage] = {}
         self.files: dict[str, bytes] = {}
         self.changed = asyncio.Condition()
-        self.admins: set[int] = set()
+        self.admins: set[int] = set()  # users getChatMember calls "creator" in every chat
+        self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) → getChatMember status, over ``admins``
         self._updates: list[dict] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
@@ -478,8 +495,9 @@ class FakeTelegram:
     async def _m_getChatMember(self, params, files):
         user_id = int(params["user_id"])
         status = "creator" if user_id in self.admins else "member"
+        status = self.statuses.get((int(params["chat_id"]), user_id), status)
         user = {"id": user_id, "is_bot": False, "first_name": "someone"}
-        return {"status": status, "user": user, **({"is_anonymous": False} if status == "creator" else {})}
+        return {"status": status, "user": user, **MEMBER_FIELDS.get(status, {})}
 
     async def _m_deleteMessage(self, params, files):
         message = self._message(params)
@@ -508,7 +526,12 @@ class FakeTelegram:
                 self._check_photo(_file_of(item["media"], files, self.files)[0])
         for item in params["media"]:
             data, filename = _file_of(item["media"], files, self.files)
-            item_params = dict(params, caption=item.get("caption", ""), parse_mode=item.get("parse_mode"))
+            item_params = dict(
+                params,
+                caption=item.get("caption", ""),
+                parse_mode=item.get("parse_mode"),
+                has_spoiler=item.get("has_spoiler", False),
+            )
             message = self._bot_message(
                 item_params,
                 item["type"],
@@ -597,6 +620,8 @@ class FakeTelegram:
             raw["reply_markup"] = markup
         if media_group_id:
             raw["media_group_id"] = media_group_id
+        if params.get("has_spoiler") in (True, "true", "True"):
+            raw["has_media_spoiler"] = True
         reply = params.get("reply_parameters") or {}
         reply_to = reply.get("message_id") or params.get("reply_to_message_id")
         message = ChatMessage(
@@ -611,6 +636,7 @@ class FakeTelegram:
             filename=filename,
             media_group_id=media_group_id,
             raw=raw,
+            spoiler=params.get("has_spoiler") in (True, "true", "True"),
         )
         self.messages[(chat_id, message_id)] = message
         return message

@@ -146,10 +146,11 @@ class Harness:
     _polling: object = None
     _engine: object = None
     starts: int = field(default=0)
+    safety: object = None  # an engine.safety.Safety: the content classifier (embedded mode), else none
 
     async def start(self) -> None:
         """A bot process: service and adapter wired like ``remixbot run`` (the adapter listens first)."""
-        models = load_models(self.settings.models_path)
+        models = load_models(self.settings.models_path, lora_dir=self.settings.lora_dir)
         history = await History.open(self.settings.data_dir)
         if self.redis_url:
             queue = ArqQueue(self.redis_url, job_timeout=60, result_ttl=600)
@@ -160,13 +161,13 @@ class Harness:
             from engine import registry
             from engine.runner import Engine
 
-            self._engine = Engine(models, "cpu")
+            self._engine = Engine(models, "cpu", safety=self.safety, max_render=self.settings.limits.max_size)
             queue = LocalQueue(self._engine)
 
             async def availability():
                 return await asyncio.to_thread(registry.availability, models)
 
-        self.service = Service(self.settings, models, history, queue, availability=availability)
+        self.service = Service(self.settings, models, history, queue, availability=availability, classifier=self.safety)
         self.application = build_application(self.service, self.settings, self.options)
         await self.service.start()
         self._polling = polling(self.application)

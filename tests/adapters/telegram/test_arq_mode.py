@@ -47,7 +47,7 @@ async def test_photo_remix_and_reroll_through_a_worker(fake, tg_settings, redis_
         record = await harness.service.history.job(job_id)
         assert record.status is Status.done and record.request.strength == 0.6
         assert result.image().size == (record.outputs[0].width, record.outputs[0].height)
-        assert result.callback("reroll:") == f"reroll:{job_id}" and len(result.callbacks) == 10
+        assert result.callback("reroll:") == f"reroll:{job_id}" and len(result.callbacks) == 11
         assert (await wait_final(fake, chat["id"], job_id)).text.startswith("✅ Done")
 
         _, reroll_id = await press(fake, alice, result, f"reroll:{job_id}")

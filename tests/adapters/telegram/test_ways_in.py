@@ -31,6 +31,7 @@ RESULT_BUTTONS = (
     "original:{j}:0",
     "source:{j}:0",
     "info:{j}",
+    "more:{j}:0",
     "delete:{j}",
 )
 
