@@ -3,6 +3,7 @@
     python benchmarks/gpu.py [--models sd15,sdxl] [--jobs 16] [--plain-images 8]
                              [--variants '[{}, {"compile": "regional"}]'] [--peak-tflops 989]
     python benchmarks/gpu.py --dry-run   # tiny pipelines, any device: checks the code path only
+    python benchmarks/gpu.py --models turbo  # only the Turbo-size single-image latency rows
 
 Random-weight pipelines with the real architectures (benchmarks/pipelines.py), in float16:
 SD1.5 at 512x512 and SDXL at 1024x1024, 30 steps at strength 0.6 (18 denoising steps) with
@@ -12,6 +13,11 @@ guidance 7.5, so every UNet call runs a batch of two (classifier-free guidance).
   defaults, one job at a time, output PNG-encoded;
 * engine: ``engine.runner.Engine`` serving ``--jobs`` concurrent jobs (PNG in, PNG out), batched,
   once per options variant (``--variants``: registry options on top of the entry's defaults).
+
+``turbo`` (in ``--models`` by default): the figure a chat user feels. SD-Turbo's architecture (SD 2.1)
+at 512x512 with Turbo settings (2 steps at strength 0.5: one UNet call; guidance 0), ONE job at a time:
+submit → PNG latency, plain diffusers (PNG in, PNG out) against ``Engine.run`` per variant
+(``--turbo-variants``; ``"TAESD"`` as a ``tiny_vae`` value stands for a random-weight TAESD built here).
 
 Both sides warm up first (the engine with a whole round of jobs, untimed). Reported: images/s, p50
 latency (submit to PNG), peak GPU memory (torch's allocator), and achieved TFLOP/s: the UNet FLOPs
@@ -43,8 +49,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SOURCE = ROOT / "tests" / "fixtures" / "images" / "astronaut.png"
 PROMPT = "an astronaut riding a horse on the moon, highly detailed, cinematic light"
 STEPS, STRENGTH, GUIDANCE = 30, 0.6, 7.5
+TURBO = (2, 0.5, 0.0)  # SD-Turbo img2img: steps × strength = one UNet call, no guidance
 # architecture → (side, reference TFLOP of one guided UNet step at that side)
 SIZES = {"sd15": (512, 1.61), "sdxl": (1024, 13.5), "tiny-sd15": (64, None), "tiny-sdxl": (128, None)}
+TURBO_ARCH = {False: ("sd21", 512), True: ("tiny-sd15", 64)}  # (architecture, side) by dry run
 PEAKS = {
     "H100": 989.4,
     "H200": 989.4,
@@ -108,7 +116,15 @@ def unet_step_flops(pipe: Any, call: Any) -> float:
     return float(counts[0])
 
 
-def plain(arch: str, folder: Path, device: str, dtype: str, images: int, side: int) -> dict:
+def plain(
+    arch: str,
+    folder: Path,
+    device: str,
+    dtype: str,
+    images: int,
+    side: int,
+    settings: tuple = (STEPS, STRENGTH, GUIDANCE),
+) -> dict:
     import diffusers
     import torch
     from PIL import Image
@@ -123,22 +139,24 @@ def plain(arch: str, folder: Path, device: str, dtype: str, images: int, side: i
     pipe.set_progress_bar_config(disable=True)
     data = source_png(side)
 
-    def one(seed: int, steps: int = STEPS) -> bytes:
+    steps_, strength, guidance = settings
+
+    def one(seed: int, steps: int = steps_) -> bytes:
         source = Image.open(io.BytesIO(data)).convert("RGB")
         generator = torch.Generator(device).manual_seed(seed)
         image = pipe(
             PROMPT,
             image=source,
-            strength=STRENGTH,
+            strength=strength,
             num_inference_steps=steps,
-            guidance_scale=GUIDANCE,
+            guidance_scale=guidance,
             generator=generator,
         ).images[0]
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
         return buffer.getvalue()
 
-    flops = unet_step_flops(pipe, lambda: one(999, steps=2))
+    flops = unet_step_flops(pipe, lambda: one(999, steps=max(2, steps_)))
     one(1000)  # warm-up
     synchronize(device)
     latencies = []
@@ -146,6 +164,7 @@ def plain(arch: str, folder: Path, device: str, dtype: str, images: int, side: i
     for seed in range(images):
         began = time.perf_counter()
         one(seed)
+        synchronize(device)
         latencies.append(time.perf_counter() - began)
     wall = time.perf_counter() - started
     memory = peak_memory_gib(device)
@@ -154,23 +173,36 @@ def plain(arch: str, folder: Path, device: str, dtype: str, images: int, side: i
     return {"images": images, "wall": wall, "latencies": latencies, "memory": memory, "step_flops": flops}
 
 
-def engine(arch: str, folder: Path, device: str, dtype: str, jobs: int, side: int, options: dict) -> dict:
+def engine(
+    arch: str,
+    folder: Path,
+    device: str,
+    dtype: str,
+    jobs: int,
+    side: int,
+    options: dict,
+    settings: tuple = (STEPS, STRENGTH, GUIDANCE),
+    serial: bool = False,
+) -> dict:
+    """``jobs`` jobs through ``Engine.run``: all at once (batched), or one after another (``serial``)."""
     from benchmarks.pipelines import registry_entry
     from bot.jobs import Action, Job, Origin, Request, Status
     from bot.models import Models
     from engine.runner import Engine
 
     reset_memory(device)
+    steps, strength, guidance = settings
     entry = registry_entry(
         arch,
         folder,
         size=side,
-        strength=STRENGTH,
-        num_inference_steps=STEPS,
-        guidance_scale=GUIDANCE,
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
         options={"dtype": dtype, "cpu_dtype": dtype, **options},
     )
-    runner = Engine(Models(entries={arch: entry}, defaults={}), device, batch_size=jobs, batch_window=0.05)
+    batch = 1 if serial else jobs
+    runner = Engine(Models(entries={arch: entry}, defaults={}), device, batch_size=batch, batch_window=0.05)
     data = source_png(side)
     failures: list[str] = []
 
@@ -178,11 +210,11 @@ def engine(arch: str, folder: Path, device: str, dtype: str, jobs: int, side: in
         request = Request(
             prompt=PROMPT,
             model=arch,
-            strength=STRENGTH,
+            strength=strength,
             seed=seed,
             size=side,
-            num_inference_steps=STEPS,
-            guidance_scale=GUIDANCE,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
         )
         job = Job(
             id=f"job{seed}",
@@ -193,7 +225,7 @@ def engine(arch: str, folder: Path, device: str, dtype: str, jobs: int, side: in
             group="gpu",
         )
         began = time.perf_counter()
-        result = await runner.run(job, lambda step, total: None, threading.Event())
+        result = await runner.run(job, lambda step, total, preview=b"": None, threading.Event())
         if result.status is not Status.done:
             failures.append(result.error)
         return time.perf_counter() - began
@@ -202,10 +234,16 @@ def engine(arch: str, folder: Path, device: str, dtype: str, jobs: int, side: in
         began = time.perf_counter()
         await asyncio.to_thread(runner.load, entry)
         loaded = time.perf_counter() - began
-        await asyncio.gather(*(run(10_000 + seed) for seed in range(jobs)))  # warm-up: a whole batch
-        synchronize(device)
-        started = time.perf_counter()
-        latencies = await asyncio.gather(*(run(seed) for seed in range(jobs)))
+        if serial:  # one job at a time: what a single chat user waits for
+            await run(10_000)
+            synchronize(device)
+            started = time.perf_counter()
+            latencies = [await run(seed) for seed in range(jobs)]
+        else:
+            await asyncio.gather(*(run(10_000 + seed) for seed in range(jobs)))  # warm-up: a whole batch
+            synchronize(device)
+            started = time.perf_counter()
+            latencies = await asyncio.gather(*(run(seed) for seed in range(jobs)))
         wall = time.perf_counter() - started
         return {"images": jobs, "wall": wall, "latencies": list(latencies), "load_s": loaded}
 
@@ -236,8 +274,10 @@ def peak_tflops(device: str, given: float | None) -> float | None:
     return next((peak for key, peak in PEAKS.items() if key in name), None)
 
 
-def row(label: str, measured: dict, step_flops: float, peak: float | None, base: float | None) -> str:
-    denoising = int(STEPS * STRENGTH)
+def row(
+    label: str, measured: dict, step_flops: float, peak: float | None, base: float | None, denoising: int = 0
+) -> str:
+    denoising = denoising or int(STEPS * STRENGTH)
     throughput = measured["images"] / measured["wall"]
     tflops = measured["images"] * denoising * step_flops / measured["wall"] / 1e12
     memory = "-" if measured["memory"] is None else f"{measured['memory']:.1f}"
@@ -252,9 +292,43 @@ def row(label: str, measured: dict, step_flops: float, peak: float | None, base:
     )
 
 
+def turbo(workdir: Path, device: str, dtype: str, images: int, variants: list, peak: float | None, dry: bool) -> None:
+    """The Turbo-size single-image rows: submit → PNG, one job at a time, plain diffusers vs the engine."""
+    from benchmarks.pipelines import build, build_tiny_vae
+
+    arch, side = TURBO_ARCH[dry]
+    folder = build(arch, workdir / f"{arch}-{dtype}", dtype=dtype, device=device)
+    taesd = str(build_tiny_vae(workdir / "taesd"))
+    steps, strength, _ = TURBO
+    denoising = int(steps * strength)
+    base = plain(arch, folder, device, dtype, images, side, settings=TURBO)
+    lines = [row("plain diffusers, one at a time", base, base["step_flops"], peak, None, denoising)]
+    print(f"  turbo plain done ({base['wall']:.1f} s)", flush=True)
+    for options in variants:
+        options = {k: (taesd if v == "TAESD" else v) for k, v in options.items()}
+        measured = engine(arch, folder, device, dtype, images, side, options, settings=TURBO, serial=True)
+        shown = {k: ("TAESD" if v == taesd else v) for k, v in options.items()}
+        label = f"engine, one at a time, {json.dumps(shown) if shown else 'defaults'}"
+        lines.append(row(label, measured, base["step_flops"], peak, images / base["wall"], denoising))
+        print(f"  turbo {label} done ({measured['wall']:.1f} s; {measured['speed']})", flush=True)
+    print(
+        f"\nturbo ({arch}) at {side}x{side}, {steps} steps at strength {strength}, guidance 0, one image at a "
+        f"time: p50 latency is submit → PNG; one UNet step = {base['step_flops'] / 1e12:.3f} TFLOP counted"
+    )
+    print("| path | images/s | vs plain | p50 latency (s) | peak GPU memory (GiB) | TFLOP/s | of peak | batches |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(lines), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="sd15,sdxl", help="architectures, comma-separated (sd15, sdxl)")
+    parser.add_argument("--models", default="sd15,sdxl,turbo", help="comma-separated: sd15, sdxl, turbo")
+    parser.add_argument("--turbo-images", type=int, default=10, help="single images for the turbo latency rows")
+    parser.add_argument(
+        "--turbo-variants",
+        default='[{}, {"tiny_vae": "TAESD"}]',
+        help='JSON list of registry option sets for the turbo rows ("TAESD": a random-weight TAESD built here)',
+    )
     parser.add_argument("--jobs", type=int, default=16, help="concurrent jobs for the engine (its batch size)")
     parser.add_argument("--plain-images", type=int, default=8, help="images plain diffusers renders, one by one")
     parser.add_argument(
@@ -297,6 +371,10 @@ def main() -> int:
         f"peak {peak or 'unknown'} TFLOP/s",
         flush=True,
     )
+    if "turbo" in archs or "tiny-turbo" in archs:
+        archs = [a for a in archs if a not in ("turbo", "tiny-turbo")]
+        turbo_images = min(args.turbo_images, 3) if args.dry_run else args.turbo_images
+        turbo(args.workdir, device, dtype, turbo_images, json.loads(args.turbo_variants), peak, args.dry_run)
     for arch in archs:
         side, reference = SIZES[arch]
         folder = build(arch, args.workdir / f"{arch}-{dtype}", dtype=dtype, device=device)

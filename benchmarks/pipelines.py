@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.engine.tiny_models import write_tiny_clip_vocab
+from tests.engine.tiny_models import build_taesd, write_tiny_clip_vocab
 
 CLIP_VOCAB = 49408
 
@@ -251,27 +251,6 @@ def registry_entry(name: str, folder: Path, **fields: Any):
     return ModelEntry(name=name, kind="diffusers-img2img", source=str(folder), **fields)
 
 
-# TAESD (madebyollin/taesd): diffusers' AutoencoderTiny defaults are its config; TAESDXL has the same.
-TAESD = dict(
-    encoder_block_out_channels=(64, 64, 64, 64),
-    decoder_block_out_channels=(64, 64, 64, 64),
-    num_encoder_blocks=(1, 3, 3, 3),
-    num_decoder_blocks=(3, 3, 3, 1),
-    latent_channels=4,
-    latent_magnitude=3,
-    latent_shift=0.5,
-    scaling_factor=1.0,
-)
-
-
 def build_tiny_vae(folder: Path, *, seed: int = 0) -> Path:
     """Write an ``AutoencoderTiny`` with TAESD's architecture and random weights (kept if already there)."""
-    folder = Path(folder)
-    if (folder / "config.json").is_file():
-        return folder
-    import diffusers
-    import torch
-
-    torch.manual_seed(seed)
-    diffusers.AutoencoderTiny(**TAESD).save_pretrained(str(folder))
-    return folder
+    return build_taesd(folder, seed=seed)

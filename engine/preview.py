@@ -8,6 +8,10 @@ returns None in between, so a step callback can ask at every step.
 
 It works on the pipeline's latents as they stand during denoising (scaled by the VAE's scaling
 factor, as diffusers keeps them); the same factors serve SD 1.x and 2.x (one VAE), SDXL has its own.
+
+A model whose entry has ``tiny_vae`` (TAESD) decodes its previews with it instead (``tiny_vae_rgb``):
+real colours and edges, from latents first shrunk to the preview's size, so the decoder draws
+256 px, not 512 (a quarter of the work).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ FACTORS: dict[str, tuple[tuple[tuple[float, float, float], ...], tuple[float, fl
 }
 MAX_SIDE = 256  # px: a preview is a thumbnail, small enough for a chat status every few seconds
 INTERVAL = 3.0  # seconds between two previews of one job at most this often
+SHARE = 0.05  # of a job's time that previews may take: a slow render (TAESD on a busy CPU) waits longer
 
 
 def family(pipe: Any) -> str:
@@ -63,6 +68,28 @@ def latent_rgb(latents: Any, kind: str = "sd", max_side: int = MAX_SIDE) -> Imag
     return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
 
 
+def tiny_vae_rgb(vae: Any, latents: Any, max_side: int = MAX_SIDE) -> Image.Image:
+    """The first image of a latent tensor decoded by a diffusers ``AutoencoderTiny`` (TAESD), its
+    longest side at most ``max_side``: the latents are resized to the preview's size before decoding."""
+    import torch
+    import torch.nn.functional as F
+
+    latent = latents[:1].detach()
+    height, width = latent.shape[-2:]
+    scale = max_side / (8 * max(height, width))
+    with torch.inference_mode():
+        if scale < 1:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            latent = F.interpolate(latent.float(), size=size, mode="bilinear", antialias=True)
+        scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+        decoded = vae.decode(latent.to(device=vae.device, dtype=vae.dtype) / scaling).sample[0]
+        pixels = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    image = Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), "RGB")
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return image
+
+
 def jpeg(image: Image.Image, quality: int = 70) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
@@ -70,7 +97,11 @@ def jpeg(image: Image.Image, quality: int = 70) -> bytes:
 
 
 class LatentPreview:
-    """Renders a job's latents as JPEG bytes at most once per ``interval`` seconds (None in between)."""
+    """Renders a job's latents as JPEG bytes at most once per ``interval`` seconds (None in between):
+    the linear projection of the ``kind`` family, or ``decoder(latents, max_side)`` when given (TAESD).
+
+    After a render that took ``d`` seconds the next waits at least ``d / share`` seconds too, so
+    previews never take more than ``share`` of the job's time, however slow the machine is."""
 
     def __init__(
         self,
@@ -78,13 +109,21 @@ class LatentPreview:
         interval: float = INTERVAL,
         max_side: int = MAX_SIDE,
         clock: Callable[[], float] = time.monotonic,
+        decoder: Callable[[Any, int], Image.Image] | None = None,
+        share: float = SHARE,
     ):
         self.kind, self.interval, self.max_side, self.clock = kind, interval, max_side, clock
-        self._last: float | None = None
+        self.decoder, self.share = decoder, share
+        self._next: float | None = None  # no preview before this time
 
     def __call__(self, latents: Any) -> bytes | None:
         now = self.clock()
-        if self._last is not None and now - self._last < self.interval:
+        if self._next is not None and now < self._next:
             return None
-        self._last = now
-        return jpeg(latent_rgb(latents, self.kind, self.max_side))
+        if self.decoder is not None:
+            data = jpeg(self.decoder(latents, self.max_side))
+        else:
+            data = jpeg(latent_rgb(latents, self.kind, self.max_side))
+        took = self.clock() - now
+        self._next = now + max(self.interval, took / self.share if self.share > 0 else 0.0)
+        return data

@@ -49,6 +49,7 @@ from bot.jobs import Action, Job, JobCancelled, Output, Progress, Result, Status
 from bot.loras import lora_hashes
 from bot.models import ModelEntry, Models
 from bot.moderation import SOURCE_FLAGGED
+from bot.queue.port import ProgressReport
 from bot.settings import Limits
 from engine import device as devices
 from engine import registry
@@ -119,8 +120,11 @@ class Engine:
 
     # the port bot.queue.Engine ---------------------------------------------------------------
 
-    async def run(self, job: Job, on_progress: Callable[[int, int], None], cancel: threading.Event) -> Result:
+    async def run(self, job: Job, on_progress: ProgressReport, cancel: threading.Event) -> Result:
         """Run one job to a Result: decode, wait for the group thread (maybe in a batch), encode.
+
+        ``on_progress(step, total)`` at every step, and with a ``preview`` (a small JPEG) when the
+        model renders one (diffusers-img2img: at most every ``engine.preview.INTERVAL`` seconds).
 
         Never raises, but an asyncio cancellation of the caller propagates (the job leaves its batch).
         """
@@ -236,7 +240,7 @@ class Engine:
             raise
 
     async def _wait_for_run(
-        self, job: Job, entry: ModelEntry, work: Work, on_progress: Callable[[int, int], None], cancel: threading.Event
+        self, job: Job, entry: ModelEntry, work: Work, on_progress: ProgressReport, cancel: threading.Event
     ) -> tuple[Model, Items]:
         """Hand the work to the group thread and wait for (model, items); raises the run's error."""
         loop = asyncio.get_running_loop()
@@ -252,7 +256,13 @@ class Engine:
         def report(step: int, total: int) -> None:
             _call_soon(loop, on_progress, step, total)
 
-        item = _Pending(job=job, entry=entry, work=work, cancel=cancel, report=report, settle=settle)
+        def show(step: int, total: int, preview: bytes) -> None:  # on the group thread, from the model
+            if not item.finished and not item.cancelled:
+                _call_soon(loop, on_progress, step, total, preview)
+
+        item = _Pending(
+            job=job, entry=entry, work=replace(work, preview=show), cancel=cancel, report=report, settle=settle
+        )
         if self._line(job.group).put(item) and self.residency.peek(entry.name) is None:
             self.residency.prefetch(entry)  # waits behind other work: load its model meanwhile, if it fits
         try:

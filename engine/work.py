@@ -25,6 +25,9 @@ from PIL import Image
 from bot.jobs import Action, Progress, Request
 from bot.models import ModelEntry
 
+# preview(step, total, jpeg): a running job's current picture, at most every few seconds (engine.preview).
+PreviewSink = Callable[[int, int, bytes], None]
+
 
 class UserFacingError(Exception):
     """A failure whose message is safe (and useful) to show in the chat: "needs weights: …"."""
@@ -47,6 +50,9 @@ class Work:
     load_model: Callable[[str], tuple[ModelEntry, Model]] | None = None
     # The LoRA folder's files by name (bot.loras.find_loras), for the request's ``loras``.
     lora_files: Mapping[str, Path] = field(default_factory=dict)
+    # Where a kind that can show its work in progress sends a preview (step, total, a small JPEG):
+    # the runner passes one that reaches the job's Events; None: nobody is watching, render none.
+    preview: PreviewSink | None = None
 
 
 @dataclass(frozen=True)

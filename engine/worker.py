@@ -162,10 +162,10 @@ async def _run_job(ctx: dict[str, Any], job: Job) -> str:
     pending: set[asyncio.Future[Any]] = set()
     gate = ProgressGate()
 
-    def on_progress(step: int, total: int) -> None:
-        if not gate.passes(step, total):
+    def on_progress(step: int, total: int, preview: bytes = b"") -> None:
+        if not preview and not gate.passes(step, total):  # a preview is rare (engine-throttled): never dropped
             return
-        event = Event(job.id, Status.running, step=step, total=total)
+        event = Event(job.id, Status.running, step=step, total=total, preview=preview)
         task = asyncio.ensure_future(redis.publish(ctx["events_channel"], encode_event(event)))
         pending.add(task)
         task.add_done_callback(published)

@@ -146,9 +146,10 @@ class LocalQueue:
 
             gate = ProgressGate()
 
-            def on_progress(step: int, total: int) -> None:
-                if gate.passes(step, total):
-                    asyncio.ensure_future(self._emit(Event(job.id, Status.running, step=step, total=total)))
+            def on_progress(step: int, total: int, preview: bytes = b"") -> None:
+                if preview or gate.passes(step, total):  # a preview is rare (engine-throttled): never dropped
+                    event = Event(job.id, Status.running, step=step, total=total, preview=preview)
+                    asyncio.ensure_future(self._emit(event))
 
             loaded = resident(self._engine)
             try:

@@ -19,7 +19,14 @@ from bot.logs import job_context
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Event], Awaitable[None]]
-ProgressReport = Callable[[int, int], None]
+
+
+class ProgressReport(Protocol):
+    """``on_progress(step, total)`` at a running job's steps; ``preview`` (a small JPEG) now and then."""
+
+    def __call__(self, step: int, total: int, preview: bytes = b"") -> None: ...
+
+
 # Called after the queue lost its connection and has it back: check the unfinished jobs again.
 Reconnected = Callable[[], Awaitable[None]]
 

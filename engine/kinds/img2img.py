@@ -7,9 +7,20 @@ architecture, read from the safetensors header). ``engine.kinds.sources`` finds 
 the dtype. docs/models.md lists every option, the speed options among them.
 
 Loading is three steps: the pipeline (``_pipeline``, with the entry's own ``vae`` if it names one),
-what the entry changes in it (``_configure``: scheduler, IP-Adapter), then the speed options
-(``_speed_up``). A pipeline's safety checker is not loaded unless asked for (``engine.kinds.pretrained``).
+what the entry changes in it (``_configure``: scheduler, IP-Adapter, the tiny autoencoder), then the
+speed options (``_speed_up``). ``prepare`` does the last two on a pipeline built elsewhere (the
+benchmarks). A pipeline's safety checker is not loaded unless asked for (``engine.kinds.pretrained``).
 A run is one pipeline call whose arguments ``Img2ImgModel.call_kwargs`` builds.
+
+The fast CPU path (BENCHMARKS.md) is two entry options: ``tiny_vae`` (a folder or cached hub id of
+a diffusers ``AutoencoderTiny``, e.g. ``madebyollin/taesd``, ``madebyollin/taesdxl`` for SDXL) encodes
+and decodes in place of the full VAE, and ``prompt_cache`` (default 64 prompts; 0: off) keeps the
+text encoder's output for prompts seen recently, so a reroll or a variation skips the encoder.
+
+Previews: while a single job runs, the step callback renders its latents (``engine.preview``: the
+linear projection, or TAESD with ``tiny_vae``) at most every ``preview_interval`` seconds (default
+``preview.INTERVAL``), never at the last step, and hands them to ``work.preview``; ``preview = false``
+turns them off.
 
 Batching: ``Img2ImgModel.run_batch`` runs several works that share a ``batch_key`` (working size,
 steps, strength, guidance) as one pipeline call, with one seeded generator per output, so that every
@@ -31,10 +42,11 @@ from PIL import Image
 
 from bot.jobs import Action, Progress
 from bot.models import ModelEntry
+from engine import preview
 from engine.kinds import ip_adapter, outpaint, outputs, pretrained, prompts, sources, vae
 from engine.kinds.loras import LoadedLoras
 from engine.kinds.sources import MissingWeights
-from engine.work import Kind, Work
+from engine.work import Kind, PreviewSink, Work
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,7 @@ _SUPPORTED_TYPES = {"v1", "v2", "xl_base", "xl_refiner", "playground-v2-5"}  # p
 # models.toml ``compile`` -> what gets compiled
 _COMPILE: dict[object, str | None] = {None: None, False: None, True: "regional", "regional": "regional", "full": "full"}
 VAE_TILING = 1280  # default: decode in tiles above this longest side (px)
+PROMPT_CACHE = 64  # default: prompts whose embeddings a model keeps (a few MB for SD 2.x)
 
 
 # --- check -----------------------------------------------------------------------------------------
@@ -127,9 +140,22 @@ def _options_problem(entry: ModelEntry) -> str | None:
         return problem
     if entry.options.get("compile") not in _COMPILE:
         return f"misconfigured: compile = {entry.options['compile']!r} for {entry.name} (false, regional or full)"
-    tiling = entry.options.get("vae_tiling", 0)
-    if isinstance(tiling, bool) or not isinstance(tiling, int) or tiling < 0:
-        return f"misconfigured: vae_tiling = {tiling!r} for {entry.name} (a longest side in pixels, 0: never)"
+    for option, meaning in (("vae_tiling", "a longest side in pixels, 0: never"), ("prompt_cache", "prompts, 0: off")):
+        value = entry.options.get(option, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"misconfigured: {option} = {value!r} for {entry.name} ({meaning})"
+    if not isinstance(entry.options.get("preview", True), bool):
+        return f"misconfigured: preview = {entry.options['preview']!r} for {entry.name} (true or false)"
+    every = entry.options.get("preview_interval", preview.INTERVAL)
+    if isinstance(every, bool) or not isinstance(every, int | float) or every < 0:
+        return f"misconfigured: preview_interval = {every!r} for {entry.name} (seconds between previews)"
+    tiny = entry.options.get("tiny_vae")
+    if tiny is not None:
+        if not isinstance(tiny, str) or not tiny.strip():
+            return f"misconfigured: tiny_vae = {tiny!r} for {entry.name} (a folder or hub id, e.g. madebyollin/taesd)"
+        problem = sources.component_problem(tiny, entry, "tiny_vae")
+        if problem:
+            return problem
     name = entry.options.get("scheduler")
     if name and _scheduler_class(name) is None:
         return f"misconfigured: unknown scheduler {name!r} for {entry.name} in models.toml"
@@ -221,8 +247,12 @@ def _single_file_config(entry: ModelEntry, checkpoint: Path) -> str | None:
 
 def load(entry: ModelEntry, device: str) -> Img2ImgModel:
     """Load the pipeline onto ``device`` ("cpu" or "cuda[:n]"), in float16 on CUDA unless told otherwise."""
-    pipe = _pipeline(entry, device)
-    _configure(pipe, entry)
+    return prepare(_pipeline(entry, device), entry, device)
+
+
+def prepare(pipe: Any, entry: ModelEntry, device: str) -> Img2ImgModel:
+    """A loaded img2img pipeline as the entry wants it (``_configure``), on ``device``, sped up."""
+    _configure(pipe, entry, device)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     model = Img2ImgModel(
@@ -230,6 +260,10 @@ def load(entry: ModelEntry, device: str) -> Img2ImgModel:
         device=device,
         label=f"diffusers {type(pipe).__name__}",
         vae_tiling=int(entry.options.get("vae_tiling", VAE_TILING)),
+        prompt_cache=prompts.PromptCache(int(entry.options.get("prompt_cache", PROMPT_CACHE))),
+        name=entry.name,
+        previews=bool(entry.options.get("preview", True)),
+        preview_interval=float(entry.options.get("preview_interval", preview.INTERVAL)),
     )
     model.speed = _speed_up(model, entry)
     return model
@@ -270,8 +304,8 @@ def _from_single_file(entry: ModelEntry, device: str, source: sources.Source) ->
     )
 
 
-def _configure(pipe: Any, entry: ModelEntry) -> None:
-    """What the entry changes in a loaded pipeline: another scheduler, an IP-Adapter."""
+def _configure(pipe: Any, entry: ModelEntry, device: str) -> None:
+    """What the entry changes in a loaded pipeline: another scheduler, an IP-Adapter, the tiny autoencoder."""
     name = entry.options.get("scheduler")
     overrides = dict(entry.options.get("scheduler_config") or {})
     if name or overrides:
@@ -280,6 +314,12 @@ def _configure(pipe: Any, entry: ModelEntry) -> None:
             raise ValueError(f"unknown scheduler {name!r} for {entry.name}")
         pipe.scheduler = cls.from_config(pipe.scheduler.config, **overrides)
     ip_adapter.attach(pipe, entry)
+    if entry.options.get("tiny_vae"):
+        import diffusers
+
+        pipe.vae = sources.from_pretrained_component(
+            diffusers.AutoencoderTiny, entry.options["tiny_vae"], entry, device
+        )
 
 
 Images = Sequence[Image.Image]
@@ -293,6 +333,15 @@ class Img2ImgModel:
     vae_tiling: int = VAE_TILING  # decode in tiles above this longest side (px); 0: never
     speed: dict[str, Any] = field(default_factory=dict)  # the speed options in effect
     loras: LoadedLoras = field(default_factory=LoadedLoras)  # resident LoRAs, the active ones
+    prompt_cache: prompts.PromptCache = field(default_factory=lambda: prompts.PromptCache(PROMPT_CACHE))
+    name: str = ""  # the registry entry's: part of every prompt-cache key
+    previews: bool = True  # render previews for works that have a ``preview`` sink
+    preview_interval: float = preview.INTERVAL  # seconds between two previews of one job, at least
+
+    @property
+    def tiny_vae(self) -> bool:
+        """Whether the pipeline's autoencoder is a TAESD (``AutoencoderTiny``)."""
+        return type(getattr(self.pipe, "vae", None)).__name__ == "AutoencoderTiny"
 
     def batch_key(self, work: Work) -> Hashable:
         """Works with equal keys can run as one batch: same working size, steps, strength, guidance, LoRAs."""
@@ -332,8 +381,11 @@ class Img2ImgModel:
         rows = [(work, seed) for work in works for seed in work.seeds]
         steps, strength, guidance = _call_settings(works[0])
         negatives = [work.request.negative_prompt for work, _ in rows]
+        texts = [work.request.prompt for work, _ in rows]
+        # everything besides the text that changes the embeddings: this model and its active LoRAs
+        context = (self.name, self.loras.active)
         return dict(
-            **prompts.call_kwargs(self.pipe, [work.request.prompt for work, _ in rows], negatives),
+            **prompts.call_kwargs(self.pipe, texts, negatives, self.prompt_cache, context),
             # one source for one work (the pipeline repeats it); else one per row
             image=works[0].image if len(works) == 1 else [work.image for work, _ in rows],
             strength=strength,
@@ -341,9 +393,22 @@ class Img2ImgModel:
             guidance_scale=guidance,
             generator=pretrained.generators(self.device, [seed for _, seed in rows]),
             output_type="np",  # floats: NaNs are still visible; converted to PIL as "pil" would
-            callback_on_step_end=_on_step_end(progress, min(int(steps * strength), steps)),
+            callback_on_step_end=_on_step_end(progress, min(int(steps * strength), steps), self._previews(works)),
             **ip_adapter.call_kwargs(self.pipe, list(works)),
         )
+
+    def _previews(self, works: Sequence[Work]) -> list[tuple[int, PreviewSink, preview.LatentPreview]]:
+        """(latent row, sink, throttled renderer) for each work that wants previews: its first output's row."""
+        if not self.previews:
+            return []
+        decoder = functools.partial(preview.tiny_vae_rgb, self.pipe.vae) if self.tiny_vae else None
+        found, row = [], 0
+        for work in works:
+            if work.preview is not None and work.seeds:
+                render = preview.LatentPreview(preview.family(self.pipe), self.preview_interval, decoder=decoder)
+                found.append((row, work.preview, render))
+            row += len(work.seeds)
+        return found
 
     def _outcomes(self, works: Sequence[Work], result: Any) -> list[Images | Exception]:
         """The pipeline's output rows, split back into each work's images (or its blank-image error)."""
@@ -367,14 +432,32 @@ class Img2ImgModel:
             vae.disable_tiling()
 
 
-def _on_step_end(progress: Progress, expected: int) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
-    """The pipeline's ``callback_on_step_end``: reports every step (and so stops a cancelled job)."""
+Previews = Sequence[tuple[int, PreviewSink, "preview.LatentPreview"]]
+
+
+def _on_step_end(
+    progress: Progress, expected: int, previews: Previews = ()
+) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+    """The pipeline's ``callback_on_step_end``: reports every step (and so stops a cancelled job), and
+    hands each watched work a preview of its latents when its renderer's interval has passed."""
+    broken: list[bool] = []
 
     def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         # num_timesteps is the loop's real length (set before the first step): int(steps * strength)
         # for first-order schedulers, more for PNDM (+1) or second-order ones (Heun, DPM2).
         total = getattr(pipe, "num_timesteps", None) or expected
-        progress(min(i + 1, total), total)  # raises JobCancelled: it propagates out of the pipeline
+        step = min(i + 1, total)
+        progress(step, total)  # raises JobCancelled: it propagates out of the pipeline
+        latents = kwargs.get("latents")
+        if step < total and latents is not None and previews and not broken:  # the last step: the result follows
+            try:
+                for row, sink, render in previews:
+                    data = render(latents[row : row + 1])
+                    if data:
+                        sink(step, total, data)
+            except Exception:  # noqa: BLE001 - a preview never fails a job
+                log.exception("rendering a preview failed; no more previews for this run")
+                broken.append(True)
         return kwargs
 
     return on_step_end
@@ -414,8 +497,12 @@ def _speed_up(model: Img2ImgModel, entry: ModelEntry) -> dict[str, Any]:
     speed: dict[str, Any] = {"dtype": str(pipe.unet.dtype).removeprefix("torch.")}
     if options.get("sdpa", True):
         speed["sdpa"] = _use_sdpa(pipe)
-    if options.get("channels_last", cuda):
-        pipe.unet.to(memory_format=torch.channels_last)
+    # NHWC: on CUDA, and for bfloat16 on a CPU (oneDNN's AMX kernels want it: TAESD at 512² encodes
+    # and decodes ~4x faster than bfloat16 NCHW; float32 gains nothing there, BENCHMARKS.md)
+    if options.get("channels_last", cuda or pipe.unet.dtype == torch.bfloat16):
+        for module in (pipe.unet, getattr(pipe, "vae", None)):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
         speed["channels_last"] = True
     if options.get("vae_slicing", True) and hasattr(pipe.vae, "use_slicing"):
         pipe.vae.enable_slicing()
@@ -505,6 +592,7 @@ def _warm_up(model: Img2ImgModel, entry: ModelEntry, side: int) -> None:
             device=model.device,
         )
         model.run_batch([work], lambda step, total: None)
+    model.prompt_cache.clear()
     log.info("%s: compiled and warmed up at %d px", entry.name, side)
 
 

@@ -11,19 +11,72 @@ syntax.
 
 A pipeline this does not know (no CLIP text encoder, or no ``prompt_embeds`` argument) gets the
 prompt strings as before.
+
+``PromptCache``: the embeddings of recent prompts, so a reroll or a variation (same prompt, new
+seed) skips the text encoder. Its key is the caller's ``context`` (what else changes the
+embeddings: the model, the active LoRAs at their weights) with ``SYNTAX`` (this module's way of
+encoding) and the prompt text; least recently used entries go first.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 from bot.prompts import MAX_WEIGHTED, Fragment, Segment, parse_prompt, weighted_count
 from engine.work import UserFacingError
 
+# What the key of a cached embedding says about how it was made: compel's A1111 syntax, weights, BREAK,
+# 77-token chunks, last (SD) or penultimate (SDXL) hidden states. Change it when the encoding changes.
+SYNTAX = "compel-a1111-v1"
 
-def call_kwargs(pipe: Any, prompts: list[str], negatives: list[str]) -> dict[str, Any]:
-    """The prompt arguments of one pipeline call with one row per prompt (``negatives`` row for row)."""
+
+class PromptCache:
+    """A prompt's embeddings by (context, text), the ``size`` most recently used kept (0: none)."""
+
+    def __init__(self, size: int):
+        self.size = max(0, int(size))
+        self._entries: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> tuple[Any, Any] | None:
+        found = self._entries.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return found
+
+    def put(self, key: Hashable, value: tuple[Any, Any]) -> None:
+        if self.size <= 0:
+            return
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def call_kwargs(
+    pipe: Any,
+    prompts: list[str],
+    negatives: list[str],
+    cache: PromptCache | None = None,
+    context: Hashable = (),
+) -> dict[str, Any]:
+    """The prompt arguments of one pipeline call with one row per prompt (``negatives`` row for row).
+
+    With a ``cache``, a prompt's embeddings are looked up under (``context``, ``SYNTAX``, text) first;
+    ``context`` must name everything else that changes them (the model, its active LoRAs)."""
     encoders = _encoders(pipe)
     if not encoders:
         return {"prompt": prompts, "negative_prompt": negatives if any(negatives) else None}
@@ -32,9 +85,22 @@ def call_kwargs(pipe: Any, prompts: list[str], negatives: list[str]) -> dict[str
     xl = getattr(pipe, "text_encoder_2", None) is not None
     # diffusers' SDXL: an empty negative prompt is zeros, not the embedding of ""
     zero_empty = xl and bool(getattr(pipe.config, "force_zeros_for_empty_prompt", False))
-    cache: dict[str, tuple[Any, Any]] = {}
+    seen: dict[str, tuple[Any, Any]] = {}
+
+    def embeddings(text: str) -> tuple[Any, Any]:
+        if text in seen:
+            return seen[text]
+        key = (context, SYNTAX, text)
+        found = cache.get(key) if cache is not None else None
+        if found is None:
+            found = _embeddings(encoders, text, xl)
+            if cache is not None:
+                cache.put(key, found)
+        seen[text] = found
+        return found
+
     with torch.no_grad():
-        rows = [_embeddings(encoders, text, xl, cache) for text in prompts + negatives]
+        rows = [embeddings(text) for text in prompts + negatives]
         embeds = _pad([embed for embed, _ in rows], encoders)
         pooled = [pool for _, pool in rows]
         for index, text in enumerate(negatives, start=len(prompts)):
@@ -82,10 +148,8 @@ def _encoders(pipe: Any) -> list[Any]:
     return providers
 
 
-def _embeddings(encoders: list[Any], text: str, xl: bool, cache: dict[str, tuple[Any, Any]]) -> tuple[Any, Any]:
+def _embeddings(encoders: list[Any], text: str, xl: bool) -> tuple[Any, Any]:
     """(embeddings [1, n×77, dim], pooled [1, dim] or None) of one prompt."""
-    if text in cache:
-        return cache[text]
     import torch
 
     segments = parse_prompt(text)
@@ -100,7 +164,6 @@ def _embeddings(encoders: list[Any], text: str, xl: bool, cache: dict[str, tuple
     if xl:  # the second encoder's pooled embedding of the words (first 77 tokens), as diffusers takes it
         words = " ".join("".join(fragment.text for fragment in segment).strip() for segment in segments)
         pooled = encoders[-1].get_pooled_embeddings([words], device=encoders[-1].device)
-    cache[text] = (embeds, pooled)
     return embeds, pooled
 
 

@@ -12,6 +12,9 @@ in the cache (never on the network). Loading is offline (``local_files_only``) w
 ``offline = true`` or ``HF_HUB_OFFLINE`` is set. The dtype is explicit: float16 on CUDA unless the
 entry's ``dtype`` says otherwise, float32 on the CPU unless its ``cpu_dtype`` says bfloat16.
 
+A single model beside the pipeline (``tiny_vae``: a TAESD autoencoder) is a folder or a cached hub
+id too: ``component_problem`` checks it, ``from_pretrained_component`` loads it in the entry's dtype.
+
 Nothing here imports torch or diffusers until a load asks for them, so a kind's ``check`` stays cheap.
 docs/models.md is the operator's guide to these options.
 """
@@ -173,3 +176,30 @@ def pretrained_kwargs(entry: ModelEntry, source: Source, device: str) -> dict[st
         if entry.options.get(option):
             kwargs[option] = entry.options[option]
     return kwargs
+
+
+def component_problem(where: str, entry: ModelEntry, option: str) -> str | None:
+    """None when the single model ``where`` (the entry's ``option``: a folder or a cached hub id holding
+    a diffusers ``config.json`` and its weights) can be loaded here, else a user-safe reason."""
+    source = locate(str(where).strip())
+    if source.kind == "folder":
+        if not (source.path / "config.json").is_file():
+            return f"needs weights: {option} {source.where} has no config.json (not a diffusers model folder)"
+        return None
+    if source.kind == "hub":
+        if cached(source.where, "config.json", entry) is None:
+            return f"needs weights: download {source.where} first (hf download {source.where}) for {option}"
+        return None
+    return f"needs weights: {option} {source.where} not found (a diffusers model folder or a hub id)"
+
+
+def from_pretrained_component(cls: Any, where: str, entry: ModelEntry, device: str) -> Any:
+    """``cls.from_pretrained`` of a single model (a folder or a cached hub id) in the entry's dtype, on no
+    device yet. Never downloads: a hub id loads from the cache only."""
+    source = locate(str(where).strip())
+    if source.kind not in ("folder", "hub"):
+        raise MissingWeights(f"needs weights: {source.where} not found")
+    kwargs: dict[str, Any] = {dtype_kwarg(): torch_dtype(entry, device), "local_files_only": True}
+    if source.kind == "hub":
+        kwargs["cache_dir"] = hub_cache_dir(entry)
+    return cls.from_pretrained(source.where, **kwargs)

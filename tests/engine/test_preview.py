@@ -41,13 +41,31 @@ def test_preview_is_throttled():
     assert previews(latents) is not None
 
 
+def test_a_slow_preview_waits_longer_so_previews_keep_within_their_share():
+    now = [0.0]
+
+    def slow(latents, side):  # a decoder that takes 0.5 s of the (fake) clock
+        now[0] += 0.5
+        return Image.new("RGB", (side, side))
+
+    previews = preview.LatentPreview(interval=3.0, clock=lambda: now[0], decoder=slow, share=0.05)
+    latents = torch.randn(1, 4, 8, 8)
+    times = []
+    while now[0] < 60:
+        if previews(latents) is not None:
+            times.append(now[0])
+        now[0] += 1.0  # a step
+    assert len(times) >= 5 and all(b - a >= 0.5 / 0.05 for a, b in zip(times, times[1:], strict=False))
+    assert 0.5 * len(times) <= 0.05 * now[0] + 0.5  # within the share (plus the first render)
+
+
 def test_preview_of_a_real_pipelines_latents(tiny_sd, one_torch_thread):
     from diffusers import StableDiffusionImg2ImgPipeline
 
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(str(tiny_sd))
     pipe.set_progress_bar_config(disable=True)
     assert preview.family(pipe) == "sd"
-    previews = preview.LatentPreview(preview.family(pipe), interval=0.0)
+    previews = preview.LatentPreview(preview.family(pipe), interval=0.0, share=0.0)  # every step
     shown: list[bytes] = []
 
     def on_step_end(pipe, step, timestep, kwargs):

@@ -171,7 +171,7 @@ def test_classic_work_never_imports_torch():
                         image=buffer.getvalue(),
                         request=Request(prompt="warm watercolor", model="classic", strength=0.6, seed=i))
                     for i in range(3)]
-            runs = [engine.run(job, lambda s, t: None, threading.Event()) for job in jobs]
+            runs = [engine.run(job, lambda s, t, preview=b"": None, threading.Event()) for job in jobs]
             results = await asyncio.gather(*runs)
             print(",".join(r.status.value for r in results), engine.stats()["batches"],
                   engine.prefetch("classic").result())

@@ -71,11 +71,15 @@ class Run:
         self.job = job
         self.cancel = threading.Event()
         self.steps: list[tuple[int, int]] = []
+        self.previews: list[tuple[int, int, bytes]] = []  # (step, total, JPEG) as the engine sent them
         self._on_step = on_step
         self.stepped = asyncio.Event()
         self.task = asyncio.ensure_future(engine.run(job, self.progress, self.cancel))
 
-    def progress(self, step: int, total: int) -> None:
+    def progress(self, step: int, total: int, preview: bytes = b"") -> None:
+        if preview:  # a preview rides on a step already reported
+            self.previews.append((step, total, preview))
+            return
         self.steps.append((step, total))
         if step >= 1:
             self.stepped.set()

@@ -330,3 +330,30 @@ def build_tiny_sd_single_file(path: Path, folder: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(checkpoint, str(path))
     return path
+
+
+# TAESD (madebyollin/taesd): diffusers' AutoencoderTiny defaults are its config; TAESDXL has the same.
+TAESD = dict(
+    encoder_block_out_channels=(64, 64, 64, 64),
+    decoder_block_out_channels=(64, 64, 64, 64),
+    num_encoder_blocks=(1, 3, 3, 3),
+    num_decoder_blocks=(3, 3, 3, 1),
+    latent_channels=4,
+    latent_magnitude=3,
+    latent_shift=0.5,
+    scaling_factor=1.0,
+)
+
+
+def build_taesd(folder: Path, *, seed: int = 0) -> Path:
+    """An ``AutoencoderTiny`` with TAESD's real architecture (2.4 M parameters) and random weights, saved
+    as a diffusers model folder (kept if already there): what ``tiny_vae`` points at, without the hub."""
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny(**TAESD).save_pretrained(str(folder))
+    return folder
