@@ -121,7 +121,7 @@ def measure(models: Any, case: Case, device: str, jobs: int) -> dict[str, Any]:
 
     async def one(seed: int) -> float:
         began = time.perf_counter()
-        result = await runner.run(job(seed), lambda step, total: None, threading.Event())
+        result = await runner.run(job(seed), lambda step, total, preview=b"": None, threading.Event())
         if result.status is not Status.done:
             problems.append(result.error or str(result.status))
         elif not result.outputs or min(len(output.data) for output in result.outputs) < 100:
