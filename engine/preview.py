@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -96,12 +97,22 @@ def jpeg(image: Image.Image, quality: int = 70) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass
+class RenderCost:
+    """What one model's last preview render took, shared by the previews of its jobs."""
+
+    seconds: float = 0.0
+
+
 class LatentPreview:
     """Renders a job's latents as JPEG bytes at most once per ``interval`` seconds (None in between):
     the linear projection of the ``kind`` family, or ``decoder(latents, max_side)`` when given (TAESD).
 
     After a render that took ``d`` seconds the next waits at least ``d / share`` seconds too, so
-    previews never take more than ``share`` of the job's time, however slow the machine is."""
+    previews never take more than ``share`` of the job's time, however slow the machine is. With a
+    ``cost`` shared across a model's jobs, a job's first preview waits for the last render's ``d /
+    share`` too (from the job's start): a job shorter than that gets none, so it is not slowed
+    either (a render in a new job can cost more than a warm one: oneDNN builds kernels for its shapes)."""
 
     def __init__(
         self,
@@ -111,10 +122,13 @@ class LatentPreview:
         clock: Callable[[], float] = time.monotonic,
         decoder: Callable[[Any, int], Image.Image] | None = None,
         share: float = SHARE,
+        cost: RenderCost | None = None,
     ):
         self.kind, self.interval, self.max_side, self.clock = kind, interval, max_side, clock
         self.decoder, self.share = decoder, share
-        self._next: float | None = None  # no preview before this time
+        self.cost = cost if cost is not None else RenderCost()
+        first = self.cost.seconds / share if share > 0 else 0.0
+        self._next: float | None = clock() + first if first > 0 else None  # no preview before this time
 
     def __call__(self, latents: Any) -> bytes | None:
         now = self.clock()
@@ -125,5 +139,6 @@ class LatentPreview:
         else:
             data = jpeg(latent_rgb(latents, self.kind, self.max_side))
         took = self.clock() - now
+        self.cost.seconds = took
         self._next = now + max(self.interval, took / self.share if self.share > 0 else 0.0)
         return data

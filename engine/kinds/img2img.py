@@ -337,6 +337,7 @@ class Img2ImgModel:
     name: str = ""  # the registry entry's: part of every prompt-cache key
     previews: bool = True  # render previews for works that have a ``preview`` sink
     preview_interval: float = preview.INTERVAL  # seconds between two previews of one job, at least
+    preview_cost: preview.RenderCost = field(default_factory=preview.RenderCost)  # the last render's, for the next job
 
     @property
     def tiny_vae(self) -> bool:
@@ -405,7 +406,9 @@ class Img2ImgModel:
         found, row = [], 0
         for work in works:
             if work.preview is not None and work.seeds:
-                render = preview.LatentPreview(preview.family(self.pipe), self.preview_interval, decoder=decoder)
+                render = preview.LatentPreview(
+                    preview.family(self.pipe), self.preview_interval, decoder=decoder, cost=self.preview_cost
+                )
                 found.append((row, work.preview, render))
             row += len(work.seeds)
         return found

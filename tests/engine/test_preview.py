@@ -59,6 +59,26 @@ def test_a_slow_preview_waits_longer_so_previews_keep_within_their_share():
     assert 0.5 * len(times) <= 0.05 * now[0] + 0.5  # within the share (plus the first render)
 
 
+def test_a_jobs_first_preview_waits_for_what_the_last_render_cost():
+    now = [0.0]
+
+    def slow(latents, side):  # 0.4 s of the (fake) clock, as a cold TAESD render in a new job may take
+        now[0] += 0.4
+        return Image.new("RGB", (side, side))
+
+    cost = preview.RenderCost()
+    latents = torch.randn(1, 4, 8, 8)
+    first_job = preview.LatentPreview(interval=3.0, clock=lambda: now[0], decoder=slow, cost=cost)
+    assert first_job(latents) is not None and cost.seconds == pytest.approx(0.4)  # nothing known yet: at once
+    started = now[0] = 100.0
+    short_job = preview.LatentPreview(interval=3.0, clock=lambda: now[0], decoder=slow, cost=cost)
+    while now[0] < started + 7.9:  # a job shorter than 0.4 / 0.05 = 8 s: no preview at all
+        assert short_job(latents) is None
+        now[0] += 1.0
+    now[0] = started + 8.0
+    assert short_job(latents) is not None, "a longer job gets its preview once it has run 8 s"
+
+
 def test_preview_of_a_real_pipelines_latents(tiny_sd, one_torch_thread):
     from diffusers import StableDiffusionImg2ImgPipeline
 
