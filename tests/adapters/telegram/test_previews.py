@@ -41,6 +41,17 @@ async def stored_place(harness: Harness, job_id: str, want: str, timeout: float 
         await asyncio.sleep(0.02)
 
 
+async def first_preview(fake: FakeTelegram, worker: PlayedWorker, chat, user, caption: str):
+    """``/remix caption`` asked in ``chat``, its job running and its first preview sent: (the asking
+    message, the job id, the status message, now a photo)."""
+    asked = fake.send(chat, user, caption=caption, photo=picture())
+    (job_id,) = await new_jobs(fake, asked)
+    await worker.publish(Event(job_id, Status.running))
+    await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
+    photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
+    return asked, job_id, photo
+
+
 async def start(fake, tg_settings, redis_url) -> Harness:
     options = replace(FAST, edit_interval=EDIT_INTERVAL, preview_interval=PREVIEW_INTERVAL)
     harness = Harness(fake, tg_settings, options, redis_url=redis_url)
@@ -108,11 +119,7 @@ async def test_a_job_cancelled_from_its_preview_leaves_no_stale_preview(fake, tg
     worker = PlayedWorker(redis_url)
     try:
         chat = fake.private(alice)
-        asked = fake.send(chat, alice, caption="/remix oil", photo=picture())
-        (job_id,) = await new_jobs(fake, asked)
-        await worker.publish(Event(job_id, Status.running))
-        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
-        photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
+        asked, job_id, photo = await first_preview(fake, worker, chat, alice, "/remix oil")
 
         query = fake.press(alice, photo, photo.callback("cancel:"))  # ✖️ Cancel on the preview
         answer = await fake.wait_for(lambda: fake.answer_to(query), 10, "the toast")
@@ -135,11 +142,7 @@ async def test_a_new_process_goes_on_in_the_photo_status_the_old_one_left(fake, 
     harness = await start(fake, tg_settings, redis_url)
     try:
         chat = fake.private(alice)
-        asked = fake.send(chat, alice, caption="/remix ink", photo=picture())
-        (job_id,) = await new_jobs(fake, asked)
-        await worker.publish(Event(job_id, Status.running))
-        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
-        photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
+        asked, job_id, photo = await first_preview(fake, worker, chat, alice, "/remix ink")
         where = f"{chat['id']}:{photo.message_id}"
         assert await stored_place(harness, job_id, where) == where
 
@@ -164,11 +167,7 @@ async def test_a_job_that_ends_right_after_a_restart_leaves_no_stale_preview(fak
     harness = await start(fake, tg_settings, redis_url)
     try:
         chat = fake.private(alice)
-        asked = fake.send(chat, alice, caption="/remix chalk", photo=picture())
-        (job_id,) = await new_jobs(fake, asked)
-        await worker.publish(Event(job_id, Status.running))
-        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
-        photo = await fake.wait_for(lambda: photo_status(fake, chat["id"], job_id), 10, "a photo status")
+        asked, job_id, photo = await first_preview(fake, worker, chat, alice, "/remix chalk")
         where = f"{chat['id']}:{photo.message_id}"
         assert await stored_place(harness, job_id, where) == where
 
@@ -191,11 +190,7 @@ async def test_in_a_group_a_preview_is_behind_a_spoiler_until_the_screened_resul
     harness = await start(fake, tg_settings, redis_url)
     try:
         group = fake.group()
-        asked = fake.send(group, alice, caption="/remix pastel", photo=picture())
-        (job_id,) = await new_jobs(fake, asked)
-        await worker.publish(Event(job_id, Status.running))
-        await worker.publish(Event(job_id, Status.running, step=1, total=4, preview=jpeg(10)))
-        photo = await fake.wait_for(lambda: photo_status(fake, group["id"], job_id), 10, "a photo status")
+        asked, job_id, photo = await first_preview(fake, worker, group, alice, "/remix pastel")
         assert photo.spoiler, "the content filter sees results, not previews"
         await worker.publish(Event(job_id, Status.running, step=3, total=4, preview=jpeg(30)))
         await fake.wait_for(lambda: photo.data == jpeg(30), 10, "the next preview")
