@@ -64,6 +64,15 @@ ZOOMS = {"1.5": Button.zoom15, "2": Button.zoom2, "2.0": Button.zoom2}
 PANS = {"left": Button.panleft, "right": Button.panright, "up": Button.panup, "down": Button.pandown}
 
 
+def image_and_job(rest: str, last_job: str | None) -> tuple[int, str | None]:
+    """``[N] [JOB]`` after an action word: the output's index (from 1-based N; 0 when not given) and the
+    job (the newest finished one when not given). A job id is 12 hex characters, so one made of digits
+    alone is still a job, never an image number (those have at most three digits)."""
+    args = rest.split()
+    index = int(args.pop(0)) - 1 if args and args[0].isdigit() and len(args[0]) <= 3 else 0
+    return max(index, 0), args[0] if args else last_job
+
+
 class Console:
     def __init__(
         self, service: Service, *, user: str = "local", stdin: TextIO | None = None, stdout: TextIO | None = None
@@ -162,12 +171,10 @@ class Console:
             self.say(f"this image carries settings; to reuse them type: {path_text} {ticket.offer}")
 
     async def _press(self, button: Button, rest: str) -> None:
-        args = rest.split()
-        index = int(args.pop(0)) - 1 if args and args[0].isdigit() else 0
-        job_id = args[0] if args else self._last_job
+        index, job_id = image_and_job(rest, self._last_job)
         if job_id is None:
             raise Refusal("nothing to act on yet — remix an image first")
-        ticket = await self.service.act(self.origin, Press(button, job_id, max(index, 0)))
+        ticket = await self.service.act(self.origin, Press(button, job_id, index))
         self._open.add(ticket.job.id)
         await self.status.post(ticket.job, ticket.position, f"{button.value} of {job_id}")
 
@@ -182,12 +189,10 @@ class Console:
         await self._press(names[how], " ".join([number, *args]).strip())
 
     async def _before_after(self, rest: str) -> None:
-        args = rest.split()
-        index = int(args.pop(0)) - 1 if args and args[0].isdigit() else 0
-        job_id = args[0] if args else self._last_job
+        index, job_id = image_and_job(rest, self._last_job)
         if job_id is None:
             raise Refusal("nothing to show yet — remix an image first")
-        self.say(f"before/after: {await self._save_before_after(job_id, max(index, 0))}")
+        self.say(f"before/after: {await self._save_before_after(job_id, index)}")
 
     async def _save_before_after(self, job_id: str, index: int) -> Path:
         data = await self.service.before_after(self.origin, job_id, index)

@@ -92,3 +92,14 @@ async def test_the_console_shows_eta_progress_and_one_preview_file_that_the_resu
             running.cancel()
         await close_service(service)
         await worker.close()
+
+
+def test_a_job_id_made_of_digits_is_a_job_not_an_image_number():
+    from adapters.console import image_and_job
+
+    assert image_and_job("", "abc123def456") == (0, "abc123def456")
+    assert image_and_job("2", "abc123def456") == (1, "abc123def456")
+    assert image_and_job("2 0123456789ab", None) == (1, "0123456789ab")
+    assert image_and_job("123456789012", "abc123def456") == (0, "123456789012"), "a 12-digit hex job id"
+    assert image_and_job("3 123456789012", None) == (2, "123456789012")
+    assert image_and_job("0", None) == (0, None)
