@@ -33,20 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sd_parsers import ParserManager  # noqa: E402
 
 from bot import images, metadata  # noqa: E402
-from tests.bot.test_metadata import A1111_TEXT, COMFY_PROMPT, COMFY_WORKFLOW, png, with_user_comment  # noqa: E402
+from tests.bot.test_metadata import (  # noqa: E402
+    A1111_TEXT,
+    COMFY_PROMPT,
+    COMFY_WORKFLOW,
+    chained_samplers,
+    png,
+    with_user_comment,
+)
 from tests.fixtures.hostile import text_bomb_png  # noqa: E402
-
-
-def chained(count: int) -> bytes:
-    prompt = {
-        str(i): {
-            "class_type": "KSampler",
-            "inputs": {"seed": 1, "steps": 2, "cfg": 3, "sampler_name": "e", "positive": [str(i + 1), 0]},
-        }
-        for i in range(count)
-    }
-    workflow = {"links": [[i, i + 1, 0, i, 1, "CONDITIONING"] for i in range(count)]}
-    return png({"prompt": json.dumps(prompt), "workflow": json.dumps(workflow)})
 
 
 def old_reader(data: bytes) -> object:
@@ -63,7 +58,7 @@ def main() -> None:
         "A1111 JPEG (EXIF)": with_user_comment(A1111_TEXT, "JPEG"),
         "ComfyUI PNG, 8 nodes": png({"prompt": json.dumps(COMFY_PROMPT), "workflow": json.dumps(COMFY_WORKFLOW)}),
         "1 MB zTXt text bomb": text_bomb_png(),
-        **{f"ComfyUI, {n} chained samplers": chained(n) for n in (100, 200, 300)},
+        **{f"ComfyUI, {n} chained samplers": chained_samplers(n) for n in (100, 200, 300)},
     }
     manager = ParserManager()
     paths: dict[str, Callable[[bytes], object]] = {
